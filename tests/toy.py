@@ -32,3 +32,24 @@ def toy_task(n: int, shift: int, seed: int, length: tuple[int, int] = (3, 8)) ->
         rows["attention_mask"].append([1] * (len(src) + 1))
         rows["labels"].append(tgt + [1])
     return Dataset.from_dict(rows)
+
+
+def collate(features: list[dict]) -> dict:
+    """Pad a toy batch (pad 0, labels -100) and pass `task_id` through."""
+    import torch
+
+    def pad(key: str, value: int) -> torch.Tensor:
+        width = max(len(f[key]) for f in features)
+        return torch.tensor([list(f[key]) + [value] * (width - len(f[key])) for f in features])
+
+    batch = {"input_ids": pad("input_ids", 0), "attention_mask": pad("attention_mask", 0), "labels": pad("labels", -100)}
+    if "task_id" in features[0]:
+        batch["task_id"] = torch.tensor([f["task_id"] for f in features])
+    return batch
+
+
+def toy_mixture() -> tuple[dict, dict]:
+    """Two tasks of very different sizes, plus per-task eval sets."""
+    train = {"hr": toy_task(3000, 3, 0), "lr": toy_task(40, 7, 1)}
+    evals = {"hr": toy_task(32, 3, 10), "lr": toy_task(32, 7, 11)}
+    return train, evals

@@ -1,0 +1,113 @@
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from hf_ptjf.trainer import MIXTURE_STATE_NAME, MixtureTrainer, MixtureTrainingArguments
+
+from .toy import collate, tiny_t5, toy_mixture
+
+
+def make_trainer(out, max_steps=12, bs=8, ga=1, save_steps=500, **kw):
+    train, evals = toy_mixture()
+    args = MixtureTrainingArguments(
+        output_dir=str(out), max_steps=max_steps, per_device_train_batch_size=bs, gradient_accumulation_steps=ga,
+        learning_rate=5e-3, warmup_steps=2, lr_scheduler_type="cosine", logging_steps=1, save_steps=save_steps,
+        eval_strategy="steps", eval_steps=6, per_device_eval_batch_size=16, report_to=[], use_cpu=True,
+        mixture_strategy="temperature", mixture_tau=3.0, seed=7, disable_tqdm=True, **kw,
+    )
+    return MixtureTrainer(model=tiny_t5(), args=args, train_datasets=train, eval_dataset=evals, data_collator=collate)
+
+
+def train_logs(trainer):
+    return [h for h in trainer.state.log_history if "loss" in h]
+
+
+def test_counts_equal_the_sampler_and_per_task_eval(tmp_path):
+    t = make_trainer(tmp_path, max_steps=12)
+    t.train()
+    last = train_logs(t)[-1]
+    expected = t.mixture_sampler.task_counts(12 * 8)
+    assert [last["examples_seen_hr"], last["examples_seen_lr"]] == expected.tolist()
+    assert expected[1] > 0  # the small task is really sampled
+    # target tokens are counted from the labels actually consumed
+    idx = t.mixture_sampler.indices(0, 12 * 8)
+    lengths = np.array([len(t.train_dataset[int(i)]["labels"]) for i in idx])
+    tasks = t.mixture_sampler.task_of(idx)
+    assert last["target_tokens_seen_lr"] == lengths[tasks == 1].sum()
+    evals = {k for h in t.state.log_history for k in h if k.startswith("eval_") and k.endswith("_loss")}
+    assert evals == {"eval_hr_loss", "eval_lr_loss"}
+
+
+def test_rates_follow_the_strategy_or_explicit_rates(tmp_path):
+    t = make_trainer(tmp_path)
+    sizes = np.array([3000, 40]) / 3040
+    np.testing.assert_allclose(t.rates, sizes ** (1 / 3) / (sizes ** (1 / 3)).sum())
+    train, evals = toy_mixture()
+    t2 = MixtureTrainer(model=tiny_t5(), args=t.args, train_datasets=train, eval_dataset=evals, rates={"hr": 0.7, "lr": 0.3},
+                        data_collator=collate)
+    np.testing.assert_allclose(t2.rates, [0.7, 0.3])
+    with pytest.raises(ValueError, match="unknown task"):
+        MixtureTrainer(model=tiny_t5(), args=t.args, train_datasets=train, eval_dataset=evals, rates={"xx": 1.0},
+                       data_collator=collate)
+
+
+def test_resumed_training_reproduces_the_uninterrupted_run(tmp_path):
+    full = make_trainer(tmp_path / "full", max_steps=12, save_steps=5)
+    full.train()
+    ckpt = tmp_path / "full" / "checkpoint-5"
+    state = json.loads((ckpt / MIXTURE_STATE_NAME).read_text())
+    assert state["sampler"]["position"] == 5 * 8
+    assert [state["seen"][n]["examples"] for n in ("hr", "lr")] == full.mixture_sampler.task_counts(40).tolist()
+
+    resumed = make_trainer(tmp_path / "resumed", max_steps=12, save_steps=5)
+    resumed.train(resume_from_checkpoint=str(ckpt))
+    a = {h["step"]: h for h in train_logs(full)}
+    b = {h["step"]: h for h in train_logs(resumed) if h["step"] > 5}  # 1-5 come from the checkpoint
+    assert sorted(b) == list(range(6, 13))
+    for step in b:
+        assert b[step]["loss"] == pytest.approx(a[step]["loss"], rel=1e-5), step
+        for key in ("examples_seen_hr", "examples_seen_lr", "target_tokens_seen_hr", "target_tokens_seen_lr"):
+            assert b[step][key] == a[step][key], (step, key)
+    wa = load_file(tmp_path / "full" / "checkpoint-12" / "model.safetensors")
+    wb = load_file(tmp_path / "resumed" / "checkpoint-12" / "model.safetensors")
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=1e-5, atol=1e-6)
+
+
+def test_resume_refuses_different_tasks(tmp_path):
+    t = make_trainer(tmp_path / "a", max_steps=4, save_steps=4)
+    t.train()
+    train, evals = toy_mixture()
+    other = MixtureTrainer(model=tiny_t5(), args=t.args, train_datasets={"lr": train["lr"], "hr": train["hr"]},
+                           eval_dataset=evals, data_collator=collate)
+    with pytest.raises(ValueError, match="tasks"):
+        other.train(resume_from_checkpoint=str(tmp_path / "a" / "checkpoint-4"))
+
+
+def test_gradient_accumulation_does_not_rescale_the_loss(tmp_path):
+    # Same 8 examples per optimizer step, as 1x8 or 2x4 micro-batches: the logged loss must agree
+    # (transformers 5.x would otherwise double it for T5 under accumulation).
+    one = make_trainer(tmp_path / "one", max_steps=1, bs=8, ga=1)
+    one.train()
+    two = make_trainer(tmp_path / "two", max_steps=1, bs=4, ga=2)
+    two.train()
+    assert two.mixture_sampler.indices(0, 8).tolist() == one.mixture_sampler.indices(0, 8).tolist()
+    l1, l2 = train_logs(one)[0]["loss"], train_logs(two)[0]["loss"]
+    assert l2 == pytest.approx(l1, rel=0.1)
+    assert not one.model_accepts_loss_kwargs
+
+
+def test_empty_task_is_rejected(tmp_path):
+    train, _ = toy_mixture()
+    args = MixtureTrainingArguments(output_dir=str(tmp_path), max_steps=1, report_to=[], use_cpu=True)
+    with pytest.raises(ValueError, match="empty"):
+        MixtureTrainer(model=tiny_t5(), args=args, train_datasets={"a": train["hr"], "b": train["lr"].select([])})
+
+
+def test_unknown_strategy_is_rejected(tmp_path):
+    with pytest.raises(ValueError, match="mixture_strategy"):
+        MixtureTrainingArguments(output_dir=str(tmp_path), mixture_strategy="softmax")
