@@ -6,8 +6,8 @@ generated without replaying what came before:
 * Task of each position: i.i.d. draws from the rates. Positions are grouped in blocks of 4,096; the
   per-block task counts come from a binary tree whose root holds the multinomial counts of a whole
   "era" of 2**29 positions and whose children split their parent's counts with a multivariate
-  hypergeometric draw. Given its counts, a block is a uniformly random arrangement of its labels.
-  The result has exactly the law of i.i.d. categorical draws, and the number of times each task
+  hypergeometric draw. Given its counts, a block's labels are shuffled by a keyed Feistel
+  permutation of its slots. The counts have exactly the law of i.i.d. categorical draws, and the number of times each task
   occurred before any position is a walk down the tree: O(log) work, no replay (O(1) in practice).
 * Example within a task: the j-th occurrence of task k is example ``perm_{k,p}(j mod D_k)`` with
   pass ``p = j // D_k``, where ``perm_{k,p}`` is a keyed Feistel permutation (cycle-walking to any
@@ -40,42 +40,51 @@ _CHUNK = _BLOCK * 64  # positions generated per vectorised step
 _ROOT, _SPLIT, _ARRANGE, _PERM = 1, 2, 3, 4
 
 
+
 def _rng(*key: int) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(k) for k in key])))
 
 
-def _mix64(x: np.ndarray, key: np.uint64) -> np.ndarray:
-    """splitmix64 finaliser of (x ^ key): the Feistel round function (uint64 arithmetic wraps)."""
-    z = (x ^ key) * np.uint64(0x9E3779B97F4A7C15)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
+def _round(x: np.ndarray, key: np.ndarray | np.integer) -> np.ndarray:
+    """Feistel round function: multiply (x ^ key) by an odd constant and fold the high half down.
+
+    The fold matters: the low bits of a product depend only on the low bits of its input, and the
+    callers keep the low bits. Works in the dtype of ``x`` (uint32 is ~3x faster than uint64).
+    """
+    wide = x.dtype == np.uint64
+    z = x ^ key
+    z *= np.uint64(0x9E3779B97F4A7C15) if wide else np.uint32(0x9E3779B9)
+    z ^= z >> (np.uint64(32) if wide else np.uint32(16))
+    return z
 
 
 def feistel_permute(x: np.ndarray, domain: int, keys: np.ndarray) -> np.ndarray:
     """Apply a keyed pseudo-random permutation of ``range(domain)`` to the values ``x``.
 
-    A balanced Feistel network on 2*h bits (2**(2h) >= domain) is a bijection on that power-of-two
-    range; cycle-walking (re-applying it to values that land outside ``domain``) restricts it to a
-    bijection on ``range(domain)``. The range is < 4 * domain, so few walks are needed.
+    A Feistel network on ``bits = ceil(log2(domain))`` bits (halves of sizes bits//2 and the rest,
+    which swap every round) is a bijection on ``range(2**bits)``; cycle-walking (re-applying it to
+    values that land outside ``domain``) restricts it to ``range(domain)``. That range is < 2 * domain,
+    so few walks are needed. ``keys`` holds one key per round (each a scalar, or one per element).
     """
     if domain == 1:
-        return np.zeros_like(x)
-    half = max(1, (int(domain - 1).bit_length() + 1) // 2)
-    half_mask = np.uint64((1 << half) - 1)
-    shift = np.uint64(half)
+        return np.zeros(len(x), dtype=np.int64)
+    bits = max(2, int(domain - 1).bit_length())
+    dtype = np.uint32 if bits <= 32 else np.uint64
+    keys = keys.astype(dtype)  # uint32 keeps the low 32 bits of each key
 
     def once(v: np.ndarray) -> np.ndarray:
-        left, right = v >> shift, v & half_mask
+        n_left, n_right = bits // 2, bits - bits // 2
+        left, right = v >> dtype(n_right), v & dtype((1 << n_right) - 1)
         for key in keys:
-            left, right = right, left ^ (_mix64(right, key) & half_mask)
-        return (left << shift) | right
+            new_right = left ^ (_round(right, key) & dtype((1 << n_left) - 1))
+            left, right, n_left, n_right = right, new_right, n_right, n_left
+        return (left << dtype(n_right)) | right
 
-    out = once(x.astype(np.uint64))
-    bad = out >= np.uint64(domain)
-    while bad.any():
+    out = once(x.astype(dtype))
+    bad = np.flatnonzero(out >= domain)
+    while bad.size:
         out[bad] = once(out[bad])
-        bad = out >= np.uint64(domain)
+        bad = bad[out[bad] >= domain]
     return out.astype(np.int64)
 
 
@@ -121,6 +130,7 @@ class TemperatureMixtureSampler(torch.utils.data.Sampler[int]):
         self._resume_position: int | None = None
         self._position = 0  # next global position this sampler will yield (for state_dict)
         self._nodes: dict[tuple[int, int, int], np.ndarray] = {}
+        self._arrange_keys = np.random.SeedSequence([self.seed, _ARRANGE]).generate_state(_FEISTEL_ROUNDS, np.uint64)
 
     # ---------------------------------------------------------------- public API
     def __len__(self) -> int:
@@ -172,7 +182,7 @@ class TemperatureMixtureSampler(torch.utils.data.Sampler[int]):
         block, within = divmod(int(position), _BLOCK)
         counts = self._counts_before_block(block)
         if within:
-            counts = counts + np.bincount(self._block_labels(block)[:within], minlength=len(self.task_sizes))
+            counts = counts + np.bincount(self._labels(block, block + 1)[:within], minlength=len(self.task_sizes))
         return counts
 
     def state_dict(self) -> dict[str, Any]:
@@ -203,30 +213,47 @@ class TemperatureMixtureSampler(torch.utils.data.Sampler[int]):
         self._position = self._resume_position = int(state["position"])
 
     # ---------------------------------------------------------------- the stream
-    def _block_labels(self, block: int) -> np.ndarray:
-        era, leaf = divmod(block, 1 << _TREE_DEPTH)
-        counts = self._node(era, _TREE_DEPTH, leaf)
-        labels = np.repeat(np.arange(len(counts)), counts)
-        return _rng(self.seed, _ARRANGE, era, leaf).permutation(labels)
+    def _labels(self, first_block: int, last_block: int) -> np.ndarray:
+        """Task label of every position in blocks ``[first_block, last_block)``.
+
+        Each block lists its labels sorted (from its tree counts) and then shuffles them with a
+        Feistel permutation of its 4,096 slots keyed by the block number, all blocks at once.
+        """
+        blocks = np.arange(first_block, last_block, dtype=np.int64)
+        k = len(self.task_sizes)
+        eras, leaves = np.divmod(blocks, 1 << _TREE_DEPTH)
+        counts = np.stack([self._node(int(e), _TREE_DEPTH, int(leaf)) for e, leaf in zip(eras, leaves)])
+        sorted_labels = np.repeat(np.tile(np.arange(k), len(blocks)), counts.reshape(-1))
+        # (rounds, blocks, 1) keys broadcast over a (blocks, 4,096) grid of slots: no per-slot keys;
+        # 4,096 is a power of two, so the permutation needs no cycle-walking.
+        keys = _round(blocks.astype(np.uint64)[None, :, None], self._arrange_keys[:, None, None])
+        slots = np.broadcast_to(np.arange(_BLOCK, dtype=np.uint32), (len(blocks), _BLOCK))
+        shuffled = feistel_permute(slots, _BLOCK, keys).reshape(-1)
+        return sorted_labels[np.repeat((blocks - first_block) * _BLOCK, _BLOCK) + shuffled]
 
     def _range_indices(self, first_block: int, last_block: int) -> np.ndarray:
         """Dataset indices of all positions in blocks ``[first_block, last_block)``, vectorised."""
-        labels = np.concatenate([self._block_labels(b) for b in range(first_block, last_block)])
+        labels = self._labels(first_block, last_block)
+        if len(self.task_sizes) >= 2**15:
+            raise ValueError("at most 32,767 tasks are supported")
         before = self._counts_before_block(first_block)
-        # j = how many times this slot's task was drawn before it: prior blocks + rank within the range
-        order = np.argsort(labels, kind="stable")
-        starts = np.concatenate([[0], np.cumsum(np.bincount(labels, minlength=len(before)))[:-1]])
-        rank = np.empty_like(order)
-        rank[order] = np.arange(len(labels)) - starts[labels[order]]
-        passes, within = np.divmod(before[labels] + rank, self.task_sizes[labels])
-        width = int(passes.max()) + 1
-        group = labels * width + passes  # one Feistel key per (task, pass)
-        out = np.empty(len(labels), dtype=np.int64)
-        for g in np.unique(group).tolist():
-            task, p = divmod(g, width)
-            sel = group == g
-            keys = np.random.SeedSequence([self.seed, _PERM, task, p]).generate_state(_FEISTEL_ROUNDS, np.uint64)
-            out[sel] = self.offsets[task] + feistel_permute(within[sel], int(self.task_sizes[task]), keys)
+        # Sorting the slots by task (stably) lists each task's slots in stream order; their occurrence
+        # numbers are then consecutive, from before[k], so each (task, pass) run is one arange.
+        order = np.argsort(labels.astype(np.int16), kind="stable")  # radix sort on small ints
+        per_task = np.bincount(labels, minlength=len(before))
+        sorted_out = np.empty(len(labels), dtype=np.int64)
+        pos = 0
+        for task, (occurrence, n) in enumerate(zip(before.tolist(), per_task.tolist())):
+            size = int(self.task_sizes[task])
+            while n > 0:
+                p, first = divmod(occurrence, size)
+                take = min(n, size - first)
+                keys = np.random.SeedSequence([self.seed, _PERM, task, p]).generate_state(_FEISTEL_ROUNDS, np.uint64)
+                within = np.arange(first, first + take, dtype=np.int64)
+                sorted_out[pos : pos + take] = self.offsets[task] + feistel_permute(within, size, keys)
+                pos, occurrence, n = pos + take, occurrence + take, n - take
+        out = np.empty_like(sorted_out)
+        out[order] = sorted_out
         return out
 
     def _counts_before_block(self, block: int) -> np.ndarray:

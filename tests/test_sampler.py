@@ -133,3 +133,11 @@ def test_bad_arguments():
         TemperatureMixtureSampler([10], 0)
     with pytest.raises(ValueError, match="tau"):
         TemperatureMixtureSampler([10, 5], 5, temperature=0)
+
+
+def test_feistel_beyond_32_bits_stays_in_domain_and_injective():
+    domain = 3 * 2**33 + 7  # uses the uint64 path
+    keys = np.random.SeedSequence(0).generate_state(4, np.uint64)
+    x = np.arange(0, domain, domain // 20_000, dtype=np.int64)
+    out = feistel_permute(x, domain, keys)
+    assert out.min() >= 0 and out.max() < domain and len(np.unique(out)) == len(x)
