@@ -1,8 +1,18 @@
 """hf_ptjf: pre-training joint fine-tuning (PTJF) for imbalanced multi-task training with HF Trainer."""
 
+from importlib import import_module
+from typing import Any
+
 from .mixing import RATE_STRATEGIES, cap_epochs, mixing_rates, plan, proportional, static, temperature, unimax
 
 __version__ = "0.1.0"
+
+# heavy (torch / transformers) symbols load on first use, so `import hf_ptjf` stays cheap
+_LAZY = {
+    "TemperatureMixtureSampler": "sampler",
+    "MixtureTrainer": "trainer",
+    "MixtureTrainingArguments": "trainer",
+}
 
 __all__ = [
     "RATE_STRATEGIES",
@@ -13,4 +23,11 @@ __all__ = [
     "static",
     "temperature",
     "unimax",
+    *_LAZY,
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'hf_ptjf' has no attribute {name!r}")

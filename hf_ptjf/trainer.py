@@ -178,6 +178,11 @@ class MixtureTrainer(Seq2SeqTrainer):
             if labels is not None:
                 per_example = (labels != -100).sum(dim=-1).detach().to("cpu", torch.long)
                 self._tokens += torch.bincount(task_id, weights=per_example, minlength=k).long()
+        if self.label_smoother is not None and "labels" in inputs and "decoder_input_ids" not in inputs:
+            # label smoothing pops `labels` before forward, so the decoder needs its inputs explicitly
+            prepare = getattr(self.model, "prepare_decoder_input_ids_from_labels", None)
+            if prepare is not None:
+                inputs["decoder_input_ids"] = prepare(labels=inputs["labels"])
         return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None, **gen_kwargs):  # noqa: D102

@@ -108,14 +108,15 @@ def test_identical_fronts():
 
 def test_dominated_by():
     np.testing.assert_array_equal(dominated_by(STAIRS, [[2, 2]]), [False, False, False])
-    np.testing.assert_array_equal(dominated_by([[3, 3], [0.5, 4], [1, 4]], STAIRS), [True, False, True])
+    pts = [[3, 3], [0.5, 4], [1, 4]]
+    np.testing.assert_array_equal(dominated_by(pts, STAIRS), [True, False, True])
     np.testing.assert_array_equal(dominated_by(STAIRS, []), [False, False, False])
 
 
 def test_reference_point():
     np.testing.assert_allclose(reference_point([[1, 5], [3, 2]]), [3.2, 5.3])
     np.testing.assert_allclose(reference_point([[2, 2]]), [2.2, 2.2])  # zero range: 10% of |max|
-    np.testing.assert_allclose(reference_point([[1, 5], [3, np.inf]]), [3.2, 5.5])  # inf ignored; one finite value: 10% of it
+    np.testing.assert_allclose(reference_point([[1, 5], [3, np.inf]]), [3.2, 5.5])  # inf ignored
     with pytest.raises(ValueError, match="margin"):
         reference_point([[1, 1]], margin=0)
 

@@ -111,3 +111,10 @@ def test_empty_task_is_rejected(tmp_path):
 def test_unknown_strategy_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="mixture_strategy"):
         MixtureTrainingArguments(output_dir=str(tmp_path), mixture_strategy="softmax")
+
+
+def test_label_smoothing_without_decoder_inputs_from_the_collator(tmp_path):
+    # the Trainer pops `labels` for its label smoother; the decoder inputs must still reach the model
+    t = make_trainer(tmp_path, max_steps=2, label_smoothing_factor=0.1)
+    t.train()
+    assert train_logs(t)[-1]["loss"] > 0

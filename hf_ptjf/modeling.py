@@ -1,0 +1,360 @@
+"""Model construction: a T5-style encoder-decoder from sizes (from scratch) or from a checkpoint.
+
+T5 is already a pre-LN (pre-norm, RMSNorm) encoder-decoder, so no architecture patching is needed here.
+
+* :class:`ModelArguments`: the recipe's ``model:`` section (sizes, or ``name_or_path``).
+* :func:`build_config` / :func:`build_model`: a ``T5Config`` / ``T5ForConditionalGeneration``.
+* :func:`build_meta_model` / :func:`count_parameters`: shape-only models for planning, no memory.
+* :func:`check_vocab`: refuse a tokenizer that does not match a checkpoint's embedding table.
+
+transformers 5 quirk handled here: ``T5Config`` forces ``tie_word_embeddings=True`` (the flag only
+controls the ``d_model**-0.5`` decoder-output scaling now), so a from-scratch model is always tied.
+Untied models (T5 v1.1 / mT5) get their own ``lm_head`` weight in :func:`build_model`; checkpoints with
+distinct ``shared``/``lm_head`` tensors stay untied when reloaded (transformers only ties equal tensors).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import difflib
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+from transformers import (
+    AutoModelForSeq2SeqLM,
+    PretrainedConfig,
+    PreTrainedModel,
+    T5Config,
+    T5ForConditionalGeneration,
+)
+from transformers.activations import ACT2FN
+
+__all__ = [
+    "ModelArguments",
+    "build_config",
+    "build_meta_model",
+    "build_model",
+    "check_vocab",
+    "count_parameters",
+]
+
+logger = logging.getLogger(__name__)
+
+# Fields describing the architecture; ignored (with a warning) when ``name_or_path`` is set.
+_SIZE_FIELDS = (
+    "num_layers",
+    "num_decoder_layers",
+    "d_model",
+    "d_ff",
+    "num_heads",
+    "d_kv",
+    "feed_forward_proj",
+    "tie_word_embeddings",
+    "vocab_size",
+    "relative_attention_num_buckets",
+)
+
+
+@dataclass
+class ModelArguments:
+    """The recipe's ``model:`` section: a checkpoint to load, or the sizes of a T5 built from scratch."""
+
+    name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Hub id or local path of a seq2seq checkpoint. When set, the size fields are ignored."},
+    )
+    revision: str | None = field(
+        default=None, metadata={"help": "Hub revision (commit sha) to pin `name_or_path` to, for reproducibility."}
+    )
+    num_layers: int = field(default=3, metadata={"help": "Number of encoder layers."})
+    num_decoder_layers: int | None = field(
+        default=None, metadata={"help": "Number of decoder layers (default: `num_layers`)."}
+    )
+    d_model: int = field(default=512, metadata={"help": "Hidden size."})
+    d_ff: int = field(default=2048, metadata={"help": "Feed-forward inner size."})
+    num_heads: int = field(default=8, metadata={"help": "Attention heads."})
+    d_kv: int | None = field(default=None, metadata={"help": "Size of one head (default: d_model // num_heads)."})
+    dropout_rate: float = field(default=0.1, metadata={"help": "Dropout probability, in [0, 1)."})
+    feed_forward_proj: str = field(
+        default="relu", metadata={"help": "FF activation: 'relu' (T5 v1.0) or 'gated-gelu' (T5 v1.1 / mT5)."}
+    )
+    tie_word_embeddings: bool = field(
+        default=True,
+        metadata={"help": "Share input embedding and LM head (T5 v1.0). mT5 / T5 v1.1: False (separate lm_head)."},
+    )
+    vocab_size: int | None = field(
+        default=None, metadata={"help": "Embedding rows (default: the tokenizer's size, len(tokenizer))."}
+    )
+    relative_attention_num_buckets: int = field(
+        default=32, metadata={"help": "Buckets of T5's relative position bias."}
+    )
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Allow custom modeling code from `name_or_path` (only for trusted repos)."}
+    )
+
+    def __post_init__(self) -> None:
+        def positive(name: str, value: int | None) -> None:
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+                raise ValueError(f"model.{name} must be a positive integer, got {value!r}; fix it in the recipe.")
+
+        for name in ("num_layers", "num_decoder_layers", "d_model", "d_ff", "num_heads", "d_kv", "vocab_size"):
+            positive(name, getattr(self, name))
+        positive("relative_attention_num_buckets", self.relative_attention_num_buckets)
+        if self.d_kv is None and self.d_model % self.num_heads:
+            raise ValueError(
+                f"model.d_model={self.d_model} is not divisible by model.num_heads={self.num_heads}; "
+                "change one of them or set model.d_kv explicitly."
+            )
+        if not 0.0 <= float(self.dropout_rate) < 1.0:
+            raise ValueError(f"model.dropout_rate must be in [0, 1), got {self.dropout_rate!r}.")
+        parts = str(self.feed_forward_proj).split("-")
+        act = parts[-1]
+        if len(parts) > 2 or (len(parts) == 2 and parts[0] != "gated") or act not in ACT2FN:
+            raise ValueError(
+                f"model.feed_forward_proj={self.feed_forward_proj!r} is not valid; use an activation like 'relu' "
+                "or 'gelu', optionally gated: 'gated-gelu' (mT5)."
+            )
+        if self.revision is not None and self.name_or_path is None:
+            raise ValueError("model.revision is only used with model.name_or_path; set both or drop revision.")
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ModelArguments":
+        """Build from a recipe's ``model:`` mapping; unknown keys raise ValueError with a did-you-mean hint."""
+        if not isinstance(d, Mapping):
+            raise ValueError(f"The recipe's `model:` section must be a mapping of ModelArguments fields, got {d!r}.")
+        known = [f.name for f in dataclasses.fields(cls)]
+        for key in d:
+            if key not in known:
+                close = difflib.get_close_matches(str(key), known, n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else f" Known fields: {', '.join(known)}."
+                raise ValueError(f"Unknown model argument {key!r} in the recipe's `model:` section.{hint}")
+        return cls(**dict(d))
+
+    @property
+    def resolved_d_kv(self) -> int:
+        """Head size: ``d_kv`` or ``d_model // num_heads``."""
+        return self.d_kv if self.d_kv is not None else self.d_model // self.num_heads
+
+
+def build_config(
+    args: ModelArguments,
+    *,
+    vocab_size: int | None = None,
+    pad_token_id: int = 0,
+    eos_token_id: int = 1,
+    decoder_start_token_id: int = 0,
+) -> T5Config:
+    """A from-scratch ``T5Config`` for ``args``.
+
+    ``vocab_size`` wins over ``args.vocab_size``; one of them must be given. ``config.tie_word_embeddings`` reads
+    True whatever ``args`` says (transformers 5 forces it); the untying happens in :func:`build_model`.
+    """
+    vocab = vocab_size if vocab_size is not None else args.vocab_size
+    if vocab is None or vocab <= 0:
+        raise ValueError(
+            f"vocab_size must be a positive integer, got {vocab!r}; set model.vocab_size in the recipe "
+            "or pass a tokenizer / --vocab-size."
+        )
+    return T5Config(
+        vocab_size=int(vocab),
+        d_model=args.d_model,
+        d_kv=args.resolved_d_kv,
+        d_ff=args.d_ff,
+        num_layers=args.num_layers,
+        num_decoder_layers=args.num_decoder_layers,
+        num_heads=args.num_heads,
+        relative_attention_num_buckets=args.relative_attention_num_buckets,
+        dropout_rate=args.dropout_rate,
+        feed_forward_proj=args.feed_forward_proj,
+        # In transformers 5 this only selects the decoder-output scaling (True: T5 v1.0, False: v1.1/mT5).
+        tie_word_embeddings=args.tie_word_embeddings,
+        pad_token_id=pad_token_id,
+        eos_token_id=eos_token_id,
+        decoder_start_token_id=decoder_start_token_id,
+        is_encoder_decoder=True,
+    )
+
+
+def _wants_untied(config: T5Config) -> bool:
+    # transformers 5 pops `tie_word_embeddings` and records its old meaning as `scale_decoder_outputs`.
+    return getattr(config, "scale_decoder_outputs", True) is False
+
+
+def _zero3_init_context() -> contextlib.AbstractContextManager:
+    """``deepspeed.zero.Init`` when the HF DeepSpeed ZeRO-3 config is active, so a new weight is partitioned too."""
+    from transformers.integrations.deepspeed import deepspeed_config, is_deepspeed_zero3_enabled
+
+    if not is_deepspeed_zero3_enabled():
+        return contextlib.nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.Init(config_dict_or_path=deepspeed_config())
+
+
+def _untie_lm_head(model: PreTrainedModel) -> None:
+    """Give ``model.lm_head`` its own weight (mT5 / T5 v1.1) and drop it from the tie mapping.
+
+    The instance-level ``_tied_weights_keys`` keeps a later ``tie_weights()`` from re-tying it; the
+    encoder/decoder token embeddings stay tied to ``shared``.
+    """
+    if model.lm_head.weight is not model.shared.weight:
+        return
+    config = model.config
+    ref = model.shared.weight
+    device = torch.device("meta") if ref.is_meta else ref.device
+    with _zero3_init_context():
+        head = nn.Linear(config.d_model, config.vocab_size, bias=False, device=device, dtype=ref.dtype)
+    std = config.initializer_factor * 1.0  # what T5PreTrainedModel._init_weights uses for an untied lm_head
+    if not head.weight.is_meta:
+        if hasattr(head.weight, "ds_id"):  # ZeRO-3 partitioned: initialise the full tensor once, on rank 0
+            import deepspeed
+
+            with deepspeed.zero.GatheredParameters(head.weight, modifier_rank=0):
+                nn.init.normal_(head.weight, mean=0.0, std=std)
+        else:
+            nn.init.normal_(head.weight, mean=0.0, std=std)
+    model.lm_head = head
+    model._tied_weights_keys = {k: v for k, v in type(model)._tied_weights_keys.items() if k != "lm_head.weight"}
+    model.all_tied_weights_keys.pop("lm_head.weight", None)
+
+
+def _checkpoint_has(args: ModelArguments, key: str) -> str | None:
+    """Path of the safetensors file of checkpoint ``args.name_or_path`` holding ``key`` (header read only)."""
+    from safetensors import safe_open
+    from transformers.utils import cached_file
+
+    kw = dict(revision=args.revision, _raise_exceptions_for_missing_entries=False)
+    index = cached_file(args.name_or_path, "model.safetensors.index.json", **kw)
+    if index is not None:
+        shard = json.loads(Path(index).read_text())["weight_map"].get(key)
+        path = cached_file(args.name_or_path, shard, **kw) if shard else None
+    else:
+        path = cached_file(args.name_or_path, "model.safetensors", **kw)
+    if path is None:
+        return None
+    with safe_open(path, framework="pt") as f:
+        return path if key in f.keys() else None
+
+
+def _restore_untied_head_zero3(model: PreTrainedModel, args: ModelArguments) -> None:
+    """Undo a wrong tie made by ``from_pretrained`` under ZeRO-3 (transformers 5.24 / DeepSpeed 0.19).
+
+    transformers decides whether a checkpoint's ``shared`` and ``lm_head`` are the same tensor by comparing the
+    model's parameters after loading; under ZeRO-3 those are empty partitions, always "equal", so an untied
+    checkpoint (mT5, T5 v1.1) gets its ``lm_head`` silently replaced by the input embedding. Re-create the head
+    and load it from the checkpoint (rank 0 reads it; GatheredParameters re-partitions it).
+    """
+    from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
+
+    if not is_deepspeed_zero3_enabled() or not hasattr(model, "lm_head") or not hasattr(model, "shared"):
+        return
+    if model.lm_head.weight is not model.shared.weight:
+        return
+    path = _checkpoint_has(args, "lm_head.weight")
+    if path is None:  # the checkpoint is tied for real
+        return
+    import deepspeed
+    import torch.distributed as dist
+    from safetensors import safe_open
+
+    _untie_lm_head(model)
+    with deepspeed.zero.GatheredParameters(model.lm_head.weight, modifier_rank=0):
+        if not dist.is_initialized() or dist.get_rank() == 0:
+            with safe_open(path, framework="pt") as f:
+                model.lm_head.weight.data.copy_(f.get_tensor("lm_head.weight"))
+
+
+def _tokenizer_ids(tokenizer: Any) -> dict[str, int]:
+    pad = getattr(tokenizer, "pad_token_id", None)
+    eos = getattr(tokenizer, "eos_token_id", None)
+    ids = {"pad_token_id": 0 if pad is None else int(pad), "eos_token_id": 1 if eos is None else int(eos)}
+    ids["decoder_start_token_id"] = ids["pad_token_id"]  # T5 convention: decoding starts from <pad>
+    return ids
+
+
+def build_model(args: ModelArguments, tokenizer: Any | None = None) -> PreTrainedModel:
+    """Load ``args.name_or_path`` (safetensors only, pinned to ``args.revision``) or build a T5 from scratch.
+
+    From scratch, the vocabulary is ``args.vocab_size`` or ``len(tokenizer)`` and the special-token ids come
+    from the tokenizer. With a tokenizer, :func:`check_vocab` guards against a mismatched tokenizer.
+    """
+    if args.name_or_path is not None:
+        defaults = ModelArguments()
+        ignored = [f for f in _SIZE_FIELDS if getattr(args, f) != getattr(defaults, f)]
+        if ignored:
+            logger.warning("model.name_or_path is set, so these model fields are ignored: %s", ", ".join(ignored))
+        model = AutoModelForSeq2SeqLM.from_pretrained(
+            args.name_or_path,
+            revision=args.revision,
+            use_safetensors=True,
+            trust_remote_code=args.trust_remote_code,
+        )
+        _restore_untied_head_zero3(model, args)
+    else:
+        vocab = args.vocab_size if args.vocab_size is not None else (len(tokenizer) if tokenizer is not None else None)
+        if vocab is None:
+            raise ValueError("model.vocab_size is not set and no tokenizer was given; set one of them.")
+        ids = _tokenizer_ids(tokenizer) if tokenizer is not None else {}
+        config = build_config(args, vocab_size=vocab, **ids)
+        # from_config (not the class constructor) so that an active HF ZeRO-3 config builds under zero.Init.
+        model = AutoModelForSeq2SeqLM.from_config(config)
+        if not args.tie_word_embeddings:
+            _untie_lm_head(model)
+    if tokenizer is not None:
+        check_vocab(model, tokenizer)
+    return model
+
+
+def build_meta_model(config: PretrainedConfig, *, tie_word_embeddings: bool | None = None) -> PreTrainedModel:
+    """A seq2seq LM for ``config`` whose tensors live on the meta device: shapes only, no memory, fast.
+
+    ``tie_word_embeddings=False`` gives the LM head its own weight; None infers it from a T5Config built by
+    :func:`build_config` (pass it explicitly for configs read from checkpoints, e.g. mT5's).
+    """
+    with torch.device("meta"):
+        model = (
+            T5ForConditionalGeneration(config)
+            if type(config) is T5Config
+            else AutoModelForSeq2SeqLM.from_config(config)
+        )
+    untied = _wants_untied(config) if tie_word_embeddings is None else not tie_word_embeddings
+    if untied and hasattr(model, "lm_head") and hasattr(model, "shared"):
+        _untie_lm_head(model)
+    return model
+
+
+def _numel(p: torch.Tensor) -> int:
+    # ZeRO-3 partitioned parameters are empty locally; DeepSpeed keeps the full size in `ds_numel`.
+    return int(getattr(p, "ds_numel", p.numel()))
+
+
+def count_parameters(config_or_model: PretrainedConfig | nn.Module) -> int:
+    """Number of distinct parameters (tied weights counted once) of a model, or of a config via a meta model."""
+    model = build_meta_model(config_or_model) if isinstance(config_or_model, PretrainedConfig) else config_or_model
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"count_parameters expects a T5Config or a torch.nn.Module, got {type(config_or_model)!r}.")
+    return sum(_numel(p) for p in model.parameters())  # parameters() already de-duplicates shared tensors
+
+
+def check_vocab(model: nn.Module, tokenizer: Any, *, pad_to_multiple_of: int = 128) -> None:
+    """Raise ValueError unless ``len(tokenizer)`` fits ``model``'s embedding table.
+
+    The table may be larger only by padding up to a multiple of ``pad_to_multiple_of`` (T5: 32100 tokens ->
+    32128 rows; mT5: 250100 -> 250112); any other difference means the wrong tokenizer.
+    """
+    n_tok = len(tokenizer)
+    n_emb = int(model.get_input_embeddings().num_embeddings)
+    padded = math.ceil(n_tok / pad_to_multiple_of) * pad_to_multiple_of
+    if not n_tok <= n_emb <= padded:
+        name = getattr(getattr(model, "config", None), "_name_or_path", "") or type(model).__name__
+        raise ValueError(
+            f"tokenizer has {n_tok} tokens but model {name} has {n_emb} embeddings; "
+            "use the tokenizer the model was trained with."
+        )

@@ -1,0 +1,397 @@
+"""Recipe configs: YAML -> :class:`RecipeConfig`, with ``key=value`` overrides and method shorthands.
+
+A recipe is a list of stages; every method of the paper is one list of stages (same machinery):
+
+* ``scalarization``: one stage on the mixture for N steps;
+* ``ptjf``: N1 steps on the high-resource task(s), then N - N1 steps on the full mixture;
+* ``restart``: N1 steps on the mixture, then N - N1 more on the same mixture;
+* ``transfer``: N1 steps on the high-resource task(s), then N - N1 steps on the other tasks alone.
+
+At every stage boundary the weights carry over and the optimizer state and LR schedule start anew.
+Top-level keys that are not recipe sections are ``Seq2SeqTrainingArguments`` fields, passed through;
+anything else is refused with a did-you-mean.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from .mixing import RATE_STRATEGIES
+
+__all__ = [
+    "METHODS",
+    "EvalSpec",
+    "HubSpec",
+    "MixtureSpec",
+    "RecipeConfig",
+    "RecipeError",
+    "StageSpec",
+    "apply_overrides",
+    "expand_method",
+    "load_recipe",
+]
+
+METHODS = ("ptjf", "scalarization", "restart", "transfer")
+OPTIMIZERS = {"adamw": "adamw_torch", "adafactor": "adafactor"}
+LR_SCHEDULERS = {  # our names -> transformers' lr_scheduler_type
+    "cosine": "cosine",  # linear warmup, then cosine decay to 0 (the paper's NMT schedule)
+    "inverse_sqrt": "inverse_sqrt",  # warmup, then 1/sqrt(step) (the paper's LM schedule)
+    "linear": "linear",
+    "constant": "constant_with_warmup",
+}
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot run; the message names the field and the fix."""
+
+
+def _did_you_mean(key: str, allowed: list[str]) -> str:
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    return f" Did you mean `{close[0]}`?" if close else ""
+
+
+def _from_dict(cls: type, data: Mapping[str, Any] | None, where: str) -> Any:
+    """Build dataclass ``cls`` from ``data``, refusing unknown keys with a did-you-mean."""
+    data = dict(data or {})
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            raise RecipeError(f"unknown key `{where}.{key}`.{_did_you_mean(key, names)} Allowed: {', '.join(names)}.")
+    try:
+        return cls(**data)
+    except (TypeError, ValueError) as e:
+        raise RecipeError(f"`{where}`: {e}") from e
+
+
+@dataclass
+class MixtureSpec:
+    """Which tasks a stage trains on and at what rates (see :mod:`hf_ptjf.mixing`)."""
+
+    tasks: list[str] | None = None  # None: every task of the recipe
+    strategy: str = "temperature"
+    tau: float = 1.0
+    weights: dict[str, float] | list[float] | None = None  # for `static`, by task name or in order
+    max_epochs: float | None = None  # epoch cap (UniMax's cap; optional for the others)
+
+    def __post_init__(self) -> None:
+        if self.strategy not in RATE_STRATEGIES:
+            raise ValueError(f"strategy must be one of {sorted(RATE_STRATEGIES)}, got {self.strategy!r}")
+        if self.strategy == "temperature" and not (isinstance(self.tau, (int, float)) and self.tau > 0):
+            raise ValueError(f"tau must be > 0 (1.0 is proportional), got {self.tau!r}")
+        if self.strategy == "static" and self.weights is None:
+            raise ValueError("strategy `static` needs `weights` (by task name, or one per task in order)")
+        if self.strategy == "unimax" and self.max_epochs is None:
+            self.max_epochs = 1.0
+
+    def weight_list(self, tasks: list[str]) -> list[float] | None:
+        """Weights in the order of ``tasks`` (missing names weigh 0)."""
+        if self.weights is None:
+            return None
+        if isinstance(self.weights, Mapping):
+            return [float(self.weights.get(t, 0.0)) for t in tasks]
+        return [float(w) for w in self.weights]
+
+
+@dataclass
+class StageSpec:
+    """One training stage: fresh optimizer and LR schedule, weights from ``init``."""
+
+    name: str
+    max_steps: int
+    mixture: MixtureSpec = field(default_factory=MixtureSpec)
+    init: Any = None  # "scratch" | "previous" | a stage name | {"hub": repo, "revision": sha} | {"path": dir}
+    optimizer: str = "adamw"
+    lr_scheduler: str = "cosine"
+    push_to_hub: bool | None = None  # default: the recipe's hub.mode != "none"
+    training: dict[str, Any] = field(default_factory=dict)  # per-stage TrainingArguments overrides
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_steps, int) or self.max_steps <= 0:
+            raise ValueError(f"max_steps must be a positive integer, got {self.max_steps!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.lr_scheduler not in LR_SCHEDULERS:
+            raise ValueError(f"lr_scheduler must be one of {sorted(LR_SCHEDULERS)}, got {self.lr_scheduler!r}")
+
+
+@dataclass
+class HubSpec:
+    """Where stage outputs go between stages. ``local`` starts the offline Hub server if no HF_ENDPOINT."""
+
+    mode: str = "none"  # none (local paths) | local (offline test server) | remote (HF_ENDPOINT / huggingface.co)
+    namespace: str = "hf-ptjf"
+    repo_prefix: str | None = None  # default: the run name
+    private: bool = True
+    max_retries: int = 5
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("none", "local", "remote"):
+            raise ValueError(f"mode must be none, local or remote, got {self.mode!r}")
+
+
+@dataclass
+class EvalSpec:
+    """End-of-stage evaluation: per-task loss on `loss_examples`, BLEU on `bleu_examples` with beam search."""
+
+    loss_examples: int | None = 500
+    bleu: bool = True
+    bleu_examples: int = 100
+    num_beams: int = 4
+    max_new_tokens: int = 64
+    split: str = "validation"
+
+
+@dataclass
+class TokenizerSpec:
+    """Use `path` (an existing tokenizer), or train SentencePiece on a tau-sampled corpus of all tasks."""
+
+    path: str | None = None
+    vocab_size: int = 8000
+    tau: float = 3.33
+    max_sentences: int = 200_000
+
+
+@dataclass
+class DataSpec:
+    """Held-out sizes, cache and sequence lengths shared by all tasks."""
+
+    cache_dir: str | None = None
+    num_dev: int = 500
+    num_test: int = 500
+    seed: int = 0
+    max_source_length: int = 128
+    max_target_length: int = 128
+
+
+@dataclass
+class RecipeConfig:
+    """A whole experiment. ``training`` holds the pass-through ``Seq2SeqTrainingArguments`` fields."""
+
+    output_dir: str
+    stages: list[StageSpec]
+    tasks: list[dict[str, Any]]
+    run_name: str = "run"
+    seed: int = 0
+    method: str | None = None
+    model: dict[str, Any] = field(default_factory=dict)
+    tokenizer: TokenizerSpec = field(default_factory=TokenizerSpec)
+    data: DataSpec = field(default_factory=DataSpec)
+    hub: HubSpec = field(default_factory=HubSpec)
+    eval: EvalSpec = field(default_factory=EvalSpec)
+    training: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def task_names(self) -> list[str]:
+        return [t["name"] for t in self.tasks]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_SECTIONS = {"tokenizer": TokenizerSpec, "data": DataSpec, "hub": HubSpec, "eval": EvalSpec}
+_RECIPE_KEYS = {f.name for f in dataclasses.fields(RecipeConfig)} | {"method_args"}
+# managed by the runner per stage; setting them at the top level would be silently overridden
+_RUNNER_OWNED = {"max_steps", "optim", "lr_scheduler_type", "push_to_hub", "hub_model_id", "predict_with_generate"}
+
+
+def _training_fields() -> set[str]:
+    from .trainer import MixtureTrainingArguments
+
+    return {f.name for f in dataclasses.fields(MixtureTrainingArguments) if f.init}
+
+
+def expand_method(method: str, args: Mapping[str, Any], task_names: list[str]) -> list[dict[str, Any]]:
+    """Stages (as dicts) for a method shorthand at equal total steps N = N1 + N2.
+
+    ``args``: ``total_steps`` (N), ``first_stage_steps`` (N1; ptjf/restart/transfer), ``high_resource``
+    (tasks of the pre-training stage; ptjf/transfer), ``mixture`` (the joint mixture), and optional
+    ``pretrain_mixture``, ``stage`` (keys added to every stage, e.g. optimizer, training overrides).
+    """
+    if method not in METHODS:
+        raise RecipeError(f"unknown `method: {method}`.{_did_you_mean(method, list(METHODS))} Choose one of {METHODS}.")
+    allowed = {"total_steps", "first_stage_steps", "high_resource", "mixture", "pretrain_mixture", "stage"}
+    for key in args:
+        if key not in allowed:
+            raise RecipeError(f"unknown key `method_args.{key}`.{_did_you_mean(key, sorted(allowed))}")
+    if "total_steps" not in args:
+        raise RecipeError("`method_args.total_steps` is required (the total steps N every method gets).")
+    total = args["total_steps"]
+    joint = dict(args.get("mixture") or {})
+    common = dict(args.get("stage") or {})
+    if method == "scalarization":
+        return [{**common, "name": "scalarization", "max_steps": total, "mixture": joint, "init": "scratch"}]
+    if "first_stage_steps" not in args:
+        raise RecipeError(f"`method_args.first_stage_steps` (N1) is required for method `{method}`.")
+    n1 = args["first_stage_steps"]
+    if not (isinstance(n1, int) and isinstance(total, int) and 0 < n1 < total):
+        raise RecipeError(
+            f"need 0 < method_args.first_stage_steps < method_args.total_steps, got {n1} and {total}."
+        )
+    second = dict(common, max_steps=total - n1, init="previous")
+    if method == "restart":
+        return [
+            {**common, "name": "scalarization", "max_steps": n1, "mixture": joint, "init": "scratch"},
+            {**second, "name": "restart", "mixture": joint},
+        ]
+    hr = args.get("high_resource")
+    if not hr:
+        raise RecipeError(f"`method_args.high_resource` (the pre-training task list) is required for `{method}`.")
+    pretrain = dict(args.get("pretrain_mixture") or {"strategy": "proportional"}, tasks=list(hr))
+    first = {**common, "name": "pretrain", "max_steps": n1, "mixture": pretrain, "init": "scratch"}
+    if method == "ptjf":
+        return [first, {**second, "name": "joint", "mixture": joint}]
+    low = [t for t in (joint.get("tasks") or task_names) if t not in hr]
+    if not low:
+        raise RecipeError("method `transfer` needs at least one task outside `method_args.high_resource`.")
+    transfer = dict(joint, tasks=low)
+    if isinstance(transfer.get("weights"), Mapping):
+        transfer["weights"] = {t: w for t, w in transfer["weights"].items() if t in low}
+    return [first, {**second, "name": "transfer", "mixture": transfer}]
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``dotted.key=value`` overrides (values parsed as YAML); list items by index or stage name."""
+    raw = copy.deepcopy(raw)
+    for item in overrides:
+        if "=" not in item:
+            raise RecipeError(f"override `{item}` must look like key=value (e.g. learning_rate=1e-3).")
+        path, value = item.split("=", 1)
+        keys = path.split(".")
+        node: Any = raw
+        for i, key in enumerate(keys):
+            last = i == len(keys) - 1
+            if isinstance(node, list):
+                idx = _list_index(node, key, path)
+                if last:
+                    node[idx] = yaml.safe_load(value)
+                else:
+                    node = node[idx]
+            else:
+                if last:
+                    node[key] = yaml.safe_load(value)
+                else:
+                    node = node.setdefault(key, {})
+    return raw
+
+
+def _list_index(items: list[Any], key: str, path: str) -> int:
+    if key.lstrip("-").isdigit():
+        return int(key)
+    for i, item in enumerate(items):
+        if isinstance(item, Mapping) and item.get("name") == key:
+            return i
+    raise RecipeError(f"override `{path}`: no list item named `{key}`.")
+
+
+def parse_recipe(raw: Mapping[str, Any]) -> RecipeConfig:
+    """Validate a recipe dict and expand its method shorthand."""
+    raw = dict(raw)
+    training_fields = _training_fields()
+    training: dict[str, Any] = {}
+    for key in list(raw):
+        if key in _RECIPE_KEYS:
+            continue
+        if key in _RUNNER_OWNED:
+            raise RecipeError(f"`{key}` is set per stage by the runner; set it in a stage (or the recipe section) instead.")
+        if key not in training_fields:
+            hint = _did_you_mean(key, sorted(_RECIPE_KEYS | training_fields))
+            raise RecipeError(f"unknown config key `{key}`.{hint} (Not a recipe section nor a Seq2SeqTrainingArguments field.)")
+        training[key] = raw.pop(key)
+    if "output_dir" not in raw:
+        raise RecipeError("`output_dir` is required (where checkpoints, results.json and report.md go).")
+    tasks = raw.get("tasks") or []
+    if not tasks:
+        raise RecipeError("`tasks` is empty: list at least one task (see hf_ptjf.data.TaskSpec).")
+    names = [t.get("name") if isinstance(t, Mapping) else None for t in tasks]
+    if None in names or len(set(names)) != len(names):
+        raise RecipeError(f"every task needs a unique `name`; got {names}.")
+    method = raw.get("method")
+    method_args = raw.pop("method_args", None)
+    if method is not None:
+        if raw.get("stages"):
+            raise RecipeError("give either `method` (+ `method_args`) or `stages`, not both.")
+        raw["stages"] = expand_method(method, method_args or {}, names)
+    elif method_args is not None:
+        raise RecipeError("`method_args` needs `method` (one of ptjf, scalarization, restart, transfer).")
+    stages = [_parse_stage(s, i, names) for i, s in enumerate(raw.get("stages") or [])]
+    if not stages:
+        raise RecipeError("`stages` is empty: give at least one stage, or a `method` shorthand.")
+    _check_inits(stages)
+    for key in ("model", "tasks"):
+        raw[key] = raw.get(key) or ([] if key == "tasks" else {})
+    for key, cls in _SECTIONS.items():
+        raw[key] = _from_dict(cls, raw.get(key), key)
+    for i, stage in enumerate(stages):
+        bad = set(stage.training) - training_fields
+        if bad:
+            key = sorted(bad)[0]
+            raise RecipeError(f"unknown key `stages.{i}.training.{key}`.{_did_you_mean(key, sorted(training_fields))}")
+    raw["stages"] = stages
+    raw["training"] = training
+    return _from_dict(RecipeConfig, raw, "recipe")
+
+
+def _parse_stage(raw: Mapping[str, Any], index: int, task_names: list[str]) -> StageSpec:
+    where = f"stages.{index}"
+    if not isinstance(raw, Mapping):
+        raise RecipeError(f"`{where}` must be a mapping with name, max_steps, mixture, ...")
+    raw = dict(raw)
+    raw.setdefault("name", f"stage{index}")
+    mixture = _from_dict(MixtureSpec, raw.get("mixture"), f"{where}.mixture")
+    for task in mixture.tasks or []:
+        if task not in task_names:
+            raise RecipeError(
+                f"`{where}.mixture.tasks` names unknown task `{task}`.{_did_you_mean(task, task_names)} "
+                f"Tasks are {task_names}."
+            )
+    listed = mixture.tasks or task_names
+    if isinstance(mixture.weights, Mapping):
+        for task in mixture.weights:
+            if task not in listed:
+                raise RecipeError(f"`{where}.mixture.weights` names `{task}`, which is not in this stage's tasks {listed}.")
+    elif mixture.weights is not None and len(mixture.weights) != len(listed):
+        raise RecipeError(f"`{where}.mixture.weights` has {len(mixture.weights)} entries for {len(listed)} tasks {listed}.")
+    raw["mixture"] = mixture
+    if "max_steps" not in raw:
+        raise RecipeError(f"`{where}.max_steps` is required (a positive integer).")
+    return _from_dict(StageSpec, raw, where)
+
+
+def _check_inits(stages: list[StageSpec]) -> None:
+    names = [s.name for s in stages]
+    if len(set(names)) != len(names):
+        raise RecipeError(f"stage names must be unique, got {names}.")
+    for i, stage in enumerate(stages):
+        if stage.init is None:
+            stage.init = "scratch" if i == 0 else "previous"
+        init = stage.init
+        if init == "previous" and i == 0:
+            raise RecipeError(f"`stages.0.init: previous`: the first stage has no previous stage; use `scratch`.")
+        if isinstance(init, str) and init not in ("scratch", "previous"):
+            if init not in names:
+                raise RecipeError(f"`stages.{i}.init: {init}` is not a stage.{_did_you_mean(init, names)}")
+            if names.index(init) >= i:
+                raise RecipeError(
+                    f"`stages.{i}.init: {init}`: stage `{stage.name}` cannot start from `{init}`, which runs at "
+                    "the same time or later. Initialise from an earlier stage, `previous`, or `scratch`."
+                )
+        if isinstance(init, Mapping) and not ({"hub"} <= set(init) <= {"hub", "revision"} or set(init) == {"path"}):
+            raise RecipeError(f"`stages.{i}.init` must be scratch, previous, a stage name, {{hub, revision}} or {{path}}.")
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> RecipeConfig:
+    """Read a recipe YAML, apply ``key=value`` overrides, validate and expand it."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"recipe file not found: {path}")
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, Mapping):
+        raise RecipeError(f"{path} must hold a YAML mapping at the top level.")
+    return parse_recipe(apply_overrides(dict(raw), overrides or []))

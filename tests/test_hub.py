@@ -1,0 +1,200 @@
+"""hf_ptjf.hub against the local test Hub, with the real huggingface_hub and transformers clients."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+from huggingface_hub import ModelCard
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import (
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+    PreTrainedTokenizerFast,
+    T5Config,
+    T5ForConditionalGeneration,
+)
+
+from hf_ptjf.hub import HubError, push_folder, redact, snapshot_at, verify_revision, write_model_card
+from hf_ptjf.testing import HubServer, use_endpoint
+
+REPO = "test-user/tiny-t5"
+FAST = {"max_retries": 3, "backoff": 0.01, "timeout": 10.0}  # keep failure paths quick
+
+
+def tiny_t5(seed: int) -> T5ForConditionalGeneration:
+    torch.manual_seed(seed)
+    config = T5Config(vocab_size=64, d_model=16, d_ff=32, num_layers=1, num_heads=2, d_kv=8, decoder_start_token_id=0)
+    return T5ForConditionalGeneration(config)
+
+
+def tiny_tokenizer() -> PreTrainedTokenizerFast:
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{f"w{i}": i + 3 for i in range(61)}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", eos_token="</s>")
+
+
+def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> PreTrainedTokenizerFast:
+    return tiny_tokenizer()
+
+
+@pytest.fixture
+def hub(tmp_path):
+    with HubServer(tmp_path / "hub") as srv, use_endpoint(srv.url, cache_dir=tmp_path / "cache"):
+        yield srv
+
+
+def saved(tmp_path: Path, name: str, model, tokenizer) -> Path:
+    folder = tmp_path / name
+    model.save_pretrained(folder)  # safetensors by default
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_push_to_hub_then_reload_at_sha(hub, tokenizer):
+    model = tiny_t5(0)
+    model.push_to_hub(REPO)
+    sha = tokenizer.push_to_hub(REPO).oid
+    reloaded = AutoModelForSeq2SeqLM.from_pretrained(REPO, revision=sha)
+    assert same_weights(model, reloaded)
+    tok = AutoTokenizer.from_pretrained(REPO, revision=sha)
+    assert tok("w1 w2 zz").input_ids == tokenizer("w1 w2 zz").input_ids
+
+
+def test_push_folder_pins_revisions(hub, tokenizer, tmp_path):
+    old, new = tiny_t5(0), tiny_t5(1)
+    sha1 = push_folder(saved(tmp_path, "v1", old, tokenizer), REPO, commit_message="pretrain")
+    verify_revision(REPO, sha1, tmp_path / "v1")
+    sha2 = push_folder(saved(tmp_path, "v2", new, tokenizer), REPO, commit_message="finetune")
+    assert sha1 != sha2 and len(sha2) == 40
+    assert same_weights(old, AutoModelForSeq2SeqLM.from_pretrained(REPO, revision=sha1))
+    assert same_weights(new, AutoModelForSeq2SeqLM.from_pretrained(REPO, revision=sha2))
+    path = snapshot_at(REPO, sha1)
+    assert path.name == sha1 and same_weights(old, AutoModelForSeq2SeqLM.from_pretrained(path))
+    hub.stop()
+    assert snapshot_at(REPO, sha1, max_retries=0) == path  # a pinned, cached commit needs no Hub
+    with pytest.raises(HubError, match="running"):
+        snapshot_at(REPO, sha2, max_retries=0)  # only sha2's config & weights were cached, not its tokenizer
+
+
+def test_push_folder_mirrors_the_folder(hub, tmp_path):
+    folder = tmp_path / "f"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("1")
+    (folder / "gone.txt").write_text("2")
+    push_folder(folder, REPO, commit_message="a")
+    (folder / "gone.txt").unlink()
+    sha = push_folder(folder, REPO, commit_message="b")
+    verify_revision(REPO, sha, folder)  # gone.txt was deleted remotely too
+
+
+def test_retries_two_503_then_succeeds(hub, tmp_path, caplog):
+    folder = tmp_path / "f"
+    folder.mkdir()
+    (folder / "x.txt").write_text("x")
+    hub.faults.fail_next(2, status=503, methods="POST", path_contains="/commit/")
+    sha = push_folder(folder, REPO, commit_message="m", **FAST)
+    assert hub.count("POST", "/commit/") == 3
+    assert sum("retrying" in r.getMessage() for r in caplog.records) == 2
+    verify_revision(REPO, sha, folder)
+
+
+def test_persistent_5xx_gives_up_after_bounded_retries(hub, tmp_path):
+    folder = tmp_path / "f"
+    folder.mkdir()
+    (folder / "x.txt").write_text("x")
+    hub.faults.fail_next(100, status=500, methods="POST", path_contains="/commit/")
+    with pytest.raises(HubError) as err:
+        push_folder(folder, REPO, commit_message="m", **{**FAST, "max_retries": 2})
+    assert err.value.attempts == 3 and err.value.status == 500
+    assert hub.count("POST", "/commit/") == 3
+    assert REPO in str(err.value) and hub.url in str(err.value) and "running" in str(err.value)
+
+
+def test_timeout_is_retried(hub, tmp_path):
+    folder = tmp_path / "f"
+    folder.mkdir()
+    (folder / "x.txt").write_text("x")
+    hub.faults.delay_next(1, seconds=5, path_contains="/commit/")
+    sha = push_folder(folder, REPO, commit_message="m", **{**FAST, "timeout": 1.5})
+    assert hub.count("POST", "/commit/") == 2
+    verify_revision(REPO, sha, folder)
+
+
+def test_server_down_is_a_clear_error(hub, tmp_path):
+    folder = tmp_path / "f"
+    folder.mkdir()
+    (folder / "x.txt").write_text("x")
+    hub.stop()
+    with pytest.raises(HubError) as err:
+        push_folder(folder, REPO, commit_message="m", **{**FAST, "max_retries": 1})
+    message = str(err.value)
+    assert err.value.attempts == 2 and err.value.status is None
+    assert hub.url in message and "$HF_ENDPOINT" in message and "running" in message
+
+
+def test_bad_token_fails_fast_without_leaking_it(tmp_path, caplog):
+    good, bad = "hf_GoodTokenForTheTestHub0000000001", "hf_BadTokenThatMustNeverBeEchoed0002"
+    folder = tmp_path / "f"
+    folder.mkdir()
+    (folder / "x.txt").write_text("x")
+    caplog.set_level(logging.DEBUG)
+    with HubServer(tmp_path / "hub", require_token=good) as srv, use_endpoint(srv.url):
+        with pytest.raises(HubError) as err:
+            push_folder(folder, REPO, token=bad, commit_message="m", **FAST)
+        assert push_folder(folder, REPO, token=good, commit_message="m", **FAST)
+    message = str(err.value)
+    assert err.value.status == 401 and err.value.attempts == 1  # 4xx: no retry
+    assert "token" in message and REPO in message
+    assert bad not in message and bad not in repr(err.value) and bad not in caplog.text
+    assert srv.count("POST", "/api/repos/create") == 2
+
+
+def test_verify_revision_detects_tampering(hub, tokenizer, tmp_path):
+    folder = saved(tmp_path, "m", tiny_t5(0), tokenizer)
+    sha = push_folder(folder, REPO, commit_message="m")
+    verify_revision(REPO, sha, folder)
+    blob = hub.blob_path(REPO, "config.json", revision=sha)
+    data = bytearray(blob.read_bytes())
+    data[-2] ^= 0x01  # same size, different content
+    blob.write_bytes(bytes(data))
+    with pytest.raises(HubError, match="config.json"):
+        verify_revision(REPO, sha, folder)
+    (folder / "extra.txt").write_text("local only")
+    with pytest.raises(HubError, match="missing on the Hub: extra.txt"):
+        verify_revision(REPO, sha, folder)
+
+
+def test_model_card_round_trip(hub, tmp_path):
+    path = write_model_card(
+        tmp_path / "card",
+        repo_id=REPO,
+        base_model="google/t5-small",
+        tasks=["en-de", "en-fr"],
+        rates=[0.75, 0.25],
+        steps={"pretrain": 100, "finetune": 20},
+        metrics={"en-de": {"bleu": 12.5}, "en-fr": {"bleu": 9.25}},
+        method="PTJF",
+    )
+    card = ModelCard.load(path)
+    assert card.data.base_model == "google/t5-small" and "hf_ptjf" in card.data.tags
+    assert card.data.hf_ptjf["rates"] == {"en-de": 0.75, "en-fr": 0.25}
+    assert "| en-de | bleu | 12.5 |" in card.text and "| finetune | 20 |" in card.text
+    sha = push_folder(path.parent, REPO, commit_message="card")  # README.md passes validate-yaml
+    verify_revision(REPO, sha, path.parent)
+
+
+def test_redact():
+    secret = "hf_abcdefghijklmnopqrstuvwxyz0123456789"
+    text = f"token={secret} Authorization: Bearer abc.def hf_ptjf stays"
+    assert redact(text, "abc.def") == "token=hf_*** Authorization: Bearer *** hf_ptjf stays"
+    assert secret not in redact(f"x {secret}")

@@ -1,0 +1,139 @@
+"""Plots write real PNGs; the report lists exactly each method's non-dominated trials."""
+
+import math
+import re
+
+import pytest
+
+from hf_ptjf.plots import plot_bleu_fronts, plot_efficiency, plot_fronts, plot_training_curves, write_report
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+HR, LR = "en-fr", "en-ro"
+
+
+def _history(hr, lr, rate, stages=("joint",)):
+    """Five evals towards the final losses; counters and losses logged in separate entries."""
+    out = []
+    for i, step in enumerate(range(100, 600, 100)):
+        stage = stages[min(i * len(stages) // 5, len(stages) - 1)]
+        out.append({"step": step, "stage": stage, f"examples_seen_{LR}": int(step * 16 * rate)})
+        out.append({"step": step, "stage": stage, f"eval_{HR}_loss": hr + 1 - i / 4, f"eval_{LR}_loss": lr + 1 - i / 4})
+    return out
+
+
+def _trial(name, method, rate, hr, lr, bleu=True, seed=0):
+    return {
+        "trial": name,
+        "method": method,
+        "rate": rate,
+        "seed": seed,
+        "lr": 2e-3,
+        "final": {HR: hr, LR: lr},
+        "best": {HR: hr - 0.01, LR: lr - 0.01},
+        **({"bleu": {HR: 40 - 5 * hr, LR: 40 - 5 * lr}} if bleu else {}),
+        "examples_seen": {HR: 60000, LR: int(16000 * rate)},
+        "history": _history(hr, lr, rate, ("pretrain", "joint") if method == "ptjf" else ("joint",)),
+    }
+
+
+# per-method fronts (hand-checked): scalarization {s-a, s-b}, ptjf {p-a, p-b}, restart {r-a}, transfer {t-b}
+TRIALS = [
+    _trial("s-a", "scalarization", 0.1, 4.0, 6.0),
+    _trial("s-b", "scalarization", 0.3, 4.5, 5.5),
+    _trial("s-c", "scalarization", 0.5, 4.6, 5.8),  # dominated by s-b
+    _trial("s-dup", "scalarization", 0.1, 4.0, 6.0, seed=1),  # duplicate of s-a: listed once
+    _trial("p-a", "ptjf", 0.1, 3.9, 5.9),
+    _trial("p-b", "ptjf", 0.3, 4.2, 5.4),
+    _trial("p-c", "ptjf", 0.5, 4.3, 5.6),  # dominated by p-b
+    _trial("r-a", "restart", 0.3, 4.8, 6.2),  # alone, so on its front despite other methods
+    _trial("t-b", "transfer", 0.5, 4.1, 5.45, bleu=False),
+    {"trial": "t-missing", "method": "transfer", "rate": 0.1, "final": {HR: 4.0}},  # no LR loss: skipped
+    _trial("t-nan", "transfer", 0.3, math.nan, 5.0),  # diverged: skipped
+]
+EXPECTED_FRONT = {"s-a", "s-b", "p-a", "p-b", "r-a", "t-b"}
+
+
+def _assert_png(path):
+    assert path.is_file() and path.stat().st_size > 1000
+    assert path.read_bytes()[:8] == PNG_MAGIC
+
+
+@pytest.mark.parametrize("metric", ["final", "best"])
+def test_plot_fronts(tmp_path, metric):
+    out = plot_fronts(TRIALS, HR, LR, tmp_path / "sub" / "fronts.png", metric=metric)
+    assert out == tmp_path / "sub" / "fronts.png"
+    _assert_png(out)
+
+
+def test_plot_bleu_fronts(tmp_path):
+    _assert_png(plot_bleu_fronts(TRIALS, HR, LR, str(tmp_path / "bleu.png")))
+    with pytest.raises(ValueError, match="bleu"):
+        plot_bleu_fronts([t for t in TRIALS if "bleu" not in t], HR, LR, tmp_path / "none.png")
+
+
+def test_plot_efficiency(tmp_path):
+    _assert_png(plot_efficiency(TRIALS, LR, tmp_path / "eff.png"))
+    with pytest.raises(ValueError, match="examples_seen_de-en"):
+        plot_efficiency(TRIALS, "de-en", tmp_path / "eff2.png")
+
+
+@pytest.mark.parametrize("method", [None, "ptjf"])
+def test_plot_training_curves(tmp_path, method):
+    _assert_png(plot_training_curves(TRIALS, LR, tmp_path / "curves.png", method=method))
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda p: plot_fronts(TRIALS, HR, LR, p / "x.pdf"), "path"),
+        (lambda p: plot_fronts([], HR, LR, p / "x.png"), "trials"),
+        (lambda p: plot_fronts(TRIALS[0], HR, LR, p / "x.png"), "trials"),
+        (lambda p: plot_fronts(TRIALS, HR, HR, p / "x.png"), "lr_task"),
+        (lambda p: plot_fronts(TRIALS, HR, LR, p / "x.png", metric="last"), "metric"),
+        (lambda p: plot_fronts([{"final": {}}], HR, LR, p / "x.png"), r"trials\[0\]"),
+        (lambda p: plot_training_curves(TRIALS, LR, p / "x.png", method="nope"), "method"),
+        (lambda p: plot_training_curves(TRIALS, "de-en", p / "x.png"), "task"),
+    ],
+)
+def test_bad_input_raises(tmp_path, call, match):
+    with pytest.raises(ValueError, match=match):
+        call(tmp_path)
+
+
+def _table_rows(report, heading):
+    section = report.split(heading, 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("|")]
+    return [[c.strip() for c in row.strip("|").split("|")] for row in rows[2:]]  # drop header + rule
+
+
+def test_write_report_lists_exactly_the_front(tmp_path):
+    report_path = write_report(TRIALS, HR, LR, tmp_path / "report")
+    assert report_path == tmp_path / "report" / "report.md"
+    report = report_path.read_text()
+
+    rows = _table_rows(report, "## Pareto fronts")
+    assert {r[1] for r in rows} == EXPECTED_FRONT and len(rows) == len(EXPECTED_FRONT)
+    by_name = {r[1]: r for r in rows}
+    assert by_name["p-b"] == ["ptjf", "p-b", "0.3", "4.2000", "5.4000"]
+    # within a method, sorted by high-resource loss
+    assert [r[1] for r in rows if r[0] == "scalarization"] == ["s-a", "s-b"]
+
+    # reference = worst + 10% of range: HR 4.8 + 0.09 = 4.89, LR 6.2 + 0.08 = 6.28
+    assert "(4.8900, 6.2800)" in report
+    hv = {r[0]: float(r[3]) for r in _table_rows(report, "## Hypervolume")}
+    # ptjf front {(3.9, 5.9), (4.2, 5.4)}: 0.99*0.38 + 0.69*0.5 = 0.7212
+    assert hv["ptjf"] == pytest.approx(0.7212, abs=1e-4)
+    assert hv["restart"] == pytest.approx(0.09 * 0.08, abs=1e-4)
+    assert "2 skipped" in report
+
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
+    assert len(images) == 5
+    for name in images:
+        _assert_png(report_path.parent / name)
+
+
+def test_write_report_notes_skipped_figures(tmp_path):
+    no_extras = [{k: v for k, v in t.items() if k not in ("bleu", "history")} for t in TRIALS]
+    report = write_report(no_extras, HR, LR, tmp_path).read_text()
+    assert report.count("_Skipped:") == 4  # bleu, efficiency, two curve plots
+    assert {r[1] for r in _table_rows(report, "## Pareto fronts")} == EXPECTED_FRONT
