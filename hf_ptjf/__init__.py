@@ -3,7 +3,8 @@
 from importlib import import_module
 from typing import Any
 
-from .mixing import RATE_STRATEGIES, cap_epochs, mixing_rates, plan, proportional, static, temperature, unimax
+# (`hf_ptjf.mixing.plan` is not re-exported: `hf_ptjf.plan` is the memory-planner module)
+from .mixing import RATE_STRATEGIES, cap_epochs, mixing_rates, proportional, static, temperature, unimax
 
 __version__ = "0.1.0"
 
@@ -18,7 +19,6 @@ __all__ = [
     "RATE_STRATEGIES",
     "cap_epochs",
     "mixing_rates",
-    "plan",
     "proportional",
     "static",
     "temperature",

@@ -184,7 +184,9 @@ def _stage_budget(stage: Mapping[str, Any], recipe: Mapping[str, Any], num_proce
 
     steps = get("max_steps")
     if not isinstance(steps, int) or steps <= 0:
-        raise ValueError(f"stage {name!r}: `max_steps` must be a positive integer (the budget is counted in steps), got {steps!r}.")
+        raise ValueError(
+            f"stage {name!r}: `max_steps` must be a positive integer (the budget is counted in steps), got {steps!r}."
+        )
     bs = get("per_device_train_batch_size", 8)
     ga = get("gradient_accumulation_steps", 1)
     for key, v in (("per_device_train_batch_size", bs), ("gradient_accumulation_steps", ga)):
@@ -202,7 +204,9 @@ def _stage_rates(stage: Mapping[str, Any], tasks: list[str], sizes: list[int], b
     if unknown:
         close = difflib.get_close_matches(str(unknown[0]), _MIXTURE_KEYS, n=1)
         hint = f" Did you mean `{close[0]}`?" if close else ""
-        raise ValueError(f"stage {name!r}: unknown mixture key `{unknown[0]}`.{hint} Allowed: {', '.join(_MIXTURE_KEYS)}.")
+        raise ValueError(
+            f"stage {name!r}: unknown mixture key `{unknown[0]}`.{hint} Allowed: {', '.join(_MIXTURE_KEYS)}."
+        )
     strategy = mixture.get("strategy", "static" if "weights" in mixture else "proportional")
     max_epochs = mixture.get("max_epochs")
     params = {k: mixture[k] for k in ("tau", "weights") if k in mixture and k in _STRATEGY_PARAMS.get(strategy, ())}
@@ -213,7 +217,9 @@ def _stage_rates(stage: Mapping[str, Any], tasks: list[str], sizes: list[int], b
     try:
         if strategy == "unimax":
             return mixing_rates("unimax", sizes, budget=budget, max_epochs=max_epochs)
-        return mixing_rates(strategy, sizes, max_epochs=max_epochs, budget=budget if max_epochs is not None else None, **params)
+        return mixing_rates(
+            strategy, sizes, max_epochs=max_epochs, budget=budget if max_epochs is not None else None, **params
+        )
     except ValueError as e:
         raise ValueError(f"stage {name!r}: {e}") from None
 
@@ -254,8 +260,14 @@ def recipe_report(
         sz = [int(sizes[t]) for t in tasks]
         rates = _stage_rates(st, tasks, sz, budget)
         rep = applicability_report(
-            tasks, sz, [int(tokens.get(t, 0)) for t in tasks], rates, budget,
-            max_epochs_warn=max_epochs_warn, hr_min_size=threshold, stage=name,
+            tasks,
+            sz,
+            [int(tokens.get(t, 0)) for t in tasks],
+            rates,
+            budget,
+            max_epochs_warn=max_epochs_warn,
+            hr_min_size=threshold,
+            stage=name,
         )
         reports.append(rep)
         used.extend(t for t in tasks if t not in used)
@@ -266,9 +278,14 @@ def recipe_report(
     if helps:
         first = reports[0]
         if len(reports) == 1:
-            notes.append("single-stage recipe: that is joint training from scratch; add a pre-training stage on the HR tasks.")
+            notes.append(
+                "single-stage recipe: that is joint training from scratch; add a pre-training stage on the HR tasks."
+            )
         elif first.low_resource:
-            notes.append(f"first stage {first.stage!r} already samples low-resource task(s) {first.low_resource}: PTJF pre-trains on HR tasks only.")
+            notes.append(
+                f"first stage {first.stage!r} already samples low-resource task(s) {first.low_resource}: "
+                "PTJF pre-trains on HR tasks only."
+            )
     return RecipeReport(reports, float(total), threshold, hr, lr, verdict, helps, notes)
 
 
@@ -306,8 +323,12 @@ def _format_table(r: Report) -> str:
         for x in r.rows
     ]
     widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(cols)]
-    fmt = lambda row: "  ".join(v.ljust(w) if i in (0, 6, 7) else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths)))
-    return "\n".join([header, fmt(cols), *(fmt(row).rstrip() for row in rows)])
+
+    def fmt(row: tuple[str, ...]) -> str:  # names and labels left-aligned, numbers right-aligned
+        cells = (v.ljust(w) if i in (0, 6, 7) else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths)))
+        return "  ".join(cells).rstrip()
+
+    return "\n".join([header, fmt(cols), *(fmt(row) for row in rows)])
 
 
 # ------------------------------------------------------------------------------------------ CLI
@@ -332,13 +353,23 @@ def _count_tokens(dsd: Any, tokenizer: Any | None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point: ``hf-ptjf-inspect RECIPE.yaml [--num-processes N] ...``."""
-    p = argparse.ArgumentParser(prog="hf-ptjf-inspect", description="Will PTJF help this recipe? Per-stage plan and verdict.")
+    p = argparse.ArgumentParser(
+        prog="hf-ptjf-inspect", description="Will PTJF help this recipe? Per-stage plan and verdict."
+    )
     p.add_argument("config", help="recipe YAML with `tasks`, `stages` and batch settings")
     p.add_argument("--num-processes", type=int, default=1, help="data-parallel processes (default 1)")
-    p.add_argument("--max-epochs-warn", type=float, default=10.0, help="flag tasks planned for more epochs (default 10)")
-    p.add_argument("--hr-min-size", type=int, default=None, help="training examples a task needs to count as high-resource")
-    p.add_argument("--tokenizer", default=None, help="count subword tokens with this tokenizer (default: whitespace words)")
-    p.add_argument("--cache-dir", default=None, help="data cache (default $HF_PTJF_CACHE/bible or ~/.cache/hf_ptjf/bible)")
+    p.add_argument(
+        "--max-epochs-warn", type=float, default=10.0, help="flag tasks planned for more epochs (default 10)"
+    )
+    p.add_argument(
+        "--hr-min-size", type=int, default=None, help="training examples a task needs to count as high-resource"
+    )
+    p.add_argument(
+        "--tokenizer", default=None, help="count subword tokens with this tokenizer (default: whitespace words)"
+    )
+    p.add_argument(
+        "--cache-dir", default=None, help="data cache (default $HF_PTJF_CACHE/bible or ~/.cache/hf_ptjf/bible)"
+    )
     p.add_argument("--num-dev", type=int, default=500)
     p.add_argument("--num-test", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
@@ -354,7 +385,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not isinstance(recipe, dict) or not isinstance(recipe.get("tasks"), list):
             raise ValueError(f"{args.config}: the recipe needs a `tasks` list of task specs.")
         specs = [TaskSpec.from_dict(t) for t in recipe["tasks"]]
-        corpora = load_tasks(specs, cache_dir=args.cache_dir, num_dev=args.num_dev, num_test=args.num_test, seed=args.seed)
+        corpora = load_tasks(
+            specs, cache_dir=args.cache_dir, num_dev=args.num_dev, num_test=args.num_test, seed=args.seed
+        )
         tokenizer = None
         if args.tokenizer:
             from transformers import AutoTokenizer
@@ -363,8 +396,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         sizes = {n: len(d["train"]) for n, d in corpora.items()}
         tokens = {n: _count_tokens(d, tokenizer) for n, d in corpora.items()}
         report = recipe_report(
-            recipe, sizes, tokens,
-            num_processes=args.num_processes, max_epochs_warn=args.max_epochs_warn, hr_min_size=args.hr_min_size,
+            recipe,
+            sizes,
+            tokens,
+            num_processes=args.num_processes,
+            max_epochs_warn=args.max_epochs_warn,
+            hr_min_size=args.hr_min_size,
         )
     except (ValueError, OSError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -236,7 +236,8 @@ def plan_memory(
         _zero3_estimate(total, largest, num_gpus_per_node, num_nodes, o, p, zero_init, additional_buffer_factor)
         for o, p in _PLACEMENTS
     ]
-    selected = next(e for e in estimates if (e.offload_optimizer, e.offload_param) == (offload_optimizer, offload_param))
+    wanted = (offload_optimizer, offload_param)
+    selected = next(e for e in estimates if (e.offload_optimizer, e.offload_param) == wanted)
 
     act, note = None, ""
     if micro_batch_size is not None:

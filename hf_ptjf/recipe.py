@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -39,12 +40,17 @@ __all__ = [
 ]
 
 METHODS = ("ptjf", "scalarization", "restart", "transfer")
-OPTIMIZERS = {"adamw": "adamw_torch", "adafactor": "adafactor"}
-LR_SCHEDULERS = {  # our names -> transformers' lr_scheduler_type
+OPTIMIZERS = {"adamw": "adamw_torch", "adafactor": "adafactor"}  # adafactor: hf_ptjf.optim.Adafactor (MixtureTrainer)
+# a stage's `optimizer_args` become the training arguments `<prefix>_<key>` (e.g. adafactor_beta1, adam_beta2)
+OPTIMIZER_ARGS_PREFIX = {"adamw": "adam", "adafactor": "adafactor"}
+LR_SCHEDULERS = {  # our names -> lr_scheduler_type (transformers' names, or hf_ptjf.optim.LR_SCHEDULES)
     "cosine": "cosine",  # linear warmup, then cosine decay to 0 (the paper's NMT schedule)
-    "inverse_sqrt": "inverse_sqrt",  # warmup, then 1/sqrt(step) (the paper's LM schedule)
+    "inverse_sqrt": "inverse_sqrt",  # warmup, then 1/sqrt(step)
     "linear": "linear",
     "constant": "constant_with_warmup",
+    # the paper's LM schedules; their pivot is `training.lr_schedule_steps` (default: warmup_steps)
+    "constant_then_rsqrt": "constant_then_rsqrt",  # constant LR, then 1/sqrt(step) (pre-training, baselines)
+    "warmup_then_rsqrt": "warmup_then_rsqrt",  # linear warmup, then 1/sqrt(step) (fine-tuning after a reset)
 }
 
 
@@ -108,6 +114,7 @@ class StageSpec:
     mixture: MixtureSpec = field(default_factory=MixtureSpec)
     init: Any = None  # "scratch" | "previous" | a stage name | {"hub": repo, "revision": sha} | {"path": dir}
     optimizer: str = "adamw"
+    optimizer_args: dict[str, Any] = field(default_factory=dict)  # e.g. adafactor {beta1: 0.9, factored: false}
     lr_scheduler: str = "cosine"
     push_to_hub: bool | None = None  # default: the recipe's hub.mode != "none"
     training: dict[str, Any] = field(default_factory=dict)  # per-stage TrainingArguments overrides
@@ -119,6 +126,13 @@ class StageSpec:
             raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.lr_scheduler not in LR_SCHEDULERS:
             raise ValueError(f"lr_scheduler must be one of {sorted(LR_SCHEDULERS)}, got {self.lr_scheduler!r}")
+        if not isinstance(self.optimizer_args, Mapping):
+            raise ValueError(f"optimizer_args must be a mapping such as {{beta1: 0.9}}, got {self.optimizer_args!r}")
+
+    def optimizer_training_args(self) -> dict[str, Any]:
+        """``optimizer_args`` as training-argument fields: ``{beta1: 0.9}`` -> ``{adafactor_beta1: 0.9}``."""
+        prefix = OPTIMIZER_ARGS_PREFIX[self.optimizer]
+        return {f"{prefix}_{key}": value for key, value in self.optimizer_args.items()}
 
 
 @dataclass
@@ -198,7 +212,9 @@ class RecipeConfig:
 _SECTIONS = {"tokenizer": TokenizerSpec, "data": DataSpec, "hub": HubSpec, "eval": EvalSpec}
 _RECIPE_KEYS = {f.name for f in dataclasses.fields(RecipeConfig)} | {"method_args"}
 # managed by the runner per stage; setting them at the top level would be silently overridden
-_RUNNER_OWNED = {"max_steps", "optim", "lr_scheduler_type", "push_to_hub", "hub_model_id", "predict_with_generate"}
+_RUNNER_OWNED = {
+    "max_steps", "optim", "lr_scheduler_type", "lr_schedule", "push_to_hub", "hub_model_id", "predict_with_generate"
+}
 
 
 def _training_fields() -> set[str]:
@@ -212,11 +228,15 @@ def expand_method(method: str, args: Mapping[str, Any], task_names: list[str]) -
 
     ``args``: ``total_steps`` (N), ``first_stage_steps`` (N1; ptjf/restart/transfer), ``high_resource``
     (tasks of the pre-training stage; ptjf/transfer), ``mixture`` (the joint mixture), and optional
-    ``pretrain_mixture``, ``stage`` (keys added to every stage, e.g. optimizer, training overrides).
+    ``pretrain_mixture``, ``stage`` (keys added to every stage, e.g. optimizer, training overrides),
+    ``first_stage`` / ``second_stage`` (keys added to the first / second stage only, over ``stage``; mappings
+    such as ``training`` are merged), e.g. the paper's LM schedules: constant-then-rsqrt for the first stage,
+    warmup-then-rsqrt after the reset.
     """
     if method not in METHODS:
         raise RecipeError(f"unknown `method: {method}`.{_did_you_mean(method, list(METHODS))} Choose one of {METHODS}.")
-    allowed = {"total_steps", "first_stage_steps", "high_resource", "mixture", "pretrain_mixture", "stage"}
+    allowed = {"total_steps", "first_stage_steps", "high_resource", "mixture", "pretrain_mixture", "stage",
+               "first_stage", "second_stage"}
     for key in args:
         if key not in allowed:
             raise RecipeError(f"unknown key `method_args.{key}`.{_did_you_mean(key, sorted(allowed))}")
@@ -224,9 +244,10 @@ def expand_method(method: str, args: Mapping[str, Any], task_names: list[str]) -
         raise RecipeError("`method_args.total_steps` is required (the total steps N every method gets).")
     total = args["total_steps"]
     joint = dict(args.get("mixture") or {})
-    common = dict(args.get("stage") or {})
+    stage_keys = dict(args.get("stage") or {})
+    first_keys = _merge_stage_keys(stage_keys, args.get("first_stage"))
     if method == "scalarization":
-        return [{**common, "name": "scalarization", "max_steps": total, "mixture": joint, "init": "scratch"}]
+        return [{**first_keys, "name": "scalarization", "max_steps": total, "mixture": joint, "init": "scratch"}]
     if "first_stage_steps" not in args:
         raise RecipeError(f"`method_args.first_stage_steps` (N1) is required for method `{method}`.")
     n1 = args["first_stage_steps"]
@@ -234,17 +255,17 @@ def expand_method(method: str, args: Mapping[str, Any], task_names: list[str]) -
         raise RecipeError(
             f"need 0 < method_args.first_stage_steps < method_args.total_steps, got {n1} and {total}."
         )
-    second = dict(common, max_steps=total - n1, init="previous")
+    second = dict(_merge_stage_keys(stage_keys, args.get("second_stage")), max_steps=total - n1, init="previous")
     if method == "restart":
         return [
-            {**common, "name": "scalarization", "max_steps": n1, "mixture": joint, "init": "scratch"},
+            {**first_keys, "name": "scalarization", "max_steps": n1, "mixture": joint, "init": "scratch"},
             {**second, "name": "restart", "mixture": joint},
         ]
     hr = args.get("high_resource")
     if not hr:
         raise RecipeError(f"`method_args.high_resource` (the pre-training task list) is required for `{method}`.")
     pretrain = dict(args.get("pretrain_mixture") or {"strategy": "proportional"}, tasks=list(hr))
-    first = {**common, "name": "pretrain", "max_steps": n1, "mixture": pretrain, "init": "scratch"}
+    first = {**first_keys, "name": "pretrain", "max_steps": n1, "mixture": pretrain, "init": "scratch"}
     if method == "ptjf":
         return [first, {**second, "name": "joint", "mixture": joint}]
     low = [t for t in (joint.get("tasks") or task_names) if t not in hr]
@@ -254,6 +275,16 @@ def expand_method(method: str, args: Mapping[str, Any], task_names: list[str]) -
     if isinstance(transfer.get("weights"), Mapping):
         transfer["weights"] = {t: w for t, w in transfer["weights"].items() if t in low}
     return [first, {**second, "name": "transfer", "mixture": transfer}]
+
+
+def _merge_stage_keys(base: Mapping[str, Any], extra: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``base`` updated with ``extra``; mapping values (``training``, ``optimizer_args``) are merged one level."""
+    out = dict(base)
+    for key, value in (extra or {}).items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            value = {**out[key], **value}
+        out[key] = value
+    return out
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -270,15 +301,32 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             if isinstance(node, list):
                 idx = _list_index(node, key, path)
                 if last:
-                    node[idx] = yaml.safe_load(value)
+                    node[idx] = _parse_value(value)
                 else:
                     node = node[idx]
             else:
                 if last:
-                    node[key] = yaml.safe_load(value)
+                    node[key] = _parse_value(value)
                 else:
                     node = node.setdefault(key, {})
     return raw
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that reads ``3e-4`` / ``1E5`` as floats (YAML 1.1 wants a dot in them)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$|^[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?$"
+               r"|^[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"),
+    list("-+0123456789."),
+)
+
+
+def _parse_value(text: str) -> Any:
+    """An override's value, parsed as YAML (numbers like ``3e-4`` are floats)."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
 
 def _list_index(items: list[Any], key: str, path: str) -> int:
@@ -333,6 +381,14 @@ def parse_recipe(raw: Mapping[str, Any]) -> RecipeConfig:
         if bad:
             key = sorted(bad)[0]
             raise RecipeError(f"unknown key `stages.{i}.training.{key}`.{_did_you_mean(key, sorted(training_fields))}")
+        prefix = OPTIMIZER_ARGS_PREFIX[stage.optimizer] + "_"
+        options = sorted(f[len(prefix):] for f in training_fields if f.startswith(prefix))
+        for key in stage.optimizer_args:
+            if key not in options:
+                raise RecipeError(
+                    f"unknown key `stages.{i}.optimizer_args.{key}` for optimizer `{stage.optimizer}`."
+                    f"{_did_you_mean(key, options)} Allowed: {', '.join(options)}."
+                )
     raw["stages"] = stages
     raw["training"] = training
     return _from_dict(RecipeConfig, raw, "recipe")
@@ -391,7 +447,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> RecipeC
     path = Path(path)
     if not path.is_file():
         raise RecipeError(f"recipe file not found: {path}")
-    raw = yaml.safe_load(path.read_text()) or {}
+    raw = yaml.load(path.read_text(), Loader=_Loader) or {}  # noqa: S506 - a SafeLoader subclass
     if not isinstance(raw, Mapping):
         raise RecipeError(f"{path} must hold a YAML mapping at the top level.")
     return parse_recipe(apply_overrides(dict(raw), overrides or []))

@@ -20,8 +20,10 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import time
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -96,15 +98,103 @@ def folder_sha256(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): _sha256(p) for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+def _checkpoint_problem(folder: Path) -> tuple[str, str] | None:
+    """None if ``folder`` is a complete, readable checkpoint, else ``("incomplete" | "damaged", why)``.
+
+    The Trainer writes ``trainer_state.json`` last (after ``mixture_state.json``, the weights, optimizer,
+    scheduler and RNG states), so a folder without a readable one is a save that a crash cut short. A folder
+    with one but with a missing or truncated file was damaged afterwards. Cheap structural checks only:
+    safetensors headers against the file size, the zip directory of torch files, no full read.
+    """
+    try:
+        json.loads((folder / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return "incomplete", "it has no readable trainer_state.json: its save was interrupted"
+    try:
+        json.loads((folder / "mixture_state.json").read_text())
+    except (OSError, ValueError):
+        return "damaged", "mixture_state.json is missing or unreadable"
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (OSError, ValueError, KeyError):
+            return "damaged", f"{index.name} is unreadable"
+    elif (folder / "model.safetensors").is_file():
+        shards = ["model.safetensors"]
+    elif any(folder.glob("global_step*")):  # DeepSpeed without 16-bit weights: its own shards
+        shards = []
+    else:
+        return "damaged", "it holds no model weights (model.safetensors)"
+    for name in shards:
+        why = _safetensors_problem(folder / name)
+        if why:
+            return "damaged", why
+    for path in sorted([*folder.glob("*.pt"), *folder.glob("*.pth")]):
+        try:
+            zipfile.ZipFile(path).close()
+        except (OSError, zipfile.BadZipFile):
+            return "damaged", f"{path.name} is truncated or not a torch file"
+    return None
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if size < 8 or n > size - 8:
+                return f"{path.name} is truncated"
+            header = json.loads(f.read(n))
+        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
+        return f"{path.name} is missing or has an unreadable header"
+    if size != 8 + n + end:
+        return f"{path.name} is truncated or damaged ({size} bytes, its header says {8 + n + end})"
+    return None
+
+
+def latest_checkpoint(stage_dir: Path, stage_name: str) -> str | None:
+    """The newest complete checkpoint of a stage, to resume from (None: start the stage from its ``init``).
+
+    transformers' ``get_last_checkpoint`` takes the highest step even when a crash cut that save short. An
+    interrupted save is skipped with a warning (the resumed run rewrites it when it gets there); a complete
+    checkpoint with a damaged file is refused with the fix, and nothing is deleted either way.
+    """
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    if not stage_dir.is_dir():
+        return None
+    pattern = re.compile(rf"{PREFIX_CHECKPOINT_DIR}-(\d+)")
+    found = sorted(
+        ((int(m.group(1)), p) for p in stage_dir.iterdir() if p.is_dir() and (m := pattern.fullmatch(p.name))),
+        reverse=True,
+    )
+    for i, (_, folder) in enumerate(found):
+        problem = _checkpoint_problem(folder)
+        if problem is None:
+            return str(folder)
+        kind, why = problem
+        if kind == "incomplete":
+            logger.warning("stage %s: not resuming from %s: %s", stage_name, folder, why)
+            continue
+        previous = f"the previous checkpoint {found[i + 1][1].name}" if i + 1 < len(found) else "the stage's start"
+        raise RecipeError(
+            f"stage `{stage_name}`: checkpoint {folder} is damaged ({why}); nothing was changed. Move that folder "
+            f"away to resume from {previous}, or rerun with --start-over to discard the whole run."
+        )
+    return None
+
+
 class RecipeRunner:
     """Run a :class:`~hf_ptjf.recipe.RecipeConfig` in this process (under ``accelerate launch``)."""
 
     def __init__(self, config: RecipeConfig, *, start_over: bool = False) -> None:
-        from accelerate import PartialState
-
         self.cfg = config
         self.out = Path(config.output_dir)
-        self.state = PartialState()
+        # The process state must be set up the way TrainingArguments does it (CPU / DeepSpeed / gloo
+        # flags); a bare PartialState() created first would win as the singleton and misread the launch.
+        self.state = self.training_arguments(0, config.stages[0]).distributed_state
         self.start_over = start_over
         self.stages: list[StageResult] = []
         self._outputs: dict[str, dict[str, Any]] = {}  # stage name -> {"path", "repo", "sha"}
@@ -272,12 +362,17 @@ class RecipeRunner:
         from .trainer import MixtureTrainingArguments
 
         kw: dict[str, Any] = {**TRAINING_DEFAULTS, **self.cfg.training, **stage.training}
+        if "ddp_backend" not in kw and int(os.environ.get("WORLD_SIZE", "1")) > 1 and not _cuda_available():
+            # Without it, accelerate treats a DeepSpeed launch on CPU as one process per rank
+            # ("no backend == no distributed training") while DeepSpeed itself runs distributed.
+            kw["ddp_backend"] = "gloo"
         eval_steps = kw.pop("eval_steps", None) or max(1, stage.max_steps // 5)
         mix = stage.mixture
         kw.update(
             output_dir=str(self._stage_dir(index, stage)),
             max_steps=stage.max_steps,
             optim=OPTIMIZERS[stage.optimizer],
+            **stage.optimizer_training_args(),  # optimizer_args {beta1: 0.9} -> adafactor_beta1=0.9
             lr_scheduler_type=LR_SCHEDULERS[stage.lr_scheduler],
             seed=self.cfg.seed,
             run_name=f"{self.cfg.run_name}/{stage.name}",
@@ -305,11 +400,15 @@ class RecipeRunner:
                 margs = ModelArguments.from_dict(self.cfg.model)
             except ValueError as e:
                 raise RecipeError(f"`model`: {e}") from e
+            from transformers import set_seed
+
+            set_seed(self.cfg.seed)  # the initial weights are part of the experiment: a rerun draws the same ones
             return build_model(margs, self.tokenizer)
+        trust = self.cfg.model.get("trust_remote_code") is True  # remote code only if the recipe opts in
         if isinstance(init, dict) and "hub" in init:
-            margs = ModelArguments(name_or_path=init["hub"], revision=init.get("revision"))
+            margs = ModelArguments(name_or_path=init["hub"], revision=init.get("revision"), trust_remote_code=trust)
         elif isinstance(init, dict):
-            margs = ModelArguments(name_or_path=init["path"])
+            margs = ModelArguments(name_or_path=init["path"], trust_remote_code=trust)
         else:
             source = self.cfg.stages[index - 1].name if init == "previous" else init
             out = self._outputs[source]
@@ -317,12 +416,21 @@ class RecipeRunner:
             margs = ModelArguments(name_or_path=out["repo"], revision=out["sha"]) if out.get("sha") else ModelArguments(
                 name_or_path=out["path"]
             )
-        with self.state.main_process_first():  # one download into the cache, the other ranks reuse it
+        if margs.revision is not None:
+            from .hub import snapshot_at
+
+            with self.state.main_process_first():  # one download into the cache; the other ranks reuse it
+                snapshot_at(margs.name_or_path, margs.revision)
+        # every rank together: under ZeRO-3 loading partitions the weights collectively
+        try:
             return build_model(margs, self.tokenizer)
+        except ValueError as e:  # e.g. the tokenizer does not fit the loaded model's embeddings
+            raise RecipeError(
+                f"`stages.{index}.init` ({margs.name_or_path}): {e} Set `tokenizer.path` to that model's "
+                "tokenizer, or initialise the stage from a model trained with this recipe's tokenizer."
+            ) from e
 
     def _run_stage(self, index: int, stage: StageSpec) -> StageResult:
-        from transformers.trainer_utils import get_last_checkpoint
-
         from .trainer import MixtureTrainer
 
         start = time.time()
@@ -338,7 +446,7 @@ class RecipeRunner:
             data_collator=self.collator,
             processing_class=self.tokenizer,
         )
-        resume = get_last_checkpoint(str(stage_dir)) if stage_dir.is_dir() else None
+        resume = latest_checkpoint(stage_dir, stage.name)  # the newest *complete* one (skips a cut-short save)
         if resume:
             logger.info("stage %s: resuming from %s", stage.name, resume)
         trainer.train(resume_from_checkpoint=resume)
@@ -387,7 +495,9 @@ class RecipeRunner:
         for name, ds in self._eval_sets(e.bleu_examples).items():
             refs = ds["target"] if "target" in ds.column_names else self.corpora[name][e.split]["target"][: len(ds)]
             out = trainer.predict(ds, metric_key_prefix=f"bleu_{name}", num_beams=e.num_beams, max_new_tokens=e.max_new_tokens)
-            preds = out.predictions
+            # ranks get consecutive batches round-robin and the last ones are padded with repeats to
+            # even out; gathered results are in dataset order, so the first len(ds) rows are the answers
+            preds = out.predictions[: len(ds)]
             preds[preds < 0] = self.tokenizer.pad_token_id
             hyps = self.tokenizer.batch_decode(preds, skip_special_tokens=True)
             scores[f"eval_{name}_bleu"] = round(float(compute_bleu(hyps, [[r] for r in refs])["score"]), 2)
@@ -471,6 +581,12 @@ def _fmt(x: Any) -> str:
     if x is None:
         return "-"
     return f"{x:.4f}" if isinstance(x, float) else f"{x:,}" if isinstance(x, int) else str(x)
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def run_recipe(config: RecipeConfig, *, start_over: bool = False) -> dict[str, Any]:

@@ -9,7 +9,10 @@ It only overrides hooks (sampler, signature columns, loss, logging, checkpointin
   at each log, and logged cumulatively as ``examples_seen_<task>`` / ``target_tokens_seen_<task>``;
 * each checkpoint holds ``mixture_state.json`` (sampler position + counters); resuming restores it so
   the resumed run consumes exactly the batches of the uninterrupted one, in O(1) (no batch replay);
-* evaluation per task comes from passing ``eval_dataset`` as a dict (logged as ``eval_<task>_loss``).
+* evaluation per task comes from passing ``eval_dataset`` as a dict (logged as ``eval_<task>_loss``);
+* ``optim="adafactor"`` is :class:`hf_ptjf.optim.Adafactor` (``adafactor_*`` fields) and ``lr_schedule`` (or
+  ``lr_scheduler_type``) ``constant_then_rsqrt`` / ``warmup_then_rsqrt`` the paper's LM schedules, also as a
+  DeepSpeed ZeRO client optimizer / scheduler (a DeepSpeed JSON declaring its own is refused).
 """
 
 from __future__ import annotations
@@ -27,12 +30,14 @@ from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 from .mixing import RATE_STRATEGIES, mixing_rates
+from .optim import ADAFACTOR_OPTIONS, LR_SCHEDULES, Adafactor, get_lr_schedule
 from .sampler import TemperatureMixtureSampler
 
 __all__ = ["MIXTURE_STATE_NAME", "MixtureTrainer", "MixtureTrainingArguments", "concatenate_tasks"]
 
 MIXTURE_STATE_NAME = "mixture_state.json"
 TASK_ID = "task_id"
+EVAL_NOISE_SEED = 0  # the noise of a random collator (span corruption) during evaluation, the same in every run
 
 
 @dataclass
@@ -52,8 +57,38 @@ class MixtureTrainingArguments(Seq2SeqTrainingArguments):
         metadata={"help": "Cap on planned passes over any task within the run's budget (required by `unimax`)."},
     )
     mixture_seed: int | None = field(default=None, metadata={"help": "Sampler seed (defaults to `seed`)."})
+    # hf_ptjf's LR schedules and Adafactor (hf_ptjf.optim); `optim="adafactor"` selects hf_ptjf's Adafactor
+    lr_schedule: str | None = field(
+        default=None,
+        metadata={"help": f"hf_ptjf LR schedule replacing `lr_scheduler_type`, one of {sorted(LR_SCHEDULES)} "
+                          "(also accepted as `lr_scheduler_type`)."},
+    )
+    lr_schedule_steps: float | None = field(
+        default=None,
+        metadata={"help": "Pivot of `lr_schedule` in optimizer steps (constant phase of constant_then_rsqrt, warmup "
+                          "of warmup_then_rsqrt); < 1 is a fraction of max_steps; default: `warmup_steps`."},
+    )
+    adafactor_beta1: float | None = field(default=None, metadata={"help": "Adafactor momentum (None: no momentum)."})
+    adafactor_decay_rate: float = field(default=0.8, metadata={"help": "Adafactor second-moment decay 1 - t^-rate."})
+    adafactor_clipping_threshold: float | None = field(
+        default=1.0, metadata={"help": "Adafactor update clipping threshold on RMS(update) (None: off)."}
+    )
+    adafactor_factored: bool = field(
+        default=True, metadata={"help": "Factor Adafactor's second moment of matrices (False: full, the paper's LM)."}
+    )
+    adafactor_multiply_by_parameter_scale: bool = field(
+        default=False, metadata={"help": "Scale Adafactor updates by the parameter RMS (T5X's default)."}
+    )
 
     def __post_init__(self) -> None:
+        if str(self.lr_scheduler_type) in LR_SCHEDULES:  # transformers refuses names it does not know
+            if self.lr_schedule not in (None, str(self.lr_scheduler_type)):
+                raise ValueError(
+                    f"`lr_scheduler_type={self.lr_scheduler_type!r}` conflicts with `lr_schedule={self.lr_schedule!r}`."
+                )
+            self.lr_schedule, self.lr_scheduler_type = str(self.lr_scheduler_type), "constant"
+        if self.lr_schedule is not None and self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"`lr_schedule` must be one of {sorted(LR_SCHEDULES)} or None, got {self.lr_schedule!r}.")
         super().__post_init__()
         if self.mixture_strategy not in RATE_STRATEGIES:
             raise ValueError(
@@ -64,6 +99,17 @@ class MixtureTrainingArguments(Seq2SeqTrainingArguments):
     def total_train_batch_size(self) -> int:
         """Examples consumed per optimizer step over all ranks."""
         return self.per_device_train_batch_size * self.gradient_accumulation_steps * max(1, self.world_size)
+
+    def adafactor_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :class:`hf_ptjf.optim.Adafactor` from the ``adafactor_*`` fields."""
+        return {name: getattr(self, f"adafactor_{name}") for name in ADAFACTOR_OPTIONS}
+
+    def lr_schedule_pivot(self, num_training_steps: int) -> int:
+        """``lr_schedule_steps`` (or ``warmup_steps``) resolved to optimizer steps (fractions of the run)."""
+        steps = self.lr_schedule_steps
+        if steps is None:
+            return max(1, self.get_warmup_steps(num_training_steps))
+        return max(1, int(steps) if steps >= 1 else math.ceil(num_training_steps * steps))
 
 
 def concatenate_tasks(datasets: Mapping[str, Any]) -> Any:
@@ -120,6 +166,44 @@ class MixtureTrainer(Seq2SeqTrainer):
         self._tokens_base = np.zeros(k, dtype=np.int64)
         self._pending_sampler_state: dict[str, Any] | None = None
         self.mixture_sampler: TemperatureMixtureSampler | None = None
+        self._check_deepspeed_leaves_optimization_to_us()
+
+    # ------------------------------------------------------------------ optimizer and LR schedule
+    @staticmethod
+    def get_optimizer_cls_and_kwargs(args: Any, model: Any = None) -> tuple[Any, dict[str, Any]]:
+        """``optim="adafactor"`` is hf_ptjf's :class:`~hf_ptjf.optim.Adafactor` (``adafactor_*`` fields, LR from
+        ``learning_rate`` and the scheduler); every other ``optim`` is the Trainer's. ``create_optimizer`` calls this,
+        also under DeepSpeed when its JSON declares no optimizer (a ZeRO client optimizer)."""
+        if args.optim == "adafactor" and isinstance(args, MixtureTrainingArguments):
+            return Adafactor, {"lr": args.learning_rate, **args.adafactor_kwargs()}
+        return Seq2SeqTrainer.get_optimizer_cls_and_kwargs(args, model)
+
+    def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):  # noqa: D102
+        # `lr_schedule` (hf_ptjf.optim) replaces `lr_scheduler_type`; DeepSpeed calls this too when its JSON has
+        # no scheduler (with its own optimizer as `optimizer` when the JSON declares one).
+        if self.args.lr_schedule is None or self.lr_scheduler is not None:
+            return super().create_scheduler(num_training_steps, optimizer)
+        pivot = self.args.lr_schedule_pivot(num_training_steps)
+        self.lr_scheduler = get_lr_schedule(self.args.lr_schedule, optimizer or self.optimizer, pivot)
+        self._created_lr_scheduler = True
+        return self.lr_scheduler
+
+    def _check_deepspeed_leaves_optimization_to_us(self) -> None:
+        """Refuse a DeepSpeed JSON whose optimizer / scheduler would silently replace the requested ones."""
+        if not self.is_deepspeed_enabled:
+            return
+        ds = self.accelerator.state.deepspeed_plugin.hf_ds_config.config
+        if self.args.optim == "adafactor" and "optimizer" in ds:
+            raise ValueError(
+                "optim='adafactor' (hf_ptjf's Adafactor) but the DeepSpeed config declares an `optimizer`, which "
+                "would replace it: use a DeepSpeed JSON without an optimizer section (with ZeRO-Offload also "
+                '"zero_force_ds_cpu_optimizer": false, e.g. accelerate_configs/ds_zero3_offload_clientopt_bf16.json).'
+            )
+        if self.args.lr_schedule is not None and "scheduler" in ds:
+            raise ValueError(
+                f"lr_schedule={self.args.lr_schedule!r} but the DeepSpeed config declares a `scheduler`, which would "
+                "replace it: remove the scheduler section from the DeepSpeed JSON."
+            )
 
     # ------------------------------------------------------------------ mixture
     def _resolve_rates(self, rates: Mapping[str, float] | Sequence[float] | None) -> np.ndarray:
@@ -185,6 +269,19 @@ class MixtureTrainer(Seq2SeqTrainer):
                 inputs["decoder_input_ids"] = prepare(labels=inputs["labels"])
         return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
 
+    def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:  # noqa: D102
+        # A collator that draws noise (span corruption) corrupts the held-out data the same way at every
+        # evaluation, in every run: eval losses compare across steps, stages and methods, and evaluating does not
+        # shift the training noise stream. (Called once per task when eval_dataset is a dict.)
+        rng = getattr(self.data_collator, "rng", None)
+        if not isinstance(rng, np.random.Generator):
+            return super().evaluate(*args, **kwargs)
+        self.data_collator.rng = np.random.default_rng(EVAL_NOISE_SEED)
+        try:
+            return super().evaluate(*args, **kwargs)
+        finally:
+            self.data_collator.rng = rng
+
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None, **gen_kwargs):  # noqa: D102
         inputs.pop(TASK_ID, None)
         return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys, **gen_kwargs)
@@ -204,8 +301,9 @@ class MixtureTrainer(Seq2SeqTrainer):
         }
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:  # noqa: D102
-        # `log` runs on every rank, so the collective inside `seen_counts` is safe here.
-        if self.task_names and "loss" in logs:
+        # `log` runs on every rank, so the collective inside `seen_counts` is safe here. Train and
+        # eval logs both get the counts (curves of loss vs examples seen need them at eval points).
+        if self.task_names and self.mixture_sampler is not None and any(k.endswith("loss") for k in logs):
             for name, seen in self.seen_counts().items():
                 logs[f"examples_seen_{name}"] = seen["examples"]
                 logs[f"target_tokens_seen_{name}"] = seen["target_tokens"]

@@ -20,8 +20,11 @@ def free_port() -> int:
 
 def accelerate_launch(config: str, script: str | Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run ``accelerate launch --config_file accelerate_configs/<config> script args``; raise with its output on failure."""
-    env = {**os.environ, "DS_ACCELERATOR": "cpu", "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    if "zero" not in config:
+        # DDP on CPU: the torchrun workers must be told to use the CPU. Not for DeepSpeed, which
+        # accelerate silently disables when ACCELERATE_USE_CPU is set.
+        env["ACCELERATE_USE_CPU"] = "true"
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ROOT / "accelerate_configs" / config),
            "--main_process_port", str(free_port()), str(script), *args]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)

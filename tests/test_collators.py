@@ -19,7 +19,9 @@ def tokenizer():
     vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
     vocab += [(f"<extra_id_{i}>", 0.0) for i in range(N_SENTINELS)]
     vocab += [(f"▁w{i}", -1.0) for i in range(100)]
-    return T5Tokenizer(vocab=vocab, extra_ids=0, additional_special_tokens=[f"<extra_id_{i}>" for i in range(N_SENTINELS)])
+    return T5Tokenizer(
+        vocab=vocab, extra_ids=0, additional_special_tokens=[f"<extra_id_{i}>" for i in range(N_SENTINELS)]
+    )
 
 
 def _sentinels(tok):
@@ -79,7 +81,10 @@ def _reconstruct(inputs, labels, sentinels, eos=1):
 def test_collator_batches_reconstruct_the_input(tokenizer):
     sentinels = _sentinels(tokenizer)
     collator = SpanCorruptionCollator(tokenizer, noise_density=0.15, mean_noise_span_length=3.0, seed=0)
-    examples = [{"input_ids": list(range(20, 60)) + [1], "task_id": 3}, {"input_ids": list(range(20, 40)) + [1], "task_id": 1}]
+    examples = [
+        {"input_ids": list(range(20, 60)) + [1], "task_id": 3},
+        {"input_ids": list(range(20, 40)) + [1], "task_id": 1},
+    ]
     batch = collator(examples)
     assert set(batch) == {"input_ids", "attention_mask", "labels", "task_id"}
     assert batch["task_id"].dtype == torch.long and batch["task_id"].tolist() == [3, 1]
@@ -112,8 +117,24 @@ def test_collator_refuses_tokenizer_without_sentinels():
 
 def test_seq2seq_collator_ignores_strings_and_passes_task_id(tokenizer):
     features = [
-        {"id": "a", "source": "x", "target": "y", "input_ids": [5, 6, 1], "attention_mask": [1, 1, 1], "labels": [7, 1], "task_id": 0},
-        {"id": "b", "source": "x", "target": "y", "input_ids": [5, 1], "attention_mask": [1, 1], "labels": [7, 8, 9, 1], "task_id": 2},
+        {
+            "id": "a",
+            "source": "x",
+            "target": "y",
+            "input_ids": [5, 6, 1],
+            "attention_mask": [1, 1, 1],
+            "labels": [7, 1],
+            "task_id": 0,
+        },
+        {
+            "id": "b",
+            "source": "x",
+            "target": "y",
+            "input_ids": [5, 1],
+            "attention_mask": [1, 1],
+            "labels": [7, 8, 9, 1],
+            "task_id": 2,
+        },
     ]
     batch = Seq2SeqCollator(tokenizer)(features)
     assert set(batch) == {"input_ids", "attention_mask", "labels", "task_id"}

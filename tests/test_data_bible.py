@@ -96,6 +96,12 @@ def test_cleaning_verse_markers_psalm_titles_and_empty_verses():
     assert "\t" not in _text("d", 1, 6, 5) and "\n" not in _text("d", 1, 6, 5)
 
 
+def test_cleaning_other_versification_notes():
+    assert _text("c", 1, 31, 55).endswith("回自己的地方去了。")  # Chinese "（本节在《马索拉抄本》为32:1）"
+    assert _text("8", 1, 31, 55).startswith("І встав Лаван")  # Ukrainian "(32-1) ..."
+    assert _text("t", 1, 1, 15) is None  # Turkish "(aynı)": merged into a neighbour
+
+
 def test_cleaning_romanian_artefacts():
     t = _text("u", 1, 3, 17)
     assert "i-a zis" in t and "i- a" not in t

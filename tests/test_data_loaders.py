@@ -41,7 +41,9 @@ def test_csv_and_tsv_with_own_splits_and_subsample(tmp_path):
     dev = tmp_path / "dev.tsv"
     dev.write_text("en\tro\n" + "".join(f"{s}\t{t}\n" for s, t in pairs[150:160]), encoding="utf-8")
     csv = tmp_path / "test.csv"
-    csv.write_text("id,en,ro\n" + "".join(f'{i},"{s}","{t}"\n' for i, (s, t) in enumerate(pairs[160:170])), encoding="utf-8")
+    csv.write_text(
+        "id,en,ro\n" + "".join(f'{i},"{s}","{t}"\n' for i, (s, t) in enumerate(pairs[160:170])), encoding="utf-8"
+    )
     specs = [
         {
             "name": "en-ro",
@@ -50,7 +52,13 @@ def test_csv_and_tsv_with_own_splits_and_subsample(tmp_path):
             "columns": {"source": "en", "target": "ro"},
             "train_size": 40,
         },
-        {"name": "csv-task", "source": "csv", "path": str(csv), "columns": {"source": "en", "target": "ro", "id": "id"}, "lang": "ro"},
+        {
+            "name": "csv-task",
+            "source": "csv",
+            "path": str(csv),
+            "columns": {"source": "en", "target": "ro", "id": "id"},
+            "lang": "ro",
+        },
     ]
     out = load_tasks(specs, cache_dir=tmp_path / "cache", num_dev=5, num_test=5, seed=0)
     tsv = out["en-ro"]

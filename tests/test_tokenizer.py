@@ -36,7 +36,13 @@ def tokenizer(corpora, tok_dir):
 
 
 def _toy(name, n, text="x"):
-    dsd = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"id": [str(i) for i in range(n)], "text": [f"{text}{i}" for i in range(n)]})})
+    dsd = datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_dict(
+                {"id": [str(i) for i in range(n)], "text": [f"{text}{i}" for i in range(n)]}
+            )
+        }
+    )
     return set_task_meta(dsd, name=name, type="lm", lang=None)
 
 
@@ -44,7 +50,10 @@ def test_corpus_is_temperature_sampled():
     corpora = {"big": _toy("big", 9000, "b"), "small": _toy("small", 1000, "s")}
     proportional = sample_tokenizer_corpus(corpora, tau=1.0, max_sentences=1000)
     flat = sample_tokenizer_corpus(corpora, tau=100.0, max_sentences=1000)
-    share = lambda xs: np.mean([x.startswith("s") for x in xs])
+
+    def share(xs):
+        return np.mean([x.startswith("s") for x in xs])
+
     assert share(proportional) == pytest.approx(0.1, abs=0.01)
     assert share(flat) == pytest.approx(0.5, abs=0.02)  # tau -> inf: uniform over tasks
     assert sample_tokenizer_corpus(corpora, seed=1) == sample_tokenizer_corpus(corpora, seed=1)
@@ -108,6 +117,20 @@ def test_tokenize_tasks_columns_tags_and_cache(corpora, tokenizer):
 
 
 def test_tokenize_needs_the_tag_in_the_vocab(corpora, tokenizer):
-    dsd = set_task_meta(datasets.DatasetDict({"train": corpora["en-ro"]["train"]}), name="en-xx", type="translation", lang="xx")
+    dsd = set_task_meta(
+        datasets.DatasetDict({"train": corpora["en-ro"]["train"]}), name="en-xx", type="translation", lang="xx"
+    )
     with pytest.raises(ValueError, match="<2xx>"):
         tokenize_tasks({"en-xx": dsd}, tokenizer)
+
+
+def test_push_to_hub_round_trip(tokenizer, tmp_path):
+    """Through a local Hub-compatible server: the pushed tokenizer loads back with identical ids."""
+    from hf_ptjf.testing import HubServer, use_endpoint
+
+    with HubServer(tmp_path / "hub") as srv, use_endpoint(srv.url, cache_dir=tmp_path / "hf_cache"):
+        tokenizer.push_to_hub("test-user/ptjf-tok")
+        pulled = AutoTokenizer.from_pretrained("test-user/ptjf-tok")
+    texts = ["<2fr> In the beginning God created the heavens.", "<2ro> La început <extra_id_0> ceva."]
+    assert pulled(texts)["input_ids"] == tokenizer(texts)["input_ids"]
+    assert pulled.get_vocab() == tokenizer.get_vocab()

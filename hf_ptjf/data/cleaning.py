@@ -8,7 +8,9 @@ Every rule is a (regex, replacement) applied to a whole version at once. Known n
 * WEB, Romanian: backticks used as apostrophes / quotes -> ``'``.
 * Hindi: ``*`` footnote marks -> dropped; cross references ``(भज. 78:24)`` -> dropped.
 * Segond, Ostervald, Schlachter, Russian, Japanese...: Hebrew verse numbers ``(30:1)`` kept in
-  the text where the versification differs from the KJV key -> dropped (the row key is already KJV).
+  the text where the versification differs from the KJV key -> dropped (the row key is already KJV);
+  likewise ``(32-1)`` (Indonesian, Ukrainian, Vietnamese) and Chinese notes ``（本节在《马索拉抄本》为32:1）``.
+* Turkish: ``(aynı)`` ("same": a verse merged into its neighbour) and ``(ADDED ...)`` editor notes -> dropped.
 * Psalm superscriptions ("A Psalm of David...") are merged into verse 1 by most versions
   (Romanian in parentheses, Segond after ``(3:1)``, Spanish/Arabic inline) but not by KJV/WEB,
   and cannot be split off reliably -> Psalms verse 1 is dropped from every version.
@@ -36,7 +38,7 @@ from .bible import PSALMS
 __all__ = ["CLEANING_VERSION", "RULES", "clean_text", "clean_version", "length_ratio_mask", "has_letter"]
 
 # bump when a rule changes: it is part of every cache key
-CLEANING_VERSION = 2
+CLEANING_VERSION = 3
 
 ALL, BIBLE = "all", "bible"
 RO = frozenset("u")
@@ -44,8 +46,10 @@ RO = frozenset("u")
 # (name, RE2 regex, replacement, scope) applied in this order. Scope: ALL (user data too),
 # BIBLE (every Bible version) or a set of version codes.
 RULES: tuple[tuple[str, str, str, str | frozenset[str]], ...] = (
-    ("verse_refs", r"\s*\([^()]*\d+\s*:\s*\d+[^()]*\)", "", BIBLE),
+    ("verse_refs", r"\s*[(（][^()（）]*\d+\s*:\s*\d+[^()（）]*[)）]", "", BIBLE),
+    ("verse_markers", r"\s*\(\d+-\d+[a-z]?\)", "", BIBLE),  # "(32-1)": Indonesian, Ukrainian, Vietnamese
     ("open_verse_ref", r"^\(\d+:\d+\s*", "", BIBLE),  # Segond Lev 6:2 lost its ")"
+    ("tr_placeholders", r"^\(aynı\)$|^\(ADDED[^)]*\)\s*", "", frozenset("t")),
     ("marks", r"[*\[\]<>\x{00ad}\x{200b}\x{200e}\x{200f}\x{feff}]", "", BIBLE),
     ("backticks", r"`", "'", BIBLE),
     ("ro_hyphen_space", r"(\pL)- (\pL)", r"\1-\2", RO),
@@ -100,7 +104,7 @@ def undo_drop_caps(text: str) -> str:
         return text
     head = " ".join(words[:n]).lower()
     first = next((i for i, ch in enumerate(head) if ch.isalpha()), 0)
-    return head[:first] + head[first:first + 1].upper() + head[first + 1 :] + " " + " ".join(words[n:])
+    return head[:first] + head[first : first + 1].upper() + head[first + 1 :] + " " + " ".join(words[n:])
 
 
 def clean_version(df: pd.DataFrame, code: str) -> pd.DataFrame:

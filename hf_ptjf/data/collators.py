@@ -77,7 +77,9 @@ def corrupt(ids: Sequence[int], mask: np.ndarray, sentinel_ids: Sequence[int]) -
     for tok, m in zip(ids, mask):
         if m and not prev:
             if k >= len(sentinel_ids):
-                raise ValueError(f"span corruption needs more than {len(sentinel_ids)} sentinel tokens; shorten the inputs.")
+                raise ValueError(
+                    f"span corruption needs more than {len(sentinel_ids)} sentinel tokens; shorten the inputs."
+                )
             out.append(int(sentinel_ids[k]))
             k += 1
         elif not m:
@@ -153,7 +155,9 @@ class SpanCorruptionCollator:
         self.noise_density = float(noise_density)
         self.mean_noise_span_length = float(mean_noise_span_length)
         self.input_length = input_length
-        self.max_raw_tokens = span_corruption_lengths(input_length, noise_density, mean_noise_span_length)[0] if input_length else None
+        self.max_raw_tokens = (
+            span_corruption_lengths(input_length, noise_density, mean_noise_span_length)[0] if input_length else None
+        )
         self.pad_to_multiple_of = pad_to_multiple_of
         self.rng = np.random.default_rng(seed)
         self.pad_id = tokenizer.pad_token_id

@@ -39,7 +39,9 @@ def paper_default_tasks(
         TaskSpec(name="en-hi", src_versions=["WEB"], tgt_versions=["IRV"], lang="hi", train_size=hi_size),
     ]
     if include_es:
-        tasks.append(TaskSpec(name="en-es", src_versions=list(_HR_ENGLISH), tgt_versions=["RV1909", "RVA1989"], lang="es"))
+        tasks.append(
+            TaskSpec(name="en-es", src_versions=list(_HR_ENGLISH), tgt_versions=["RV1909", "RVA1989"], lang="es")
+        )
     known = {v.lang for v in VERSIONS}
     for lang in lm_langs:
         if lang not in known:

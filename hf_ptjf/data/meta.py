@@ -48,10 +48,13 @@ def task_meta(name: str, dsd: datasets.DatasetDict) -> dict[str, Any]:
         if not m:
             raise ValueError(
                 f"task {name!r}: cannot tell its target language; name it like 'en-fr' or load it with "
-                "hf_ptjf.data.load_tasks (or call hf_ptjf.data.set_task_meta(dsd, name=..., type='translation', lang=...))."
+                "hf_ptjf.data.load_tasks (or use hf_ptjf.data.set_task_meta(dsd, name=..., type='translation', "
+                "lang=...))."
             )
         lang = m.group(1)
         return {"name": name, "type": "translation", "lang": lang, "tag": f"<2{lang}>"}
     if "text" in cols:
         return {"name": name, "type": "lm", "lang": None, "tag": None}
-    raise ValueError(f"task {name!r}: expected columns `source`/`target` (translation) or `text` (lm), got {sorted(cols)}.")
+    raise ValueError(
+        f"task {name!r}: expected columns `source`/`target` (translation) or `text` (lm), got {sorted(cols)}."
+    )

@@ -66,7 +66,9 @@ def tokenize_tasks(
                 )
             out[name] = datasets.DatasetDict(
                 {
-                    split: _tokenize_translation(ds, tokenizer, tag, split, max_source_length, max_target_length, num_proc, tok_fp)
+                    split: _tokenize_translation(
+                        ds, tokenizer, tag, split, max_source_length, max_target_length, num_proc, tok_fp
+                    )
                     for split, ds in dsd.items()
                 }
             )
@@ -96,7 +98,9 @@ def _tokenize_translation(
     # raw strings stay in eval splits for BLEU; training batches need ids only
     drop = [c for c in ds.column_names if c != "id"] if split == "train" else []
     fp = stable_hash([ds._fingerprint, tok_fp, "translation", tag, drop, max_source_length, max_target_length, 1])
-    return ds.map(fn, batched=True, remove_columns=drop, num_proc=num_proc, new_fingerprint=fp, desc=f"tokenize {split}")
+    return ds.map(
+        fn, batched=True, remove_columns=drop, num_proc=num_proc, new_fingerprint=fp, desc=f"tokenize {split}"
+    )
 
 
 def _tokenize_lm(
@@ -112,5 +116,11 @@ def _tokenize_lm(
 
     fp = stable_hash([ds._fingerprint, tok_fp, "lm", chunk, 1])
     return ds.map(
-        fn, batched=True, batch_size=1000, remove_columns=ds.column_names, num_proc=num_proc, new_fingerprint=fp, desc="tokenize lm"
+        fn,
+        batched=True,
+        batch_size=1000,
+        remove_columns=ds.column_names,
+        num_proc=num_proc,
+        new_fingerprint=fp,
+        desc="tokenize lm",
     )

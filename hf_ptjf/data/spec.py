@@ -85,7 +85,9 @@ class TaskSpec:
             if key not in known:
                 close = difflib.get_close_matches(str(key), known, n=1)
                 hint = f" Did you mean `{close[0]}`?" if close else ""
-                raise ValueError(f"task {d.get('name', '?')!r}: unknown key `{key}`.{hint} Allowed keys: {', '.join(known)}.")
+                raise ValueError(
+                    f"task {d.get('name', '?')!r}: unknown key `{key}`.{hint} Allowed keys: {', '.join(known)}."
+                )
         if "name" not in d:
             raise ValueError(f"every task needs a `name` (e.g. en-fr), got {dict(d)!r}.")
         kwargs = dict(d)
@@ -97,7 +99,9 @@ class TaskSpec:
     def __post_init__(self) -> None:
         where = f"task {self.name!r}"
         if not isinstance(self.name, str) or not re.fullmatch(r"[\w.+-]+", self.name or ""):
-            raise ValueError(f"`name` must be a non-empty word such as 'en-fr' (letters, digits, . + - _), got {self.name!r}.")
+            raise ValueError(
+                f"`name` must be a non-empty word such as 'en-fr' (letters, digits, . + - _), got {self.name!r}."
+            )
         if self.type not in TASK_TYPES:
             raise ValueError(f"{where}: `type` must be one of {TASK_TYPES}, got {self.type!r}.")
         if self.source not in SOURCES:
@@ -108,7 +112,9 @@ class TaskSpec:
             self._check_bible(where)
         elif self.source == "hf":
             if not (self.dataset or self.path):
-                raise ValueError(f"{where}: `source: hf` needs `dataset` (a hub name or builder) or `path` (a save_to_disk dir).")
+                raise ValueError(
+                    f"{where}: `source: hf` needs `dataset` (a hub name or builder) or `path` (a save_to_disk dir)."
+                )
         elif not (self.path or self.data_files):
             raise ValueError(f"{where}: `source: {self.source}` needs `path` (one file) or `data_files`.")
         bad = set(self.columns) - _COLUMN_KEYS[self.type]
@@ -119,8 +125,12 @@ class TaskSpec:
             )
         if self.train_size is not None and (not isinstance(self.train_size, int) or self.train_size <= 0):
             raise ValueError(f"{where}: `train_size` must be a positive integer or null, got {self.train_size!r}.")
-        if self.max_length_ratio is not None and not (isinstance(self.max_length_ratio, (int, float)) and self.max_length_ratio > 1):
-            raise ValueError(f"{where}: `max_length_ratio` must be a number > 1 or null, got {self.max_length_ratio!r}.")
+        if self.max_length_ratio is not None and not (
+            isinstance(self.max_length_ratio, (int, float)) and self.max_length_ratio > 1
+        ):
+            raise ValueError(
+                f"{where}: `max_length_ratio` must be a number > 1 or null, got {self.max_length_ratio!r}."
+            )
         if self.lang is None:
             self.lang = self._infer_lang()
             if self.lang is None and self.type == "translation":
@@ -131,7 +141,10 @@ class TaskSpec:
     def _check_bible(self, where: str) -> None:
         if self.type == "translation":
             if not self.src_versions or not self.tgt_versions:
-                raise ValueError(f"{where}: a Bible translation task needs `src_versions` and `tgt_versions`, e.g. [WEB] and [Segond].")
+                raise ValueError(
+                    f"{where}: a Bible translation task needs `src_versions` and `tgt_versions`, "
+                    "e.g. [WEB] and [Segond]."
+                )
             checks = [("src_versions", self.src_versions), ("tgt_versions", self.tgt_versions)]
         else:
             if not (self.versions or self.tgt_versions):

@@ -37,7 +37,8 @@ def heldout_verse_ids(universe: np.ndarray, num_dev: int, num_test: int, seed: i
             raise ValueError(f"`{name}` must be an integer >= 0, got {n!r}.")
     if num_dev + num_test >= universe.size:
         raise ValueError(
-            f"`num_dev` + `num_test` = {num_dev + num_test} leaves no training verses out of {universe.size}; lower them."
+            f"`num_dev` + `num_test` = {num_dev + num_test} leaves no training verses out of {universe.size}; "
+            "lower them."
         )
     perm = np.random.default_rng(seed).permutation(universe)
     return HeldOut(np.sort(perm[:num_dev]), np.sort(perm[num_dev : num_dev + num_test]))
@@ -55,7 +56,9 @@ def subsample_indices(n: int, size: int | None, rng: np.random.Generator, *, fie
     if not isinstance(size, (int, np.integer)) or size <= 0:
         raise ValueError(f"`{field}` must be a positive integer or null, got {size!r}.")
     if size > n:
-        raise ValueError(f"`{field}`={size} but only {n} training examples are available; lower `{field}` or remove it.")
+        raise ValueError(
+            f"`{field}`={size} but only {n} training examples are available; lower `{field}` or remove it."
+        )
     return np.sort(rng.choice(n, size=size, replace=False))
 
 

@@ -1,0 +1,225 @@
+"""The paper's LM optimizer and LR schedules: T5X-style Adafactor and the rsqrt schedules.
+
+* :class:`Adafactor`: Adafactor (Shazeer & Stern 2018) as in T5X, which the paper used for mT5 (its Appendix B:
+  "we use momentum, and we do not factorize the second moment"): optional momentum ``beta1``, factored or full
+  (``factored=False``) second moment with the ``1 - t**-decay_rate`` decay, update clipping, optional
+  parameter-scale multiplication, and an explicit learning rate (no relative step: the LR comes from the
+  scheduler).
+* LR multipliers for :class:`torch.optim.lr_scheduler.LambdaLR` (callable objects, so the scheduler's state dict
+  keeps them): :func:`constant_then_rsqrt` (pre-training: constant for ``constant_steps``, then inverse square
+  root) and :func:`warmup_then_rsqrt` (fine-tuning: linear warmup, then inverse square root);
+  :func:`get_lr_schedule` builds the ``LambdaLR`` by name.
+
+Under DeepSpeed ZeRO-3 the optimizer is handed flat 1-D fp32 partitions instead of the model's tensors, so the
+second moment is never factored there (the paper's setting anyway) and the per-tensor RMS quantities (update
+clipping, parameter scale) are computed per partition group instead of per weight matrix.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Iterable
+
+import torch
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LambdaLR
+
+__all__ = [
+    "ADAFACTOR_OPTIONS",
+    "LR_SCHEDULES",
+    "Adafactor",
+    "ConstantThenRsqrt",
+    "WarmupThenRsqrt",
+    "constant_then_rsqrt",
+    "get_lr_schedule",
+    "warmup_then_rsqrt",
+]
+
+# Adafactor options a recipe may set (`optimizer_args`), i.e. MixtureTrainingArguments `adafactor_<option>`.
+ADAFACTOR_OPTIONS = ("beta1", "decay_rate", "clipping_threshold", "factored", "multiply_by_parameter_scale")
+
+
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def _rms(x: torch.Tensor) -> torch.Tensor:
+    return x.square().mean().sqrt()
+
+
+class Adafactor(Optimizer):
+    """Adafactor with momentum and an optional unfactored second moment (T5X's ``adafactor.Adafactor``).
+
+    Per parameter ``p`` with gradient ``g`` at step ``t`` (1-based), all in fp32:
+
+    1. ``beta2 = 1 - t ** -decay_rate``; ``v = beta2 * v + (1 - beta2) * (g**2 + epsilon1)``, or, when factored,
+       the row/column means of ``g**2 + epsilon1`` are averaged instead and ``v`` is their normalised outer product;
+    2. ``u = g / sqrt(v)``, divided by ``max(1, rms(u) / clipping_threshold)`` (update clipping);
+    3. ``u *= lr`` (times ``max(epsilon2, rms(p))`` with ``multiply_by_parameter_scale``);
+    4. momentum: ``m = beta1 * m + (1 - beta1) * u``; ``u = m`` (T5X keeps the LR inside ``m``);
+    5. ``p = p * (1 - lr * weight_decay) - u``.
+
+    Args:
+        params: parameters or parameter groups (groups may set ``lr`` and ``weight_decay``).
+        lr: learning rate (the scheduler multiplies it); there is no relative-step mode.
+        beta1: momentum coefficient, or ``None`` for none (Adafactor's default; the paper uses 0.9).
+        decay_rate: exponent of the second-moment decay ``1 - t**-decay_rate`` (T5X: 0.8).
+        clipping_threshold: update-clipping threshold on ``rms(u)``; ``None`` disables it.
+        factored: factor the second moment of matrices (memory ~ rows + cols); ``False`` keeps it in full
+            (the paper's choice).
+        min_dim_size_to_factor: factor only tensors whose last two dims are both at least this (T5X: 128).
+        multiply_by_parameter_scale: scale updates by the parameter's RMS (T5X's default; off here, as in the HF
+            Trainer's ``adafactor``).
+        epsilon1: added to ``g**2``. epsilon2: floor of the parameter scale.
+        weight_decay: decoupled weight decay, multiplied by ``lr``.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-2,
+        *,
+        beta1: float | None = None,
+        decay_rate: float = 0.8,
+        clipping_threshold: float | None = 1.0,
+        factored: bool = True,
+        min_dim_size_to_factor: int = 128,
+        multiply_by_parameter_scale: bool = False,
+        epsilon1: float = 1e-30,
+        epsilon2: float = 1e-3,
+        weight_decay: float = 0.0,
+    ) -> None:
+        if not lr >= 0:
+            raise ValueError(f"Adafactor: `lr` must be >= 0, got {lr!r}.")
+        if beta1 is not None and not 0.0 <= beta1 < 1.0:
+            raise ValueError(f"Adafactor: `beta1` must be in [0, 1) or None, got {beta1!r}.")
+        if not decay_rate > 0:
+            raise ValueError(f"Adafactor: `decay_rate` must be > 0 (T5X uses 0.8), got {decay_rate!r}.")
+        if clipping_threshold is not None and not clipping_threshold > 0:
+            raise ValueError(f"Adafactor: `clipping_threshold` must be > 0 or None, got {clipping_threshold!r}.")
+        if not (isinstance(min_dim_size_to_factor, int) and min_dim_size_to_factor >= 1):
+            raise ValueError(f"Adafactor: `min_dim_size_to_factor` must be a positive int, got {min_dim_size_to_factor!r}.")
+        defaults = dict(
+            lr=lr, beta1=beta1, decay_rate=decay_rate, clipping_threshold=clipping_threshold, factored=factored,
+            min_dim_size_to_factor=min_dim_size_to_factor, multiply_by_parameter_scale=multiply_by_parameter_scale,
+            epsilon1=epsilon1, epsilon2=epsilon2, weight_decay=weight_decay,
+        )
+        super().__init__(params, defaults)
+
+    @staticmethod
+    def _factored(group: dict[str, Any], shape: torch.Size) -> bool:
+        return bool(group["factored"]) and len(shape) >= 2 and min(shape[-2:]) >= group["min_dim_size_to_factor"]
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # noqa: D102
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr, beta1 = group["lr"], group["beta1"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if p.grad.is_sparse:
+                    raise RuntimeError("Adafactor does not support sparse gradients.")
+                grad = p.grad.float() if p.grad.dtype in _LOW_PRECISION else p.grad  # fp32 (or fp64) maths
+                state = self.state[p]
+                factored = self._factored(group, grad.shape)
+                if not state:
+                    state["step"] = 0
+                    if factored:
+                        state["v_row"] = grad.new_zeros(grad.shape[:-1])
+                        state["v_col"] = grad.new_zeros(grad.shape[:-2] + grad.shape[-1:])
+                    else:
+                        state["v"] = torch.zeros_like(grad)
+                    if beta1 is not None:
+                        state["m"] = torch.zeros_like(grad)
+                state["step"] += 1
+                beta2 = 1.0 - state["step"] ** -group["decay_rate"]
+                grad_sq = grad.square().add_(group["epsilon1"])
+                if factored:
+                    v_row, v_col = state["v_row"], state["v_col"]
+                    v_row.mul_(beta2).add_(grad_sq.mean(dim=-1), alpha=1.0 - beta2)
+                    v_col.mul_(beta2).add_(grad_sq.mean(dim=-2), alpha=1.0 - beta2)
+                    row_factor = (v_row / v_row.mean(dim=-1, keepdim=True)).rsqrt_().unsqueeze(-1)
+                    update = grad * row_factor * v_col.rsqrt().unsqueeze(-2)
+                else:
+                    v = state["v"]
+                    v.mul_(beta2).add_(grad_sq, alpha=1.0 - beta2)
+                    update = grad * v.rsqrt()
+                if group["clipping_threshold"] is not None:
+                    update.div_((_rms(update) / group["clipping_threshold"]).clamp_(min=1.0))
+                param = p.float() if p.dtype in _LOW_PRECISION else p
+                scale = lr
+                if group["multiply_by_parameter_scale"]:
+                    scale = lr * max(group["epsilon2"], float(_rms(param)))
+                update.mul_(scale)
+                if beta1 is not None:
+                    update = state["m"].mul_(beta1).add_(update, alpha=1.0 - beta1)
+                if group["weight_decay"]:
+                    param.mul_(1.0 - lr * group["weight_decay"])
+                param.sub_(update)
+                if param is not p:
+                    p.copy_(param)
+        return loss
+
+
+def _positive_steps(name: str, steps: Any) -> int:
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"`{name}` must be a positive integer number of optimizer steps, got {steps!r}.")
+    return steps
+
+
+class ConstantThenRsqrt:
+    """LR multiplier ``min(1, sqrt(constant_steps / step))``: constant, then inverse square root (T5's schedule)."""
+
+    def __init__(self, constant_steps: int) -> None:
+        self.constant_steps = _positive_steps("constant_steps", constant_steps)
+
+    def __call__(self, step: int) -> float:
+        return 1.0 if step <= self.constant_steps else math.sqrt(self.constant_steps / step)
+
+    def __repr__(self) -> str:
+        return f"constant_then_rsqrt({self.constant_steps})"
+
+
+class WarmupThenRsqrt:
+    """LR multiplier: linear warmup ``(step + 1) / warmup_steps`` to 1, then ``sqrt(warmup_steps / step)``."""
+
+    def __init__(self, warmup_steps: int) -> None:
+        self.warmup_steps = _positive_steps("warmup_steps", warmup_steps)
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps  # the first update already moves (no zero-LR step)
+        return math.sqrt(self.warmup_steps / step)
+
+    def __repr__(self) -> str:
+        return f"warmup_then_rsqrt({self.warmup_steps})"
+
+
+def constant_then_rsqrt(constant_steps: int) -> ConstantThenRsqrt:
+    """The paper's pre-training (and static-sampling baseline) schedule: ``lr = base * min(1, sqrt(c / step))``.
+
+    ``LambdaLR(optimizer, constant_then_rsqrt(10_000))`` with base LR 0.01 is T5's ``1/sqrt(max(step, 10k))``.
+    ``step`` is the number of optimizer updates already done (``LambdaLR``'s counter).
+    """
+    return ConstantThenRsqrt(constant_steps)
+
+
+def warmup_then_rsqrt(warmup_steps: int) -> WarmupThenRsqrt:
+    """The paper's fine-tuning schedule: linear warmup over ``warmup_steps`` updates, then ``sqrt(w / step)``."""
+    return WarmupThenRsqrt(warmup_steps)
+
+
+LR_SCHEDULES: dict[str, Callable[[int], Callable[[int], float]]] = {
+    "constant_then_rsqrt": constant_then_rsqrt,
+    "warmup_then_rsqrt": warmup_then_rsqrt,
+}
+
+
+def get_lr_schedule(name: str, optimizer: Optimizer, steps: int, last_epoch: int = -1) -> LambdaLR:
+    """``LambdaLR`` for the schedule ``name`` (one of :data:`LR_SCHEDULES`) pivoting at ``steps`` updates."""
+    if name not in LR_SCHEDULES:
+        raise ValueError(f"unknown LR schedule {name!r}; choose one of {sorted(LR_SCHEDULES)}.")
+    return LambdaLR(optimizer, LR_SCHEDULES[name](steps), last_epoch=last_epoch)

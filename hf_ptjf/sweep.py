@@ -1,0 +1,560 @@
+"""Sampling-rate sweeps: a grid of trials per method, run N at a time, gathered into one table + report.
+
+A sweep (paper Sec. 4.1) trains every method at every low-resource sampling rate (and optionally every
+learning rate and seed) at equal total steps ``N``, takes each trial's final per-task validation loss,
+and compares the methods' trade-off fronts. A :class:`SweepConfig` (YAML) names a base recipe (tasks,
+model, data, training arguments) and the grid; :func:`expand_trials` turns it into one resolved recipe
+per trial; :func:`run_sweep` runs them as subprocesses (``recipes/run.py``'s entry point, with
+``OMP_NUM_THREADS`` set), ``parallel`` at a time, skips trials whose ``results.json`` says complete,
+writes ``sweep_results.csv`` / ``sweep_results.json`` and calls :func:`hf_ptjf.plots.write_report`.
+
+Sweep YAML::
+
+    recipe: recipes/configs/repro_base.yaml   # tasks, model, data, eval, training args (method is set here)
+    output_dir: runs/sweep-fr-ro
+    hr_task: en-fr
+    lr_task: en-ro
+    methods: [scalarization, ptjf, restart, transfer]
+    rates: [0.1, 0.2, 0.3, 0.5]     # low-resource sampling rate; the high-resource task gets 1 - rate
+    lrs: null                       # null: the recipe's learning_rate; else a grid
+    seeds: [0, 1]
+    total_steps: 1000               # N, equal for every trial ...
+    first_stage_steps: 750          # N1 (ptjf / restart / transfer); a list sweeps pre-training length
+    finetune_steps: null            # ... unless set: then N = N1 + finetune_steps (fixed fine-tuning)
+    share_pretrain: true            # ptjf/transfer trials with the same seed/lr/N1 share one pre-training run
+    shared_tokenizer: true          # train one tokenizer for the whole sweep
+    parallel: 2                     # trials at a time
+    threads: 1                      # torch/OMP threads per trial
+    overrides: [eval.bleu=false]    # key=value applied to every trial's recipe
+
+With ``share_pretrain`` the pre-training stage (``N1`` steps on the high-resource task(s)) is its own run,
+``pretrain-n<N1>-lr<lr>-s<seed>``; every PTJF rate (and the transfer trial) fine-tunes from its saved
+model (a stage ``init: {path: ...}``, fresh optimizer and LR schedule), so each extra PTJF point costs only
+``N - N1`` steps. The gathered record of such a trial includes the pre-training run's history, examples
+seen and wall time, so it reads like an unshared PTJF trial.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import dataclasses
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import yaml
+
+from .recipe import METHODS, RecipeError, apply_overrides, parse_recipe
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "SweepConfig",
+    "Trial",
+    "expand_trials",
+    "gather",
+    "load_sweep",
+    "run_sweep",
+    "trial_records",
+    "write_tables",
+]
+
+RESULTS_CSV = "sweep_results.csv"
+RESULTS_JSON = "sweep_results.json"
+TRIAL_RECIPE = "trial.yaml"
+TRIAL_LOG = "trial.log"
+_RUN_CODE = "import sys; from hf_ptjf.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+@dataclass
+class SweepConfig:
+    """A grid of trials over a base recipe (see the module docstring for the YAML)."""
+
+    recipe: str
+    output_dir: str
+    hr_task: str
+    lr_task: str
+    methods: list[str] = field(default_factory=lambda: ["scalarization", "ptjf"])
+    rates: list[float] = field(default_factory=lambda: [round(i / 10, 1) for i in range(1, 10)])
+    lrs: list[float] | None = None
+    seeds: list[int] = field(default_factory=lambda: [0])
+    total_steps: int | None = None
+    first_stage_steps: int | list[int] | None = None
+    finetune_steps: int | None = None
+    share_pretrain: bool = True
+    shared_tokenizer: bool = True
+    parallel: int = 1
+    threads: int = 1
+    overrides: list[str] = field(default_factory=list)
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        bad = [m for m in self.methods if m not in METHODS]
+        if bad or not self.methods:
+            raise RecipeError(f"sweep `methods` must be a non-empty subset of {METHODS}, got {self.methods}.")
+        if not self.rates or any(not (0.0 < float(r) < 1.0) for r in self.rates):
+            raise RecipeError(f"sweep `rates` are low-resource sampling rates in (0, 1), got {self.rates}.")
+        if self.hr_task == self.lr_task:
+            raise RecipeError("`hr_task` and `lr_task` must differ.")
+        if not isinstance(self.parallel, int) or self.parallel < 1:
+            raise RecipeError(f"`parallel` must be a positive integer, got {self.parallel!r}.")
+        if not isinstance(self.threads, int) or self.threads < 1:
+            raise RecipeError(f"`threads` must be a positive integer, got {self.threads!r}.")
+        if not self.seeds:
+            raise RecipeError("`seeds` is empty.")
+        n1s = self.n1_values
+        staged = [m for m in self.methods if m != "scalarization"]
+        if staged and not n1s:
+            raise RecipeError(f"methods {staged} need `first_stage_steps` (N1).")
+        if self.finetune_steps is None:
+            if not isinstance(self.total_steps, int) or self.total_steps <= 0:
+                raise RecipeError("`total_steps` (N, a positive integer) is required unless `finetune_steps` is set.")
+            if any(not (0 < n1 < self.total_steps) for n1 in n1s):
+                raise RecipeError(f"need 0 < first_stage_steps < total_steps, got {n1s} and {self.total_steps}.")
+        else:
+            if not isinstance(self.finetune_steps, int) or self.finetune_steps <= 0:
+                raise RecipeError(f"`finetune_steps` must be a positive integer, got {self.finetune_steps!r}.")
+            if "scalarization" in self.methods and len(n1s) > 1 and self.total_steps is None:
+                raise RecipeError("with several `first_stage_steps` and `finetune_steps`, give `total_steps` for scalarization.")
+        self.rates = [float(r) for r in self.rates]
+
+    @property
+    def n1_values(self) -> list[int]:
+        n1 = self.first_stage_steps
+        if n1 is None:
+            return []
+        return [int(x) for x in (n1 if isinstance(n1, (list, tuple)) else [n1])]
+
+    def total_for(self, n1: int | None) -> int:
+        """N of a trial: fixed, or N1 + finetune_steps (fixed fine-tuning length)."""
+        if self.finetune_steps is not None and n1 is not None:
+            return n1 + self.finetune_steps
+        if self.total_steps is not None:
+            return self.total_steps
+        return max(self.n1_values) + self.finetune_steps  # scalarization with fixed fine-tuning and one N1
+
+    @property
+    def out(self) -> Path:
+        return Path(self.output_dir)
+
+
+def load_sweep(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> SweepConfig:
+    """Read a sweep YAML and apply ``key=value`` overrides (e.g. ``parallel=2``, ``rates=[0.1,0.5]``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"sweep config not found: {path}")
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, Mapping):
+        raise RecipeError(f"{path} must hold a YAML mapping.")
+    raw = apply_overrides(dict(raw), list(overrides))
+    names = [f.name for f in dataclasses.fields(SweepConfig)]
+    for key in raw:
+        if key not in names:
+            import difflib
+
+            close = difflib.get_close_matches(key, names, n=1)
+            raise RecipeError(f"unknown sweep key `{key}`." + (f" Did you mean `{close[0]}`?" if close else ""))
+    if "recipe" in raw and not Path(raw["recipe"]).is_file() and (path.parent / raw["recipe"]).is_file():
+        raw["recipe"] = str(path.parent / raw["recipe"])  # relative to the sweep file
+    try:
+        return SweepConfig(**raw)
+    except TypeError as e:
+        raise RecipeError(f"sweep config: {e}") from e
+
+
+# ---------------------------------------------------------------------------------------------- trials
+@dataclass
+class Trial:
+    """One run of the grid: a resolved recipe (dict), where it goes, and what it depends on."""
+
+    trial: str
+    method: str  # "pretrain" for a shared pre-training run
+    rate: float | None
+    lr: float | None
+    seed: int
+    first_stage_steps: int | None
+    total_steps: int
+    output_dir: str
+    recipe: dict[str, Any]
+    depends_on: str | None = None  # trial id of the shared pre-training run
+    label: str = ""  # method name in plots/tables (e.g. "ptjf@N1=500" when N1 is swept)
+
+    @property
+    def out(self) -> Path:
+        return Path(self.output_dir)
+
+    def is_complete(self) -> bool:
+        return _read_results(self.out).get("complete") is True
+
+
+def _read_results(out: Path) -> dict[str, Any]:
+    try:
+        return json.loads((out / "results.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _fmt(x: float | None) -> str:
+    return "default" if x is None else f"{x:g}"
+
+
+def expand_trials(cfg: SweepConfig) -> list[Trial]:
+    """Every trial of the grid as a resolved recipe dict, shared pre-training runs first.
+
+    Trials are validated with :func:`hf_ptjf.recipe.parse_recipe` so a bad grid fails before anything runs.
+    """
+    base = yaml.safe_load(Path(cfg.recipe).read_text()) or {}
+    base = apply_overrides(dict(base), list(cfg.overrides))
+    for key in ("method", "method_args", "stages", "output_dir", "run_name", "seed"):
+        base.pop(key, None)
+    names = [t.get("name") for t in base.get("tasks") or []]
+    for task in (cfg.hr_task, cfg.lr_task):
+        if task not in names:
+            raise RecipeError(f"sweep task `{task}` is not a task of the recipe {cfg.recipe} (tasks: {names}).")
+    if cfg.shared_tokenizer:
+        base.setdefault("tokenizer", {})
+        base["tokenizer"] = {**(base["tokenizer"] or {}), "path": str(cfg.out / "tokenizer")}
+    lrs: list[float | None] = list(cfg.lrs) if cfg.lrs else [None]
+    n1s: list[int | None] = list(cfg.n1_values) or [None]
+    several_n1 = len(cfg.n1_values) > 1
+    trials: list[Trial] = []
+    pretrains: list[Trial] = []
+
+    def make(trial_id: str, method: str, rate: float | None, lr: float | None, seed: int, n1: int | None,
+             total: int, stages: list[dict] | None, method_args: dict | None, depends: str | None, label: str) -> Trial:
+        raw = copy.deepcopy(base)
+        out = cfg.out / "trials" / trial_id
+        raw.update(output_dir=str(out), run_name=trial_id, seed=seed)
+        if lr is not None:
+            raw["learning_rate"] = lr
+        if stages is not None:
+            raw["stages"] = stages
+        else:
+            raw["method"], raw["method_args"] = method, method_args
+        parse_recipe(copy.deepcopy(raw))  # validate now
+        return Trial(trial_id, method, rate, lr, seed, n1, total, str(out), raw, depends, label or method)
+
+    def mixture(rate: float) -> dict[str, Any]:
+        return {"strategy": "static", "weights": {cfg.hr_task: round(1.0 - rate, 6), cfg.lr_task: rate}}
+
+    for seed in cfg.seeds:
+        for lr in lrs:
+            lr_tag = f"-lr{_fmt(lr)}" if cfg.lrs else ""
+            for n1 in n1s:
+                n1_tag = f"-n{n1}" if several_n1 else ""
+                total = cfg.total_for(n1)
+                pre_id = None
+                shared = cfg.share_pretrain and n1 is not None and {"ptjf", "transfer"} & set(cfg.methods)
+                if shared:
+                    pre_id = f"pretrain-n{n1}{lr_tag}-s{seed}"
+                    stage = {"name": "pretrain", "max_steps": n1, "init": "scratch",
+                             "mixture": {"tasks": [cfg.hr_task], "strategy": "proportional"}}
+                    pretrains.append(make(pre_id, "pretrain", None, lr, seed, n1, n1, [stage], None, None, "pretrain"))
+                pre_model = str(cfg.out / "trials" / str(pre_id) / "stages" / "0-pretrain" / "final")
+                for method in cfg.methods:
+                    if method == "scalarization" and n1 != n1s[0]:
+                        continue  # one scalarization grid, whatever N1
+                    label = f"{method}@N1={n1}" if several_n1 and method != "scalarization" else method
+                    rates: list[float | None] = [None] if method == "transfer" else list(cfg.rates)
+                    for rate in rates:
+                        r_tag = "" if rate is None else f"-r{rate:g}"
+                        tag = "" if method == "scalarization" else n1_tag
+                        tid = f"{method}{tag}{r_tag}{lr_tag}-s{seed}"
+                        n_total = cfg.total_for(None if method == "scalarization" else n1)
+                        if method in ("ptjf", "transfer") and shared:
+                            tasks = [cfg.lr_task] if method == "transfer" else None
+                            mix = {"tasks": tasks, "strategy": "proportional"} if tasks else mixture(rate)
+                            stage = {"name": "joint" if method == "ptjf" else "transfer", "max_steps": n_total - n1,
+                                     "init": {"path": pre_model}, "mixture": mix}
+                            trials.append(make(tid, method, rate, lr, seed, n1, n_total, [stage], None, pre_id, label))
+                        else:
+                            args: dict[str, Any] = {"total_steps": n_total,
+                                                    "mixture": mixture(rate if rate is not None else 0.5)}
+                            if method != "scalarization":
+                                args["first_stage_steps"] = n1
+                            if method in ("ptjf", "transfer"):
+                                args["high_resource"] = [cfg.hr_task]
+                            trials.append(make(tid, method, rate, lr, seed, None if method == "scalarization" else n1,
+                                               n_total, None, args, None, label))
+    return pretrains + trials
+
+
+# ---------------------------------------------------------------------------------------------- running
+def prepare_tokenizer(cfg: SweepConfig, trials: Sequence[Trial]) -> Path | None:
+    """Train the sweep's one shared tokenizer (and build the data cache) before any trial starts."""
+    if not cfg.shared_tokenizer or not trials:
+        return None
+    path = cfg.out / "tokenizer"
+    if (path / "tokenizer_config.json").is_file():
+        return path
+    from .data import TaskSpec, load_tasks, train_tokenizer
+
+    recipe = parse_recipe(copy.deepcopy(trials[0].recipe))
+    d, t = recipe.data, recipe.tokenizer
+    specs = [TaskSpec.from_dict(x) for x in recipe.tasks]
+    corpora = load_tasks(specs, cache_dir=d.cache_dir, num_dev=d.num_dev, num_test=d.num_test, seed=d.seed)
+    train_tokenizer(corpora, vocab_size=t.vocab_size, tau=t.tau, max_sentences=t.max_sentences,
+                    output_dir=str(path), seed=d.seed)
+    return path
+
+
+def _env(threads: int) -> dict[str, str]:
+    env = dict(os.environ)
+    for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TORCH_NUM_THREADS"):
+        env[key] = str(threads)
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    env.setdefault("DISABLE_TQDM", "1")
+    env["HF_PTJF_TRIAL"] = "1"
+    root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def _launch(trial: Trial, cfg: SweepConfig) -> subprocess.Popen:
+    trial.out.mkdir(parents=True, exist_ok=True)
+    recipe_path = trial.out / TRIAL_RECIPE
+    recipe_path.write_text(yaml.safe_dump(trial.recipe, sort_keys=False))
+    log = open(trial.out / TRIAL_LOG, "a")
+    log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {trial.trial} ===\n")
+    log.flush()
+    cmd = [sys.executable, "-c", _RUN_CODE, str(recipe_path)]
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=_env(cfg.threads))
+    proc._ptjf_log = log  # type: ignore[attr-defined]
+    proc._ptjf_start = time.time()  # type: ignore[attr-defined]
+    return proc
+
+
+def run_trials(cfg: SweepConfig, trials: Sequence[Trial], poll_s: float = 1.0) -> dict[str, str]:
+    """Run the trials ``cfg.parallel`` at a time, dependencies first; returns ``{trial: status}``.
+
+    Status is ``skipped`` (already complete), ``done``, ``failed`` (see its ``trial.log``) or
+    ``blocked`` (its pre-training run failed).
+    """
+    status: dict[str, str] = {}
+    pending: list[Trial] = []
+    for t in trials:
+        if t.is_complete():
+            status[t.trial] = "skipped"
+            logger.info("skip %s (complete)", t.trial)
+        else:
+            pending.append(t)
+    running: dict[str, tuple[Trial, subprocess.Popen]] = {}
+    while pending or running:
+        for tid, (t, proc) in list(running.items()):
+            if proc.poll() is None:
+                continue
+            proc._ptjf_log.close()  # type: ignore[attr-defined]
+            ok = proc.returncode == 0 and t.is_complete()
+            status[tid] = "done" if ok else "failed"
+            took = time.time() - proc._ptjf_start  # type: ignore[attr-defined]
+            (logger.info if ok else logger.error)("%s %s in %.0fs (rc %s; log %s)", tid, status[tid], took,
+                                                   proc.returncode, t.out / TRIAL_LOG)
+            del running[tid]
+        for t in list(pending):
+            if t.depends_on and status.get(t.depends_on) in ("failed", "blocked"):
+                status[t.trial] = "blocked"
+                pending.remove(t)
+        ready = [t for t in pending if not t.depends_on or status.get(t.depends_on) in ("done", "skipped")]
+        while ready and len(running) < cfg.parallel:
+            t = ready.pop(0)
+            pending.remove(t)
+            logger.info("start %s", t.trial)
+            running[t.trial] = (t, _launch(t, cfg))
+        if not running and pending:
+            raise RuntimeError(f"sweep deadlock: {[t.trial for t in pending]} wait on missing runs")
+        if running:
+            time.sleep(poll_s)
+    return status
+
+
+# ---------------------------------------------------------------------------------------------- gathering
+def _record(t: Trial, cfg: SweepConfig, by_id: Mapping[str, Trial], status: str | None) -> dict[str, Any] | None:
+    res = _read_results(t.out)
+    if not res.get("complete"):
+        return None
+    stages = list(res.get("stages", []))
+    history = list(res.get("history", []))
+    seen = {k: v.get("examples_seen") for k, v in res["tasks"].items()}
+    tokens = {k: v.get("target_tokens_seen") for k, v in res["tasks"].items()}
+    if t.depends_on:  # prepend the shared pre-training run, as if it were this trial's first stage
+        pre = _read_results(by_id[t.depends_on].out)
+        offset = sum(s["steps"] for s in pre.get("stages", []))
+        history = list(pre.get("history", [])) + [{**h, "step": h.get("step", 0) + offset} for h in history]
+        for task, v in pre.get("tasks", {}).items():
+            seen[task] = (seen.get(task) or 0) + (v.get("examples_seen") or 0)
+            tokens[task] = (tokens.get(task) or 0) + (v.get("target_tokens_seen") or 0)
+        stages = list(pre.get("stages", [])) + stages
+    final = {k: v.get("final_loss") for k, v in res["tasks"].items()}
+    best = {}
+    for task in res["tasks"]:
+        losses = [h[f"eval_{task}_loss"] for h in history if h.get(f"eval_{task}_loss") is not None]
+        losses += [final[task]] if final[task] is not None else []
+        best[task] = min(losses) if losses else None
+    return {
+        "trial": t.trial,
+        "method": t.label,
+        "base_method": t.method,
+        "rate": t.rate,
+        "seed": t.seed,
+        "lr": t.lr if t.lr is not None else t.recipe.get("learning_rate"),
+        "first_stage_steps": t.first_stage_steps,
+        "total_steps": t.total_steps,
+        "pretrain": t.depends_on,
+        "status": status or "complete",
+        "wall_time_s": round(sum(float(s.get("wall_time_s") or 0) for s in stages), 2),
+        "final": final,
+        "best": best,
+        "bleu": {k: v.get("bleu") for k, v in res["tasks"].items() if v.get("bleu") is not None},
+        "examples_seen": seen,
+        "target_tokens_seen": tokens,
+        "output_dir": t.output_dir,
+        "recipe": t.recipe,
+        "history": history,
+    }
+
+
+def trial_records(cfg: SweepConfig, trials: Sequence[Trial], status: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """Records of the complete trials (shared pre-training runs are folded into their trials)."""
+    by_id = {t.trial: t for t in trials}
+    out = []
+    for t in trials:
+        if t.method == "pretrain":
+            continue
+        rec = _record(t, cfg, by_id, (status or {}).get(t.trial))
+        if rec is not None:
+            out.append(rec)
+    return out
+
+
+def seed_means(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One record per (method, rate, lr): losses averaged over seeds; histories averaged per step."""
+    groups: dict[tuple, list[Mapping[str, Any]]] = {}
+    for r in records:
+        groups.setdefault((r["method"], r["rate"], r["lr"]), []).append(r)
+    out = []
+    for (method, rate, lr), rs in groups.items():
+        def mean(key: str) -> dict[str, float | None]:
+            tasks = rs[0][key].keys()
+            vals = {}
+            for task in tasks:
+                xs = [r[key].get(task) for r in rs]
+                vals[task] = None if any(x is None for x in xs) else sum(xs) / len(xs)
+            return vals
+
+        steps: dict[int, list[Mapping[str, Any]]] = {}
+        for r in rs:
+            for h in r["history"]:
+                steps.setdefault(h.get("step", 0), []).append(h)
+        history = []
+        for step in sorted(steps):
+            hs = steps[step]
+            row: dict[str, Any] = {"step": step, "stage": hs[0].get("stage")}
+            for key in {k for h in hs for k in h if k.startswith(("eval_", "examples_seen_"))}:
+                xs = [h[key] for h in hs if isinstance(h.get(key), (int, float))]
+                if len(xs) == len(rs):
+                    row[key] = sum(xs) / len(xs)
+            history.append(row)
+        out.append({
+            "trial": f"{method}" + ("" if rate is None else f"-r{rate:g}") + f" (mean of {len(rs)})",
+            "method": method, "rate": rate, "lr": lr, "seed": "mean", "n_seeds": len(rs),
+            "final": mean("final"), "best": mean("best"), "examples_seen": mean("examples_seen"),
+            "history": history,
+        })
+    return out
+
+
+def _csv_row(rec: Mapping[str, Any], tasks: Sequence[str]) -> dict[str, Any]:
+    row = {k: rec.get(k) for k in ("trial", "method", "base_method", "rate", "lr", "seed", "first_stage_steps",
+                                   "total_steps", "pretrain", "status", "wall_time_s")}
+    for task in tasks:
+        for key in ("final", "best", "bleu", "examples_seen"):
+            row[f"{key}_{task}"] = (rec.get(key) or {}).get(task)
+    row["output_dir"] = rec.get("output_dir")
+    return row
+
+
+def write_tables(cfg: SweepConfig, records: Sequence[Mapping[str, Any]], status: Mapping[str, str] | None = None) -> tuple[Path, Path]:
+    """``sweep_results.csv`` (one row per trial: config + metrics) and ``sweep_results.json`` (+ histories)."""
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    tasks = sorted({t for r in records for t in r["final"]}, key=lambda t: (t != cfg.hr_task, t != cfg.lr_task, t))
+    rows = [_csv_row(r, tasks) for r in records]
+    csv_path = cfg.out / RESULTS_CSV
+    with open(csv_path, "w", newline="") as f:
+        fields = list(rows[0]) if rows else ["trial"]
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    json_path = cfg.out / RESULTS_JSON
+    json_path.write_text(json.dumps({"sweep": dataclasses.asdict(cfg), "status": dict(status or {}),
+                                     "trials": list(records)}, indent=1, default=str))
+    return csv_path, json_path
+
+
+def gather(cfg: SweepConfig, trials: Sequence[Trial] | None = None, status: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """Tables + ``report.md`` and PNGs (all trials) + ``mean/report.md`` (seed means, with several seeds)."""
+    from .plots import write_report
+
+    trials = expand_trials(cfg) if trials is None else trials
+    records = trial_records(cfg, trials, status)
+    write_tables(cfg, records, status)
+    if records:
+        write_report(records, cfg.hr_task, cfg.lr_task, cfg.out)
+        if len(cfg.seeds) > 1:
+            write_report(seed_means(records), cfg.hr_task, cfg.lr_task, cfg.out / "mean")
+    return records
+
+
+def run_sweep(cfg: SweepConfig) -> dict[str, Any]:
+    """Expand, run (skipping complete trials), gather. Returns ``{"status", "records", "wall_time_s"}``."""
+    start = time.time()
+    trials = expand_trials(cfg)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    (cfg.out / "sweep.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+    prepare_tokenizer(cfg, trials)
+    status = run_trials(cfg, trials)
+    records = gather(cfg, trials, status)
+    wall = round(time.time() - start, 1)
+    with open(cfg.out / "sweep_times.log", "a") as f:
+        f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} wall {wall}s; " +
+                ", ".join(f"{s}: {sum(v == s for v in status.values())}" for s in ("done", "skipped", "failed", "blocked")) + "\n")
+    return {"status": status, "records": records, "wall_time_s": wall}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``recipes/sweep.py SWEEP_CONFIG [key=value ...] [--gather-only] [--list]``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="recipes/sweep.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("config", help="sweep YAML")
+    parser.add_argument("overrides", nargs="*", help="dotted key=value overrides of the sweep config")
+    parser.add_argument("--gather-only", action="store_true", help="only rebuild tables and report from finished trials")
+    parser.add_argument("--list", action="store_true", help="print the trials (and whether complete) and exit")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = load_sweep(args.config, args.overrides)
+        if args.list:
+            for t in expand_trials(cfg):
+                print(f"{t.trial:40s} {'complete' if t.is_complete() else '-':8s} {t.output_dir}")
+            return 0
+        if args.gather_only:
+            records = gather(cfg)
+            print(f"{len(records)} trials -> {cfg.out / RESULTS_CSV}")
+            return 0
+        result = run_sweep(cfg)
+    except RecipeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    bad = {k: v for k, v in result["status"].items() if v in ("failed", "blocked")}
+    print(f"{len(result['records'])} trials gathered in {result['wall_time_s']}s -> {cfg.out / RESULTS_CSV}")
+    if bad:
+        print(f"not complete: {bad}", file=sys.stderr)
+        return 1
+    return 0

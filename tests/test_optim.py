@@ -1,0 +1,202 @@
+"""hf_ptjf.optim: Adafactor against hand computation and transformers' Adafactor, the rsqrt LR schedules, and
+their wiring into MixtureTrainer / recipes (optimizer: adafactor, optimizer_args, lr_scheduler, first/second_stage)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch.optim.lr_scheduler import LambdaLR
+
+from hf_ptjf.optim import Adafactor, constant_then_rsqrt, get_lr_schedule, warmup_then_rsqrt
+
+
+def _step(opt: torch.optim.Optimizer, p: torch.Tensor, grad: list | np.ndarray) -> None:
+    p.grad = torch.tensor(np.asarray(grad), dtype=p.dtype)
+    opt.step()
+
+
+def test_unfactored_momentum_steps_by_hand():
+    p = torch.nn.Parameter(torch.tensor([1.0, -2.0, 3.0, 0.5], dtype=torch.float64))
+    opt = Adafactor([p], lr=0.1, beta1=0.9, factored=False, clipping_threshold=1.0)
+    # step 1: beta2 = 1 - 1**-0.8 = 0, so v = g^2 and u = sign(g) (0 where g = 0); rms(u) = sqrt(3/4) < 1: no clip;
+    # m = 0.9 * 0 + 0.1 * (lr * u) = 0.01 * u
+    g1 = [0.1, -0.2, 0.3, 0.0]
+    _step(opt, p, g1)
+    assert p.detach().numpy() == pytest.approx([0.99, -1.99, 2.99, 0.5], abs=1e-12)
+    # step 2, the formulas spelled out: beta2 = 1 - 2**-0.8, clipping active (threshold 0.5)
+    opt.param_groups[0]["clipping_threshold"] = 0.5
+    g2 = np.array([0.2, 0.2, 0.3, 0.4])
+    beta2 = 1 - 2**-0.8
+    v = beta2 * (np.square(g1) + 1e-30) + (1 - beta2) * (g2**2 + 1e-30)
+    u = g2 / np.sqrt(v)
+    u /= max(1.0, np.sqrt(np.mean(u**2)) / 0.5)
+    m = 0.9 * (0.01 * np.sign(g1)) + 0.1 * (0.1 * u)
+    expected = np.array([0.99, -1.99, 2.99, 0.5]) - m
+    _step(opt, p, g2)
+    np.testing.assert_allclose(p.detach().numpy(), expected, rtol=1e-12)
+    assert set(opt.state[p]) == {"step", "v", "m"} and opt.state[p]["step"] == 2
+
+
+def test_factored_step_by_hand_and_unfactored_option():
+    p = torch.nn.Parameter(torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], dtype=torch.float64))
+    g = np.array([[0.1, -0.2, 0.4], [0.3, 0.05, -0.1]])
+    opt = Adafactor([p], lr=0.05, min_dim_size_to_factor=2, clipping_threshold=None)
+    _step(opt, p, g)
+    g2 = g**2 + 1e-30
+    v_row, v_col = g2.mean(axis=1), g2.mean(axis=0)  # beta2 = 0 at step 1
+    v_hat = np.outer(v_row / v_row.mean(), v_col)
+    expected = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]) - 0.05 * g / np.sqrt(v_hat)
+    np.testing.assert_allclose(p.detach().numpy(), expected, rtol=1e-12)
+    assert opt.state[p]["v_row"].shape == (2,) and opt.state[p]["v_col"].shape == (3,)
+    # factored=False keeps the full second moment; small matrices are not factored either (T5X threshold 128)
+    big = torch.nn.Parameter(torch.zeros(128, 256))
+    small = torch.nn.Parameter(torch.zeros(16, 256))
+    for factored, want in ((True, {"v_row", "v_col"}), (False, {"v"})):
+        opt = Adafactor([big, small], lr=0.01, factored=factored)
+        big.grad, small.grad = torch.randn(128, 256), torch.randn(16, 256)
+        opt.step()
+        assert set(opt.state[big]) - {"step"} == want
+        assert set(opt.state[small]) - {"step"} == {"v"}
+
+
+@pytest.mark.parametrize("shape", [(6, 5), (7,)])
+def test_matches_transformers_adafactor(shape):
+    from transformers.optimization import Adafactor as HFAdafactor
+
+    torch.manual_seed(0)
+    ours = torch.nn.Parameter(torch.randn(*shape, dtype=torch.float64))
+    theirs = torch.nn.Parameter(ours.detach().clone())
+    opt = Adafactor([ours], lr=0.03, beta1=0.9, min_dim_size_to_factor=1, weight_decay=0.1)
+    ref = HFAdafactor([theirs], lr=0.03, beta1=0.9, scale_parameter=False, relative_step=False, warmup_init=False,
+                      weight_decay=0.1)
+    for _ in range(5):
+        g = torch.randn(*shape, dtype=torch.float64)
+        ours.grad, theirs.grad = g.clone(), g.clone()
+        opt.step()
+        ref.step()
+    torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-12)
+
+
+def test_reduces_a_quadratic_and_keeps_bf16_params_with_fp32_state():
+    torch.manual_seed(0)
+    a = torch.randn(32, 16)
+    target = torch.randn(16)
+    x = torch.nn.Parameter(torch.zeros(16))
+    opt = Adafactor([x], lr=0.1, beta1=0.9, factored=False)
+    sched = LambdaLR(opt, warmup_then_rsqrt(10))
+
+    def loss() -> torch.Tensor:
+        return (a @ (x - target)).square().mean()
+
+    start = loss().item()
+    for _ in range(300):
+        opt.zero_grad()
+        loss().backward()
+        opt.step()
+        sched.step()
+    assert loss().item() < 1e-3 * start
+    w = torch.nn.Parameter(torch.ones(4, 4, dtype=torch.bfloat16))
+    opt = Adafactor([w], lr=1.0, beta1=0.9)  # an update of 0.1: visible in bf16
+    w.grad = torch.ones(4, 4, dtype=torch.bfloat16)
+    opt.step()
+    assert w.dtype == torch.bfloat16 and opt.state[w]["m"].dtype == torch.float32 and (w < 1).all()
+
+
+def test_invalid_arguments():
+    p = [torch.nn.Parameter(torch.zeros(2))]
+    for bad in ({"beta1": 1.0}, {"decay_rate": 0.0}, {"clipping_threshold": 0}, {"lr": -1.0}):
+        with pytest.raises(ValueError):
+            Adafactor(p, **bad)
+    for factory in (constant_then_rsqrt, warmup_then_rsqrt):
+        for bad in (0, -3, 2.5, True):
+            with pytest.raises(ValueError, match="positive integer"):
+                factory(bad)
+
+
+def test_schedules():
+    f = constant_then_rsqrt(100)
+    assert [f(s) for s in (0, 1, 50, 100)] == [1.0, 1.0, 1.0, 1.0]
+    assert f(400) == pytest.approx(0.5) and f(10_000) == pytest.approx(0.1)
+    # T5's 1/sqrt(max(step, 10k)) is 0.01 * constant_then_rsqrt(10k)
+    t5 = constant_then_rsqrt(10_000)
+    assert [0.01 * t5(s) for s in (5, 40_000)] == pytest.approx([1 / math.sqrt(10_000), 1 / math.sqrt(40_000)])
+    w = warmup_then_rsqrt(4)
+    assert [w(s) for s in range(6)] == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0, math.sqrt(4 / 5)])
+    assert w(16) == pytest.approx(0.5)
+    # as a LambdaLR: the LR of the k-th update is base * f(k - 1); the pivot survives a state-dict round trip
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=0.01)
+    sched = get_lr_schedule("warmup_then_rsqrt", opt, 4)
+    lrs = []
+    for _ in range(6):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs == pytest.approx([0.01 * w(s) for s in range(6)])
+    other = get_lr_schedule("warmup_then_rsqrt", torch.optim.SGD([p], lr=0.01), 99)
+    other.load_state_dict(sched.state_dict())
+    assert other.lr_lambdas[0].warmup_steps == 4 and other.last_epoch == 6
+    with pytest.raises(ValueError, match="unknown LR schedule"):
+        get_lr_schedule("cosine", opt, 4)
+
+
+def test_trainer_uses_adafactor_and_the_schedule(tmp_path):
+    from hf_ptjf.trainer import MixtureTrainer, MixtureTrainingArguments
+
+    from .toy import collate, tiny_t5, toy_mixture
+
+    train, _ = toy_mixture()
+    args = MixtureTrainingArguments(
+        output_dir=str(tmp_path), max_steps=8, per_device_train_batch_size=8, learning_rate=0.01, logging_steps=1,
+        save_strategy="no", eval_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True, seed=7,
+        optim="adafactor", adafactor_beta1=0.9, adafactor_factored=False, lr_scheduler_type="constant_then_rsqrt",
+        lr_schedule_steps=3,
+    )
+    assert args.lr_schedule == "constant_then_rsqrt"
+    trainer = MixtureTrainer(model=tiny_t5(), args=args, train_datasets=train, data_collator=collate)
+    trainer.train()
+    inner = trainer.optimizer.optimizer  # accelerate's AcceleratedOptimizer wraps ours
+    assert isinstance(inner, Adafactor)
+    assert inner.defaults["beta1"] == 0.9 and inner.defaults["factored"] is False
+    logs = [h for h in trainer.state.log_history if "loss" in h]
+    # the LR logged at step k is the one update k used: base * f(k - 1), constant for 3 updates then rsqrt
+    assert [h["learning_rate"] for h in logs] == pytest.approx([0.01 * min(1, math.sqrt(3 / max(s, 1))) for s in range(8)])
+    assert logs[-1]["loss"] < logs[0]["loss"]
+    with pytest.raises(ValueError, match="conflicts"):
+        MixtureTrainingArguments(output_dir=str(tmp_path), lr_scheduler_type="warmup_then_rsqrt",
+                                 lr_schedule="constant_then_rsqrt", report_to=[])
+    with pytest.raises(ValueError, match="lr_schedule"):
+        MixtureTrainingArguments(output_dir=str(tmp_path), lr_schedule="rsqrt", report_to=[])
+
+
+def test_recipe_optimizer_args_and_per_stage_keys():
+    from hf_ptjf.recipe import RecipeError, parse_recipe
+
+    raw = {
+        "output_dir": "out",
+        "tasks": [{"name": "en", "type": "lm", "versions": ["WEB"]}, {"name": "sw", "type": "lm", "versions": ["SUV"]}],
+        "method": "restart",
+        "method_args": {
+            "total_steps": 10, "first_stage_steps": 4, "mixture": {"tau": 3.33},
+            "stage": {"optimizer": "adafactor", "optimizer_args": {"beta1": 0.9, "factored": False},
+                      "training": {"lr_schedule_steps": 2, "weight_decay": 0.0}},
+            "first_stage": {"lr_scheduler": "constant_then_rsqrt"},
+            "second_stage": {"lr_scheduler": "warmup_then_rsqrt", "training": {"lr_schedule_steps": 3}},
+        },
+    }
+    cfg = parse_recipe(raw)
+    first, second = cfg.stages
+    assert (first.lr_scheduler, second.lr_scheduler) == ("constant_then_rsqrt", "warmup_then_rsqrt")
+    assert first.training == {"lr_schedule_steps": 2, "weight_decay": 0.0}
+    assert second.training == {"lr_schedule_steps": 3, "weight_decay": 0.0}  # merged over `stage`
+    assert second.optimizer_training_args() == {"adafactor_beta1": 0.9, "adafactor_factored": False}
+    bad = {**raw, "method_args": {**raw["method_args"], "stage": {"optimizer": "adafactor", "optimizer_args": {"beta": 0.9}}}}
+    with pytest.raises(RecipeError, match="optimizer_args.beta.*Did you mean `beta1`"):
+        parse_recipe(bad)
+    adam = {**raw, "method_args": {**raw["method_args"], "stage": {"optimizer_args": {"beta2": 0.98}}}}
+    assert parse_recipe(adam).stages[0].optimizer_training_args() == {"adam_beta2": 0.98}
+    with pytest.raises(RecipeError, match="set per stage by the runner"):
+        parse_recipe({**raw, "lr_schedule": "warmup_then_rsqrt"})

@@ -1,0 +1,112 @@
+"""Recipe configs: method shorthands, overrides, and clear errors (no training here)."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hf_ptjf.recipe import RecipeError, apply_overrides, expand_method, load_recipe, parse_recipe
+
+TINY = Path(__file__).parent / "recipes" / "tiny_ptjf.yaml"
+QUICKSTART = Path(__file__).parents[1] / "recipes" / "configs" / "quickstart.yaml"
+
+
+def raw(**changes):
+    data = yaml.safe_load(TINY.read_text())
+    data.update(changes)
+    return data
+
+
+def stages(method, **method_args):
+    args = {"total_steps": 100, "first_stage_steps": 60, "high_resource": ["en-fr"],
+            "mixture": {"strategy": "static", "weights": {"en-fr": 0.7, "en-ro": 0.3}}, **method_args}
+    return parse_recipe(raw(method=method, method_args=args)).stages
+
+
+def test_ptjf_pretrains_on_high_resource_then_joint_on_all():
+    s = stages("ptjf")
+    assert [(x.name, x.max_steps, x.init) for x in s] == [("pretrain", 60, "scratch"), ("joint", 40, "previous")]
+    assert s[0].mixture.tasks == ["en-fr"] and s[0].mixture.strategy == "proportional"
+    assert s[1].mixture.tasks is None and s[1].mixture.weight_list(["en-fr", "en-ro"]) == [0.7, 0.3]
+
+
+def test_scalarization_is_one_stage_of_all_steps():
+    s = stages("scalarization")
+    assert [(x.name, x.max_steps, x.init) for x in s] == [("scalarization", 100, "scratch")]
+
+
+def test_restart_repeats_the_same_mixture_after_a_reset():
+    s = stages("restart")
+    assert [(x.name, x.max_steps, x.init) for x in s] == [("scalarization", 60, "scratch"), ("restart", 40, "previous")]
+    assert s[0].mixture == s[1].mixture
+
+
+def test_transfer_finetunes_on_low_resource_only():
+    s = stages("transfer")
+    assert [(x.name, x.max_steps) for x in s] == [("pretrain", 60), ("transfer", 40)]
+    assert s[1].mixture.tasks == ["en-ro"] and s[1].mixture.weights == {"en-ro": 0.3}
+
+
+@pytest.mark.parametrize("method", ["ptjf", "restart", "transfer", "scalarization"])
+def test_methods_compare_at_equal_total_steps(method):
+    assert sum(x.max_steps for x in stages(method)) == 100
+
+
+def test_pass_through_training_arguments_and_overrides():
+    cfg = load_recipe(TINY, ["learning_rate=3e-4", "method_args.total_steps=50", "model.d_model=48"])
+    assert cfg.training["learning_rate"] == 3e-4
+    assert sum(s.max_steps for s in cfg.stages) == 50 and cfg.model["d_model"] == 48
+    explicit = {"stages": [{"name": "a", "max_steps": 5}, {"name": "b", "max_steps": 5}]}
+    assert apply_overrides(explicit, ["stages.b.max_steps=9", "stages.0.max_steps=7"])["stages"] == [
+        {"name": "a", "max_steps": 7}, {"name": "b", "max_steps": 9}]
+
+
+def test_shipped_configs_parse():
+    for path in sorted((Path(__file__).parents[1] / "recipes" / "configs").glob("*.yaml")):
+        load_recipe(path)
+
+
+@pytest.mark.parametrize(
+    "change, needle",
+    [
+        ({"learning_rat": 1e-3}, "Did you mean `learning_rate`"),
+        ({"tokeniser": {}}, "Did you mean `tokenizer`"),
+        ({"method_args": {"total_steps": 10, "first_stage_steps": 5, "high_resource": ["en-frr"]}},
+         "unknown task `en-frr`"),
+        ({"method_args": {"total_steps": 10, "first_stage_steps": 10, "high_resource": ["en-fr"]}},
+         "first_stage_steps < method_args.total_steps"),
+        ({"method": "ptfj"}, "Did you mean `ptjf`"),
+        ({"method_args": {"total_steps": 10, "first_stage_steps": 5, "high_resource": ["en-fr"],
+                          "mixture": {"strategy": "temperature", "tau": 0}}}, "tau must be > 0"),
+        ({"method_args": {"total_steps": 10, "mixture": {"strategy": "static", "weights": [1, 2, 3]}},
+          "method": "scalarization"}, "3 entries for 2 tasks"),
+        ({"max_steps": 10}, "set per stage by the runner"),
+        ({"tasks": []}, "`tasks` is empty"),
+    ],
+)
+def test_config_errors_name_the_field_and_the_fix(change, needle):
+    data = raw()
+    if "method_args" in change:
+        data["method_args"] = {}
+    data.update(change)
+    with pytest.raises(RecipeError, match=needle):
+        parse_recipe(data)
+
+
+def test_stage_errors():
+    base = raw()
+    del base["method"], base["method_args"]
+    with pytest.raises(RecipeError, match="max_steps must be a positive integer"):
+        parse_recipe({**base, "stages": [{"name": "a", "max_steps": 0}]})
+    with pytest.raises(RecipeError, match="runs at the same time or later"):
+        parse_recipe({**base, "stages": [{"name": "a", "max_steps": 5, "init": "b"}, {"name": "b", "max_steps": 5}]})
+    with pytest.raises(RecipeError, match="first stage has no previous stage"):
+        parse_recipe({**base, "stages": [{"name": "a", "max_steps": 5, "init": "previous"}]})
+    with pytest.raises(RecipeError, match="either `method`"):
+        parse_recipe({**raw(), "stages": [{"name": "a", "max_steps": 5}]})
+    with pytest.raises(RecipeError, match="unknown key `stages.0.mixtrue`"):
+        parse_recipe({**base, "stages": [{"name": "a", "max_steps": 5, "mixtrue": {}}]})
+    with pytest.raises(RecipeError, match="optimizer must be one of"):
+        parse_recipe({**base, "stages": [{"name": "a", "max_steps": 5, "optimizer": "sgd"}]})
+    with pytest.raises(RecipeError, match="not found"):
+        load_recipe("does/not/exist.yaml")

@@ -1,0 +1,175 @@
+"""The sweep machinery on a tiny grid (2 rates x 2 methods, a few steps, a ~10k-parameter model).
+
+Covers trial expansion, the subprocess runner, skipping finished trials on rerun, the gathered table and
+the report. Not the scientific result (see docs/reproduction.md).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hf_ptjf import sweep as sw
+from hf_ptjf.recipe import RecipeError
+
+BASE = {
+    "tasks": [
+        {"name": "en-fr", "source": "bible", "src_versions": ["WEB"], "tgt_versions": ["Segond"], "lang": "fr",
+         "train_size": 200},
+        {"name": "en-ro", "source": "bible", "src_versions": ["WEB"], "tgt_versions": ["Cornilescu"], "lang": "ro",
+         "train_size": 100},
+    ],
+    "data": {"num_dev": 50, "num_test": 10, "max_source_length": 32, "max_target_length": 32},
+    "tokenizer": {"vocab_size": 400, "max_sentences": 2000},
+    "model": {"num_layers": 1, "d_model": 16, "d_ff": 32, "num_heads": 2, "dropout_rate": 0.0},
+    "eval": {"loss_examples": 16, "bleu": False},
+    "per_device_train_batch_size": 8,
+    "report_to": [],
+    "logging_steps": 2,
+    "eval_steps": 2,
+    "save_strategy": "no",
+}
+
+
+def write_sweep(tmp: Path, **kw) -> Path:
+    (tmp / "base.yaml").write_text(yaml.safe_dump(BASE))
+    cfg = {"recipe": "base.yaml", "output_dir": str(tmp / "sweep"), "hr_task": "en-fr", "lr_task": "en-ro",
+           "methods": ["scalarization", "ptjf"], "rates": [0.2, 0.5], "seeds": [0], "total_steps": 6,
+           "first_stage_steps": 4, "parallel": 2, "threads": 1, **kw}
+    path = tmp / "sweep.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+# ----------------------------------------------------------------------------------------- expansion
+def test_expand_grid_shares_pretraining(tmp_path):
+    cfg = sw.load_sweep(write_sweep(tmp_path, methods=["scalarization", "ptjf", "restart", "transfer"],
+                                    seeds=[0, 1], lrs=[1e-3, 2e-3]))
+    trials = sw.expand_trials(cfg)
+    by_method: dict[str, list] = {}
+    for t in trials:
+        by_method.setdefault(t.method, []).append(t)
+    assert len(by_method["pretrain"]) == 4  # one per (seed, lr)
+    assert len(by_method["scalarization"]) == len(by_method["ptjf"]) == len(by_method["restart"]) == 8
+    assert len(by_method["transfer"]) == 4  # rate-free: the low-resource task alone
+    assert len({t.trial for t in trials}) == len(trials)
+    assert trials[0].method == "pretrain"  # dependencies first
+    pre = {t.trial: t for t in by_method["pretrain"]}
+    for t in by_method["ptjf"] + by_method["transfer"]:
+        dep = pre[t.depends_on]
+        assert (dep.seed, dep.lr) == (t.seed, t.lr)
+        (stage,) = t.recipe["stages"]
+        assert stage["init"] == {"path": str(dep.out / "stages" / "0-pretrain" / "final")}
+        assert stage["max_steps"] == 2 and t.total_steps == 6
+    scal = next(t for t in by_method["scalarization"] if t.rate == 0.2)
+    assert scal.recipe["method"] == "scalarization"
+    assert scal.recipe["method_args"]["mixture"]["weights"] == {"en-fr": 0.8, "en-ro": 0.2}
+    assert scal.recipe["tokenizer"]["path"] == str(cfg.out / "tokenizer")
+    assert {t.recipe["learning_rate"] for t in by_method["restart"]} == {1e-3, 2e-3}
+    assert {t.recipe["seed"] for t in by_method["restart"]} == {0, 1}
+
+
+def test_expand_pretraining_lengths_fixed_finetune(tmp_path):
+    cfg = sw.load_sweep(write_sweep(tmp_path, first_stage_steps=[2, 4], finetune_steps=3, total_steps=None,
+                                    methods=["ptjf"], share_pretrain=False))
+    trials = sw.expand_trials(cfg)
+    assert {(t.first_stage_steps, t.total_steps, t.label) for t in trials} == {
+        (2, 5, "ptjf@N1=2"), (4, 7, "ptjf@N1=4")}
+    assert all(t.recipe["method_args"]["first_stage_steps"] == t.first_stage_steps for t in trials)
+
+
+@pytest.mark.parametrize("bad", [{"methods": ["ptfj"]}, {"rates": [1.5]}, {"lr_task": "en-xx"},
+                                 {"first_stage_steps": 6}, {"paralel": 2}])
+def test_bad_sweep_configs_refused(tmp_path, bad):
+    with pytest.raises(RecipeError):
+        sw.expand_trials(sw.load_sweep(write_sweep(tmp_path, **bad)))
+
+
+def test_failed_pretraining_blocks_its_trials(tmp_path, monkeypatch):
+    cfg = sw.load_sweep(write_sweep(tmp_path))
+    trials = sw.expand_trials(cfg)
+
+    def fake_launch(trial, cfg):  # pretraining fails, the rest "succeed" without writing results
+        proc = subprocess.Popen([sys.executable, "-c", f"raise SystemExit({int(trial.method == 'pretrain')})"])
+        proc._ptjf_log, proc._ptjf_start = open(tmp_path / "log", "a"), 0.0
+        return proc
+
+    monkeypatch.setattr(sw, "_launch", fake_launch)
+    status = sw.run_trials(cfg, trials, poll_s=0.05)
+    assert status["pretrain-n4-s0"] == "failed"
+    assert status["ptjf-r0.2-s0"] == status["ptjf-r0.5-s0"] == "blocked"
+    assert status["scalarization-r0.2-s0"] == "failed"  # exited 0 but no complete results.json
+
+
+# ----------------------------------------------------------------------------------------- a real tiny sweep
+@pytest.fixture(scope="module")
+def tiny_sweep(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("sweep")
+    path = write_sweep(tmp)
+    cfg = sw.load_sweep(path)
+    first = sw.run_sweep(cfg)
+    return path, cfg, first
+
+
+def test_sweep_runs_every_trial(tiny_sweep):
+    _, cfg, first = tiny_sweep
+    assert first["status"] == {"pretrain-n4-s0": "done", "scalarization-r0.2-s0": "done", "scalarization-r0.5-s0": "done",
+                               "ptjf-r0.2-s0": "done", "ptjf-r0.5-s0": "done"}
+    for tid in first["status"]:
+        trial = json.loads((cfg.out / "trials" / tid / "results.json").read_text())
+        assert trial["complete"]
+    # one shared tokenizer
+    assert (cfg.out / "tokenizer" / "tokenizer_config.json").is_file()
+    assert not (cfg.out / "trials" / "ptjf-r0.2-s0" / "tokenizer").exists()
+
+
+def test_table_has_config_and_metrics(tiny_sweep):
+    _, cfg, _ = tiny_sweep
+    rows = list(csv.DictReader(open(cfg.out / sw.RESULTS_CSV)))
+    assert sorted(r["trial"] for r in rows) == ["ptjf-r0.2-s0", "ptjf-r0.5-s0", "scalarization-r0.2-s0",
+                                                "scalarization-r0.5-s0"]
+    for r in rows:
+        for key in ("method", "rate", "seed", "total_steps", "final_en-fr", "final_en-ro", "best_en-ro",
+                    "examples_seen_en-ro", "wall_time_s"):
+            assert r[key] not in ("", None), (r["trial"], key)
+        assert float(r["best_en-ro"]) <= float(r["final_en-ro"])
+        assert r["total_steps"] == "6"
+    data = json.loads((cfg.out / sw.RESULTS_JSON).read_text())
+    assert data["sweep"]["rates"] == [0.2, 0.5]
+    ptjf = next(t for t in data["trials"] if t["trial"] == "ptjf-r0.5-s0")
+    assert ptjf["pretrain"] == "pretrain-n4-s0" and ptjf["recipe"]["stages"][0]["name"] == "joint"
+    # the shared pre-training run is folded in: its history (steps <= 4) and its examples
+    stages = {h["stage"] for h in ptjf["history"]}
+    assert stages == {"pretrain", "joint"}
+    assert max(h["step"] for h in ptjf["history"]) == 6
+    assert ptjf["examples_seen"]["en-fr"] > 4 * 8 * 0.9
+
+
+def test_report_and_pngs(tiny_sweep):
+    _, cfg, _ = tiny_sweep
+    report = (cfg.out / "report.md").read_text()
+    assert "fronts.png" in report and "ptjf-r0.5-s0" in report
+    for png in ("fronts.png", "efficiency.png", "curves_en-fr.png", "curves_en-ro.png"):
+        assert (cfg.out / png).stat().st_size > 1000
+
+
+def test_rerun_skips_finished_trials(tiny_sweep):
+    path, cfg, _ = tiny_sweep
+    stamps = {p: p.stat().st_mtime_ns for p in (cfg.out / "trials").glob("*/results.json")}
+    logs = {p: p.read_text() for p in (cfg.out / "trials").glob("*/trial.log")}
+    assert len(stamps) == 5
+    again = sw.run_sweep(sw.load_sweep(path))
+    assert set(again["status"].values()) == {"skipped"}
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert {p: p.read_text() for p in logs} == logs  # nothing was launched
+    assert len(again["records"]) == 4
+    # the CLI lists them as complete
+    out = subprocess.run([sys.executable, str(Path(sw.__file__).parents[1] / "recipes" / "sweep.py"), str(path),
+                          "--list"], capture_output=True, text=True, check=True).stdout
+    assert out.count("complete") == 5
