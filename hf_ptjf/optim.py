@@ -11,8 +11,10 @@
   :func:`get_lr_schedule` builds the ``LambdaLR`` by name.
 
 Under DeepSpeed ZeRO-3 the optimizer is handed flat 1-D fp32 partitions instead of the model's tensors, so the
-second moment is never factored there (the paper's setting anyway) and the per-tensor RMS quantities (update
-clipping, parameter scale) are computed per partition group instead of per weight matrix.
+second moment is never factored there (the paper's setting anyway). :func:`register_zero3_segments` (called by
+``MixtureTrainer``) tells the optimizer where each weight lies in those partitions, so that update clipping and the
+parameter scale stay per weight; each rank computes them on its own slice of the weight (no communication), an
+estimate of the whole weight's RMS.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ __all__ = [
     "WarmupThenRsqrt",
     "constant_then_rsqrt",
     "get_lr_schedule",
+    "register_zero3_segments",
     "warmup_then_rsqrt",
 ]
 
@@ -104,6 +107,15 @@ class Adafactor(Optimizer):
             epsilon1=epsilon1, epsilon2=epsilon2, weight_decay=weight_decay,
         )
         super().__init__(params, defaults)
+        self.segments: dict[torch.Tensor, list[int]] = {}  # see set_segments
+
+    def set_segments(self, tensor: torch.Tensor, lengths: list[int]) -> None:
+        """Declare ``tensor`` a flat concatenation of several weights of these lengths (a ZeRO partition group):
+        update clipping and the parameter scale are then computed per segment, i.e. per weight, not over the whole
+        flat tensor (see :func:`register_zero3_segments`). Its second moment is never factored (it is 1-D)."""
+        if tensor.dim() != 1 or sum(lengths) != tensor.numel():
+            raise ValueError(f"segments must tile a 1-D tensor: {sum(lengths)} elements given for {tuple(tensor.shape)}.")
+        self.segments[tensor] = [int(n) for n in lengths]
 
     @staticmethod
     def _factored(group: dict[str, Any], shape: torch.Size) -> bool:
@@ -147,13 +159,17 @@ class Adafactor(Optimizer):
                     v = state["v"]
                     v.mul_(beta2).add_(grad_sq, alpha=1.0 - beta2)
                     update = grad * v.rsqrt()
-                if group["clipping_threshold"] is not None:
-                    update.div_((_rms(update) / group["clipping_threshold"]).clamp_(min=1.0))
                 param = p.float() if p.dtype in _LOW_PRECISION else p
-                scale = lr
-                if group["multiply_by_parameter_scale"]:
-                    scale = lr * max(group["epsilon2"], float(_rms(param)))
-                update.mul_(scale)
+                lengths = self.segments.get(p)  # a flat ZeRO partition: RMS quantities per weight
+                pieces = zip(update.split(lengths), param.split(lengths)) if lengths else [(update, param)]
+                for u, w in pieces:  # views: update is scaled in place
+                    if not u.numel():
+                        continue
+                    if group["clipping_threshold"] is not None:
+                        u.div_((_rms(u) / group["clipping_threshold"]).clamp_(min=1.0))
+                    if group["multiply_by_parameter_scale"]:
+                        u.mul_(_rms(w).clamp_(min=group["epsilon2"]))
+                update.mul_(lr)
                 if beta1 is not None:
                     update = state["m"].mul_(beta1).add_(update, alpha=1.0 - beta1)
                 if group["weight_decay"]:
@@ -162,6 +178,20 @@ class Adafactor(Optimizer):
                 if param is not p:
                     p.copy_(param)
         return loss
+
+
+def register_zero3_segments(zero_optimizer: Any) -> int:
+    """Tell an :class:`Adafactor` wrapped by DeepSpeed's ZeRO-3 optimizer where each weight lies in the flat fp32
+    partitions it steps, so update clipping and the parameter scale stay per weight (computed on this rank's slice
+    of it). Returns the number of partition groups registered (0 if this is not ZeRO-3 over an Adafactor)."""
+    basic = getattr(zero_optimizer, "optimizer", None)
+    flats = getattr(zero_optimizer, "fp32_partitioned_groups_flat", None)
+    params = getattr(zero_optimizer, "fp16_groups", None)
+    if not isinstance(basic, Adafactor) or flats is None or params is None:
+        return 0
+    for flat, group in zip(flats, params):
+        basic.set_segments(flat, [p.partition_numel() for p in group])
+    return len(flats)
 
 
 def _positive_steps(name: str, steps: Any) -> int:

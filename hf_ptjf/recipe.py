@@ -143,11 +143,16 @@ class HubSpec:
     namespace: str = "hf-ptjf"
     repo_prefix: str | None = None  # default: the run name
     private: bool = True
-    max_retries: int = 5
+    max_retries: int = 5  # retries of a failed push / verify / download (5xx, timeouts, connection errors)
+    timeout: float = 60.0  # seconds per Hub HTTP request; a request still unanswered then is retried
 
     def __post_init__(self) -> None:
         if self.mode not in ("none", "local", "remote"):
             raise ValueError(f"mode must be none, local or remote, got {self.mode!r}")
+        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < 0:
+            raise ValueError(f"max_retries must be an integer >= 0, got {self.max_retries!r}")
+        if isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)) or self.timeout <= 0:
+            raise ValueError(f"timeout must be a number of seconds > 0, got {self.timeout!r}")
 
 
 @dataclass
@@ -170,6 +175,14 @@ class TokenizerSpec:
     vocab_size: int = 8000
     tau: float = 3.33
     max_sentences: int = 200_000
+
+    def __post_init__(self) -> None:
+        if isinstance(self.tau, bool) or not isinstance(self.tau, (int, float)) or not 0 < self.tau < float("inf"):
+            raise ValueError(f"tau must be a number > 0 (1.0 samples the corpus proportionally), got {self.tau!r}")
+        for name in ("vocab_size", "max_sentences"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 @dataclass
@@ -211,6 +224,12 @@ class RecipeConfig:
 
 _SECTIONS = {"tokenizer": TokenizerSpec, "data": DataSpec, "hub": HubSpec, "eval": EvalSpec}
 _RECIPE_KEYS = {f.name for f in dataclasses.fields(RecipeConfig)} | {"method_args"}
+# credentials never go in a recipe: the resolved config and the checkpoints' training args are saved with the run
+_SECRET_KEYS = {"hub_token"}
+_SECRET_MESSAGE = (
+    "`{key}`: do not put a token in a recipe (it would be saved with the run's config and checkpoints); "
+    "remove it and set the HF_TOKEN environment variable or run `hf auth login`."
+)
 # managed by the runner per stage; setting them at the top level would be silently overridden
 _RUNNER_OWNED = {
     "max_steps", "optim", "lr_scheduler_type", "lr_schedule", "push_to_hub", "hub_model_id", "predict_with_generate"
@@ -346,6 +365,8 @@ def parse_recipe(raw: Mapping[str, Any]) -> RecipeConfig:
     for key in list(raw):
         if key in _RECIPE_KEYS:
             continue
+        if key in _SECRET_KEYS:
+            raise RecipeError(_SECRET_MESSAGE.format(key=key))
         if key in _RUNNER_OWNED:
             raise RecipeError(f"`{key}` is set per stage by the runner; set it in a stage (or the recipe section) instead.")
         if key not in training_fields:
@@ -377,6 +398,8 @@ def parse_recipe(raw: Mapping[str, Any]) -> RecipeConfig:
     for key, cls in _SECTIONS.items():
         raw[key] = _from_dict(cls, raw.get(key), key)
     for i, stage in enumerate(stages):
+        if set(stage.training) & _SECRET_KEYS:
+            raise RecipeError(_SECRET_MESSAGE.format(key=f"stages.{i}.training.{sorted(set(stage.training) & _SECRET_KEYS)[0]}"))
         bad = set(stage.training) - training_fields
         if bad:
             key = sorted(bad)[0]
@@ -414,6 +437,14 @@ def _parse_stage(raw: Mapping[str, Any], index: int, task_names: list[str]) -> S
                 raise RecipeError(f"`{where}.mixture.weights` names `{task}`, which is not in this stage's tasks {listed}.")
     elif mixture.weights is not None and len(mixture.weights) != len(listed):
         raise RecipeError(f"`{where}.mixture.weights` has {len(mixture.weights)} entries for {len(listed)} tasks {listed}.")
+    if mixture.weights is not None:
+        values = list(mixture.weights.values()) if isinstance(mixture.weights, Mapping) else list(mixture.weights)
+        if not all(isinstance(w, (int, float)) and not isinstance(w, bool) and 0 <= w < float("inf") for w in values):
+            raise RecipeError(f"`{where}.mixture.weights` must be numbers >= 0, got {mixture.weights}; e.g. {{{listed[0]}: 1.0}}.")
+        if not any(w > 0 for w in mixture.weight_list(listed)):
+            raise RecipeError(
+                f"`{where}.mixture.weights` are all zero for the stage's tasks {listed}; give at least one task a weight > 0."
+            )
     raw["mixture"] = mixture
     if "max_steps" not in raw:
         raise RecipeError(f"`{where}.max_steps` is required (a positive integer).")

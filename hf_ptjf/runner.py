@@ -178,7 +178,8 @@ def latest_checkpoint(stage_dir: Path, stage_name: str) -> str | None:
         if kind == "incomplete":
             logger.warning("stage %s: not resuming from %s: %s", stage_name, folder, why)
             continue
-        previous = f"the previous checkpoint {found[i + 1][1].name}" if i + 1 < len(found) else "the stage's start"
+        older = next((f for _, f in found[i + 1:] if _checkpoint_problem(f) is None), None)
+        previous = f"the previous complete checkpoint {older.name}" if older else "the stage's start"
         raise RecipeError(
             f"stage `{stage_name}`: checkpoint {folder} is damaged ({why}); nothing was changed. Move that folder "
             f"away to resume from {previous}, or rerun with --start-over to discard the whole run."
@@ -232,7 +233,8 @@ class RecipeRunner:
                         f"output_dir `{self.out}` holds a run with a different config; nothing was changed. "
                         "Use a new output_dir=..., or pass --start-over to discard that run."
                     )
-                for child in self.out.iterdir():
+                # the old config record goes last: a start-over cut short is still refused without --start-over
+                for child in sorted(self.out.iterdir(), key=lambda c: c == record):
                     shutil.rmtree(child) if child.is_dir() else child.unlink()
             atomic_write_text(record, json.dumps(json.loads(mine), indent=2, sort_keys=True))
         self.state.wait_for_everyone()
@@ -267,20 +269,34 @@ class RecipeRunner:
 
         prefix = self.cfg.hub.repo_prefix or self.cfg.run_name
         repo = f"{self.cfg.hub.namespace}/{prefix}-{result.index}-{stage.name}"
-        sha = [None]
+        h = self.cfg.hub
+        sha: list[Any] = [None]
+        failure: Exception | None = None
         if self.state.is_main_process:
-            hub.write_model_card(
-                folder, repo_id=repo, base_model=self._base_model(stage), tasks=result.tasks, rates=result.rates,
-                steps=result.steps, metrics=result.metrics, method=self.cfg.method or "custom",
-                language=self._languages(),
-            )
-            sha[0] = hub.push_folder(
-                folder, repo, commit_message=f"{self.cfg.run_name}: stage {stage.name} ({result.steps} steps)",
-                max_retries=self.cfg.hub.max_retries, private=self.cfg.hub.private,
-            )
-            hub.verify_revision(repo, sha[0], folder)
+            try:
+                hub.write_model_card(
+                    folder, repo_id=repo, base_model=self._base_model(stage), tasks=result.tasks, rates=result.rates,
+                    steps=result.steps, metrics=result.metrics, method=self.cfg.method or "custom",
+                    language=self._languages(),
+                )
+                sha[0] = hub.push_folder(
+                    folder, repo, commit_message=f"{self.cfg.run_name}: stage {stage.name} ({result.steps} steps)",
+                    max_retries=h.max_retries, private=h.private, timeout=h.timeout,
+                )
+                hub.verify_revision(repo, sha[0], folder, max_retries=h.max_retries, timeout=h.timeout)
+            except Exception as e:  # not confirmed: the stage stays unrecorded and the next one never starts
+                failure = e if not isinstance(e, hub.HubError) else hub.HubError(
+                    f"stage `{stage.name}` is trained and saved in {folder}, but its push was not confirmed: {e} "
+                    "Rerun the same command to push it again (its training is not redone).",
+                    repo_id=e.repo_id, endpoint=e.endpoint, status=e.status, attempts=e.attempts,
+                )
+                sha[0] = {"error": hub.redact(str(failure))}
         if self.state.num_processes > 1:
-            broadcast_object_list(sha)
+            broadcast_object_list(sha)  # every rank learns of a failure, instead of waiting for the next stage
+        if failure is not None:
+            raise failure
+        if isinstance(sha[0], dict):
+            raise hub.HubError(sha[0]["error"], repo_id=repo, endpoint=hub.current_endpoint())
         result.hub_repo, result.hub_sha = repo, sha[0]
 
     def _base_model(self, stage: StageSpec) -> str | None:
@@ -319,7 +335,10 @@ class RecipeRunner:
             corpora = load_tasks(self.specs, cache_dir=d.cache_dir, num_dev=d.num_dev, num_test=d.num_test, seed=d.seed)
             for name, dsd in corpora.items():
                 if len(dsd["train"]) == 0:
-                    raise RecipeError(f"task `{name}` has no training examples after filtering; check its data or filters.")
+                    raise RecipeError(
+                        f"task `{name}` (in `tasks`) has no training examples after filtering; give it data, relax its "
+                        "filters (e.g. `max_length_ratio: null`), or remove it from `tasks`."
+                    )
             t = self.cfg.tokenizer
             if t.path:
                 tokenizer = AutoTokenizer.from_pretrained(t.path)
@@ -417,10 +436,18 @@ class RecipeRunner:
                 name_or_path=out["path"]
             )
         if margs.revision is not None:
-            from .hub import snapshot_at
+            from .hub import HubError, snapshot_at
 
+            failure = None
             with self.state.main_process_first():  # one download into the cache; the other ranks reuse it
-                snapshot_at(margs.name_or_path, margs.revision)
+                try:
+                    snapshot_at(margs.name_or_path, margs.revision, max_retries=self.cfg.hub.max_retries,
+                                timeout=self.cfg.hub.timeout)
+                except HubError as e:  # raised after the barrier, so that no rank waits for this one forever
+                    failure = HubError(f"`stages.{index}.init`: {e} Finished stages are kept: rerun the same command then.",
+                                       repo_id=e.repo_id, endpoint=e.endpoint, status=e.status, attempts=e.attempts)
+            if failure is not None:
+                raise failure
         # every rank together: under ZeRO-3 loading partitions the weights collectively
         try:
             return build_model(margs, self.tokenizer)
@@ -428,6 +455,15 @@ class RecipeRunner:
             raise RecipeError(
                 f"`stages.{index}.init` ({margs.name_or_path}): {e} Set `tokenizer.path` to that model's "
                 "tokenizer, or initialise the stage from a model trained with this recipe's tokenizer."
+            ) from e
+        except OSError as e:  # not found, or no safetensors weights (pickled .bin weights are never loaded)
+            from .hub import redact
+
+            where = margs.name_or_path + (f" at revision {margs.revision}" if margs.revision else "")
+            raise RecipeError(
+                f"`stages.{index}.init`: cannot load a model from {where}: {redact(' '.join(str(e).split()))} "
+                "Weights load from safetensors only (model.safetensors); check the path or repo id, or re-save "
+                "a trusted checkpoint with save_pretrained(), which writes safetensors."
             ) from e
 
     def _run_stage(self, index: int, stage: StageSpec) -> StageResult:

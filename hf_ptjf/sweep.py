@@ -70,6 +70,7 @@ RESULTS_CSV = "sweep_results.csv"
 RESULTS_JSON = "sweep_results.json"
 TRIAL_RECIPE = "trial.yaml"
 TRIAL_LOG = "trial.log"
+LOCK = ".running"  # pid of the process running a trial, so that concurrent sweeps never run it twice
 _RUN_CODE = "import sys; from hf_ptjf.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
@@ -92,8 +93,12 @@ class SweepConfig:
     shared_tokenizer: bool = True
     parallel: int = 1
     threads: int = 1
+    launcher: list[str] | None = None  # e.g. [accelerate, launch, --config_file, X]; default: this python
+    devices: list[str] | None = None  # CUDA_VISIBLE_DEVICES per running trial, e.g. ["0", "1"] or ["0,1", "2,3"]
+    launch_until: str | None = None  # "HH:MM" (UTC): start no trial after this time (a time budget)
     overrides: list[str] = field(default_factory=list)
-    name: str | None = None
+    keep_other_tasks: bool = False  # False: drop recipe tasks other than hr_task / lr_task
+    report_dir: str | None = None  # tables + report (default: output_dir); lets sweeps share trials
 
     def __post_init__(self) -> None:
         bad = [m for m in self.methods if m not in METHODS]
@@ -109,6 +114,10 @@ class SweepConfig:
             raise RecipeError(f"`threads` must be a positive integer, got {self.threads!r}.")
         if not self.seeds:
             raise RecipeError("`seeds` is empty.")
+        if self.devices is not None:
+            self.devices = [str(d) for d in self.devices]
+            if len(self.devices) < self.parallel:
+                raise RecipeError(f"`devices` lists {len(self.devices)} device sets for `parallel: {self.parallel}`.")
         n1s = self.n1_values
         staged = [m for m in self.methods if m != "scalarization"]
         if staged and not n1s:
@@ -143,6 +152,10 @@ class SweepConfig:
     @property
     def out(self) -> Path:
         return Path(self.output_dir)
+
+    @property
+    def report_out(self) -> Path:
+        return Path(self.report_dir) if self.report_dir else self.out
 
 
 def load_sweep(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> SweepConfig:
@@ -218,6 +231,8 @@ def expand_trials(cfg: SweepConfig) -> list[Trial]:
     for task in (cfg.hr_task, cfg.lr_task):
         if task not in names:
             raise RecipeError(f"sweep task `{task}` is not a task of the recipe {cfg.recipe} (tasks: {names}).")
+    if not cfg.keep_other_tasks:
+        base["tasks"] = [t for t in base["tasks"] if t.get("name") in (cfg.hr_task, cfg.lr_task)]
     if cfg.shared_tokenizer:
         base.setdefault("tokenizer", {})
         base["tokenizer"] = {**(base["tokenizer"] or {}), "path": str(cfg.out / "tokenizer")}
@@ -248,7 +263,6 @@ def expand_trials(cfg: SweepConfig) -> list[Trial]:
         for lr in lrs:
             lr_tag = f"-lr{_fmt(lr)}" if cfg.lrs else ""
             for n1 in n1s:
-                n1_tag = f"-n{n1}" if several_n1 else ""
                 total = cfg.total_for(n1)
                 pre_id = None
                 shared = cfg.share_pretrain and n1 is not None and {"ptjf", "transfer"} & set(cfg.methods)
@@ -265,7 +279,7 @@ def expand_trials(cfg: SweepConfig) -> list[Trial]:
                     rates: list[float | None] = [None] if method == "transfer" else list(cfg.rates)
                     for rate in rates:
                         r_tag = "" if rate is None else f"-r{rate:g}"
-                        tag = "" if method == "scalarization" else n1_tag
+                        tag = "" if method == "scalarization" else f"-n{n1}"
                         tid = f"{method}{tag}{r_tag}{lr_tag}-s{seed}"
                         n_total = cfg.total_for(None if method == "scalarization" else n1)
                         if method in ("ptjf", "transfer") and shared:
@@ -305,8 +319,10 @@ def prepare_tokenizer(cfg: SweepConfig, trials: Sequence[Trial]) -> Path | None:
     return path
 
 
-def _env(threads: int) -> dict[str, str]:
+def _env(threads: int, device: str | None = None) -> dict[str, str]:
     env = dict(os.environ)
+    if device is not None:
+        env["CUDA_VISIBLE_DEVICES"] = device
     for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TORCH_NUM_THREADS"):
         env[key] = str(threads)
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -317,26 +333,86 @@ def _env(threads: int) -> dict[str, str]:
     return env
 
 
-def _launch(trial: Trial, cfg: SweepConfig) -> subprocess.Popen:
+def _command(cfg: SweepConfig, recipe_path: Path) -> list[str]:
+    if cfg.launcher:  # e.g. accelerate launch ...: needs a script file
+        return [*cfg.launcher, str(Path(__file__).resolve().parents[1] / "recipes" / "run.py"), str(recipe_path)]
+    return [sys.executable, "-c", _RUN_CODE, str(recipe_path)]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (exited, not yet reaped) is not running
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def running_elsewhere(trial: Trial) -> bool:
+    """Whether a live process (another sweep's trial) holds this trial's lock."""
+    try:
+        pid = int((trial.out / LOCK).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return False
+    return pid != os.getpid() and _alive(pid)
+
+
+def _take_lock(trial: Trial) -> bool:
+    trial.out.mkdir(parents=True, exist_ok=True)
+    lock = trial.out / LOCK
+    if lock.exists() and not running_elsewhere(trial):
+        lock.unlink(missing_ok=True)  # stale
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return False
+    os.write(fd, f"{os.getpid()}\n".encode())
+    os.close(fd)
+    return True
+
+
+def _launch(trial: Trial, cfg: SweepConfig, device: str | None = None) -> subprocess.Popen:
     trial.out.mkdir(parents=True, exist_ok=True)
     recipe_path = trial.out / TRIAL_RECIPE
     recipe_path.write_text(yaml.safe_dump(trial.recipe, sort_keys=False))
     log = open(trial.out / TRIAL_LOG, "a")
     log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {trial.trial} ===\n")
     log.flush()
-    cmd = [sys.executable, "-c", _RUN_CODE, str(recipe_path)]
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=_env(cfg.threads))
+    cmd = _command(cfg, recipe_path)
+    log.write(f"$ {' '.join(cmd)}" + (f"  (CUDA_VISIBLE_DEVICES={device})" if device is not None else "") + "\n")
+    log.flush()
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=_env(cfg.threads, device))
     proc._ptjf_log = log  # type: ignore[attr-defined]
     proc._ptjf_start = time.time()  # type: ignore[attr-defined]
+    proc._ptjf_device = device  # type: ignore[attr-defined]
+    (trial.out / LOCK).write_text(f"{proc.pid}\n")
     return proc
+
+
+def _deadline(hhmm: str | None) -> float | None:
+    if not hhmm:
+        return None
+    import datetime as dt
+
+    if isinstance(hhmm, int):  # YAML 1.1 reads an unquoted 11:50 as sexagesimal 710
+        h, m = divmod(hhmm, 60)
+    else:
+        h, m = (int(x) for x in str(hhmm).split(":"))
+    now = dt.datetime.now(dt.timezone.utc)
+    return now.replace(hour=h, minute=m, second=0, microsecond=0).timestamp()
 
 
 def run_trials(cfg: SweepConfig, trials: Sequence[Trial], poll_s: float = 1.0) -> dict[str, str]:
     """Run the trials ``cfg.parallel`` at a time, dependencies first; returns ``{trial: status}``.
 
-    Status is ``skipped`` (already complete), ``done``, ``failed`` (see its ``trial.log``) or
-    ``blocked`` (its pre-training run failed).
+    Status is ``skipped`` (already complete, possibly by another sweep), ``done``, ``failed`` (see its
+    ``trial.log``), ``blocked`` (its pre-training run failed) or ``not started`` (past ``launch_until``).
     """
+    deadline = _deadline(cfg.launch_until)
     status: dict[str, str] = {}
     pending: list[Trial] = []
     for t in trials:
@@ -346,11 +422,18 @@ def run_trials(cfg: SweepConfig, trials: Sequence[Trial], poll_s: float = 1.0) -
         else:
             pending.append(t)
     running: dict[str, tuple[Trial, subprocess.Popen]] = {}
+    waiting: set[str] = set()  # trials another process is running right now
     while pending or running:
+        if deadline is not None and time.time() > deadline and pending:
+            for t in pending:
+                status[t.trial] = "not started"
+            logger.warning("launch_until %s passed: %d trials not started", cfg.launch_until, len(pending))
+            pending, waiting = [], set()
         for tid, (t, proc) in list(running.items()):
             if proc.poll() is None:
                 continue
             proc._ptjf_log.close()  # type: ignore[attr-defined]
+            (t.out / LOCK).unlink(missing_ok=True)
             ok = proc.returncode == 0 and t.is_complete()
             status[tid] = "done" if ok else "failed"
             took = time.time() - proc._ptjf_start  # type: ignore[attr-defined]
@@ -361,16 +444,34 @@ def run_trials(cfg: SweepConfig, trials: Sequence[Trial], poll_s: float = 1.0) -
             if t.depends_on and status.get(t.depends_on) in ("failed", "blocked"):
                 status[t.trial] = "blocked"
                 pending.remove(t)
-        ready = [t for t in pending if not t.depends_on or status.get(t.depends_on) in ("done", "skipped")]
+            elif t.trial in waiting and not running_elsewhere(t):  # another sweep was running it
+                waiting.discard(t.trial)
+                if t.is_complete():
+                    status[t.trial] = "skipped"
+                    pending.remove(t)
+        ready = [t for t in pending if t.trial not in waiting and (
+            not t.depends_on or status.get(t.depends_on) in ("done", "skipped"))]
         while ready and len(running) < cfg.parallel:
             t = ready.pop(0)
+            if t.is_complete():
+                status[t.trial] = "skipped"
+                pending.remove(t)
+                continue
+            if running_elsewhere(t) or not _take_lock(t):
+                waiting.add(t.trial)
+                logger.info("%s is being run by another process; waiting for it", t.trial)
+                continue
             pending.remove(t)
-            logger.info("start %s", t.trial)
-            running[t.trial] = (t, _launch(t, cfg))
-        if not running and pending:
+            device = None
+            if cfg.devices:
+                busy = {getattr(p, "_ptjf_device", None) for _, p in running.values()}
+                device = next(d for d in cfg.devices if d not in busy)
+            logger.info("start %s%s", t.trial, f" on device {device}" if device is not None else "")
+            running[t.trial] = (t, _launch(t, cfg, device) if device is not None else _launch(t, cfg))
+        if not running and pending and not waiting:
             raise RuntimeError(f"sweep deadlock: {[t.trial for t in pending]} wait on missing runs")
-        if running:
-            time.sleep(poll_s)
+        if running or waiting:
+            time.sleep(poll_s if running else max(poll_s, 5.0 * min(poll_s, 1.0)))
     return status
 
 
@@ -391,6 +492,7 @@ def _record(t: Trial, cfg: SweepConfig, by_id: Mapping[str, Trial], status: str 
             seen[task] = (seen.get(task) or 0) + (v.get("examples_seen") or 0)
             tokens[task] = (tokens.get(task) or 0) + (v.get("target_tokens_seen") or 0)
         stages = list(pre.get("stages", [])) + stages
+    history = _cumulative_counts(history, stages)
     final = {k: v.get("final_loss") for k, v in res["tasks"].items()}
     best = {}
     for task in res["tasks"]:
@@ -418,6 +520,29 @@ def _record(t: Trial, cfg: SweepConfig, by_id: Mapping[str, Trial], status: str 
         "recipe": t.recipe,
         "history": history,
     }
+
+
+def _cumulative_counts(history: list[dict[str, Any]], stages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Make the per-stage ``examples_seen_<task>`` / ``target_tokens_seen_<task>`` counters run across stages."""
+    offsets: dict[str, dict[str, int]] = {}
+    running: dict[str, int] = {}
+    for s in stages:
+        offsets[s["name"]] = {f"examples_seen_{t}": running.get(f"examples_seen_{t}", 0) for t in _tasks_seen(stages)}
+        offsets[s["name"]].update({f"target_tokens_seen_{t}": running.get(f"target_tokens_seen_{t}", 0)
+                                   for t in _tasks_seen(stages)})
+        for t, n in (s.get("examples_seen") or {}).items():
+            running[f"examples_seen_{t}"] = running.get(f"examples_seen_{t}", 0) + int(n or 0)
+        for t, n in (s.get("target_tokens_seen") or {}).items():
+            running[f"target_tokens_seen_{t}"] = running.get(f"target_tokens_seen_{t}", 0) + int(n or 0)
+    out = []
+    for h in history:
+        off = offsets.get(h.get("stage"), {})
+        out.append({k: (v + off[k] if k in off and isinstance(v, (int, float)) else v) for k, v in h.items()})
+    return out
+
+
+def _tasks_seen(stages: Sequence[Mapping[str, Any]]) -> list[str]:
+    return sorted({t for s in stages for t in (s.get("examples_seen") or {})})
 
 
 def trial_records(cfg: SweepConfig, trials: Sequence[Trial], status: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
@@ -482,19 +607,55 @@ def _csv_row(rec: Mapping[str, Any], tasks: Sequence[str]) -> dict[str, Any]:
 
 def write_tables(cfg: SweepConfig, records: Sequence[Mapping[str, Any]], status: Mapping[str, str] | None = None) -> tuple[Path, Path]:
     """``sweep_results.csv`` (one row per trial: config + metrics) and ``sweep_results.json`` (+ histories)."""
-    cfg.out.mkdir(parents=True, exist_ok=True)
+    cfg.report_out.mkdir(parents=True, exist_ok=True)
     tasks = sorted({t for r in records for t in r["final"]}, key=lambda t: (t != cfg.hr_task, t != cfg.lr_task, t))
     rows = [_csv_row(r, tasks) for r in records]
-    csv_path = cfg.out / RESULTS_CSV
+    csv_path = cfg.report_out / RESULTS_CSV
     with open(csv_path, "w", newline="") as f:
         fields = list(rows[0]) if rows else ["trial"]
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
-    json_path = cfg.out / RESULTS_JSON
+    json_path = cfg.report_out / RESULTS_JSON
     json_path.write_text(json.dumps({"sweep": dataclasses.asdict(cfg), "status": dict(status or {}),
                                      "trials": list(records)}, indent=1, default=str))
     return csv_path, json_path
+
+
+def summary_markdown(cfg: SweepConfig, records: Sequence[Mapping[str, Any]]) -> str:
+    """Per (method, rate): seeds, final/best losses (mean and range over seeds), LR examples, wall time."""
+    hr, lr = cfg.hr_task, cfg.lr_task
+
+    def stat(xs: list[float]) -> str:
+        xs = [x for x in xs if x is not None]
+        if not xs:
+            return "-"
+        m = sum(xs) / len(xs)
+        return f"{m:.3f}" if len(xs) == 1 else f"{m:.3f} ({min(xs):.3f}-{max(xs):.3f})"
+
+    groups: dict[tuple, list[Mapping[str, Any]]] = {}
+    for r in records:
+        groups.setdefault((r["method"], r["rate"] if r["rate"] is not None else -1.0, r["lr"]), []).append(r)
+    order = {m: i for i, m in enumerate(METHODS)}
+    lines = [f"# Sweep summary: {hr} (high-resource) vs {lr} (low-resource)", "",
+             "Mean over seeds (min-max). Final = last evaluation; best = lowest evaluation during training "
+             "(early stopping, for reference only: the fronts use final losses).", "",
+             f"| method | rate | lr | seeds | final {hr} | final {lr} | best {lr} | best {lr} at step | "
+             f"{lr} examples seen | wall time (s) |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for (method, rate, lr_), rs in sorted(groups.items(), key=lambda kv: (order.get(kv[0][0].split("@")[0], 9),
+                                                                           kv[0][0], kv[0][1], str(kv[0][2]))):
+        steps = []
+        for r in rs:
+            evals = [(h[f"eval_{lr}_loss"], h["step"]) for h in r["history"] if h.get(f"eval_{lr}_loss") is not None]
+            if evals:
+                steps.append(min(evals)[1])
+        lines.append(
+            f"| {method} | {'n/a' if rate < 0 else f'{rate:g}'} | {lr_ if lr_ is not None else '-'} | {len(rs)} | "
+            f"{stat([r['final'].get(hr) for r in rs])} | {stat([r['final'].get(lr) for r in rs])} | "
+            f"{stat([r['best'].get(lr) for r in rs])} | {'/'.join(str(s) for s in steps) or '-'} | "
+            f"{stat([float(r['examples_seen'].get(lr) or 0) for r in rs]).split('.')[0]} | "
+            f"{sum(float(r['wall_time_s']) for r in rs) / len(rs):.0f} |")
+    return "\n".join(lines) + "\n"
 
 
 def gather(cfg: SweepConfig, trials: Sequence[Trial] | None = None, status: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
@@ -505,9 +666,10 @@ def gather(cfg: SweepConfig, trials: Sequence[Trial] | None = None, status: Mapp
     records = trial_records(cfg, trials, status)
     write_tables(cfg, records, status)
     if records:
-        write_report(records, cfg.hr_task, cfg.lr_task, cfg.out)
+        (cfg.report_out / "summary.md").write_text(summary_markdown(cfg, records))
+        write_report(records, cfg.hr_task, cfg.lr_task, cfg.report_out)
         if len(cfg.seeds) > 1:
-            write_report(seed_means(records), cfg.hr_task, cfg.lr_task, cfg.out / "mean")
+            write_report(seed_means(records), cfg.hr_task, cfg.lr_task, cfg.report_out / "mean")
     return records
 
 
@@ -516,12 +678,13 @@ def run_sweep(cfg: SweepConfig) -> dict[str, Any]:
     start = time.time()
     trials = expand_trials(cfg)
     cfg.out.mkdir(parents=True, exist_ok=True)
-    (cfg.out / "sweep.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+    cfg.report_out.mkdir(parents=True, exist_ok=True)
+    (cfg.report_out / "sweep.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
     prepare_tokenizer(cfg, trials)
     status = run_trials(cfg, trials)
     records = gather(cfg, trials, status)
     wall = round(time.time() - start, 1)
-    with open(cfg.out / "sweep_times.log", "a") as f:
+    with open(cfg.report_out / "sweep_times.log", "a") as f:
         f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} wall {wall}s; " +
                 ", ".join(f"{s}: {sum(v == s for v in status.values())}" for s in ("done", "skipped", "failed", "blocked")) + "\n")
     return {"status": status, "records": records, "wall_time_s": wall}
@@ -546,14 +709,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.gather_only:
             records = gather(cfg)
-            print(f"{len(records)} trials -> {cfg.out / RESULTS_CSV}")
+            print(f"{len(records)} trials -> {cfg.report_out / RESULTS_CSV}")
             return 0
         result = run_sweep(cfg)
     except RecipeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     bad = {k: v for k, v in result["status"].items() if v in ("failed", "blocked")}
-    print(f"{len(result['records'])} trials gathered in {result['wall_time_s']}s -> {cfg.out / RESULTS_CSV}")
+    print(f"{len(result['records'])} trials gathered in {result['wall_time_s']}s -> {cfg.report_out / RESULTS_CSV}")
     if bad:
         print(f"not complete: {bad}", file=sys.stderr)
         return 1

@@ -30,7 +30,7 @@ from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 from .mixing import RATE_STRATEGIES, mixing_rates
-from .optim import ADAFACTOR_OPTIONS, LR_SCHEDULES, Adafactor, get_lr_schedule
+from .optim import ADAFACTOR_OPTIONS, LR_SCHEDULES, Adafactor, get_lr_schedule, register_zero3_segments
 from .sampler import TemperatureMixtureSampler
 
 __all__ = ["MIXTURE_STATE_NAME", "MixtureTrainer", "MixtureTrainingArguments", "concatenate_tasks"]
@@ -181,6 +181,8 @@ class MixtureTrainer(Seq2SeqTrainer):
     def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):  # noqa: D102
         # `lr_schedule` (hf_ptjf.optim) replaces `lr_scheduler_type`; DeepSpeed calls this too when its JSON has
         # no scheduler (with its own optimizer as `optimizer` when the JSON declares one).
+        if self.is_deepspeed_enabled:  # called after accelerator.prepare: the ZeRO-3 partitions exist now
+            register_zero3_segments(getattr(self.optimizer, "optimizer", None))
         if self.args.lr_schedule is None or self.lr_scheduler is not None:
             return super().create_scheduler(num_training_steps, optimizer)
         pivot = self.args.lr_schedule_pivot(num_training_steps)

@@ -62,6 +62,28 @@ def test_factored_step_by_hand_and_unfactored_option():
         assert set(opt.state[small]) - {"step"} == {"v"}
 
 
+def test_segments_of_a_flat_partition_step_like_separate_weights():
+    torch.manual_seed(0)
+    a, b = torch.randn(3, 4, dtype=torch.float64), 0.01 * torch.randn(5, dtype=torch.float64)
+    separate = [torch.nn.Parameter(a.clone()), torch.nn.Parameter(b.clone())]
+    flat = torch.nn.Parameter(torch.cat([a.flatten(), b]))
+    plain = torch.nn.Parameter(flat.detach().clone())
+    kw = dict(lr=0.1, beta1=0.9, factored=False, multiply_by_parameter_scale=True, clipping_threshold=0.5)
+    opt_sep, opt_flat, opt_plain = Adafactor(separate, **kw), Adafactor([flat], **kw), Adafactor([plain], **kw)
+    opt_flat.set_segments(flat, [12, 5])
+    for _ in range(3):
+        g = torch.randn(17, dtype=torch.float64)
+        separate[0].grad, separate[1].grad = g[:12].reshape(3, 4).clone(), g[12:].clone()
+        flat.grad, plain.grad = g.clone(), g.clone()
+        for opt in (opt_sep, opt_flat, opt_plain):
+            opt.step()
+    want = torch.cat([separate[0].detach().flatten(), separate[1].detach()])
+    torch.testing.assert_close(flat.detach(), want, rtol=1e-12, atol=1e-15)
+    assert not torch.allclose(plain.detach(), want)  # one RMS over both weights is another optimizer
+    with pytest.raises(ValueError, match="tile"):
+        opt_flat.set_segments(flat, [12, 4])
+
+
 @pytest.mark.parametrize("shape", [(6, 5), (7,)])
 def test_matches_transformers_adafactor(shape):
     from transformers.optimization import Adafactor as HFAdafactor
@@ -200,3 +222,48 @@ def test_recipe_optimizer_args_and_per_stage_keys():
     assert parse_recipe(adam).stages[0].optimizer_training_args() == {"adam_beta2": 0.98}
     with pytest.raises(RecipeError, match="set per stage by the runner"):
         parse_recipe({**raw, "lr_schedule": "warmup_then_rsqrt"})
+
+
+def test_deepspeed_json_with_its_own_optimizer_or_scheduler_is_refused():
+    from types import SimpleNamespace
+
+    from hf_ptjf.trainer import MixtureTrainer
+
+    def fake(optim: str, lr_schedule: str | None, ds: dict) -> SimpleNamespace:
+        plugin = SimpleNamespace(hf_ds_config=SimpleNamespace(config=ds))
+        return SimpleNamespace(is_deepspeed_enabled=True, args=SimpleNamespace(optim=optim, lr_schedule=lr_schedule),
+                               accelerator=SimpleNamespace(state=SimpleNamespace(deepspeed_plugin=plugin)))
+
+    check = MixtureTrainer._check_deepspeed_leaves_optimization_to_us
+    check(fake("adafactor", "warmup_then_rsqrt", {"zero_optimization": {"stage": 3}}))
+    check(fake("adamw_torch", None, {"optimizer": {"type": "AdamW"}, "scheduler": {"type": "WarmupLR"}}))
+    with pytest.raises(ValueError, match="declares an `optimizer`"):
+        check(fake("adafactor", None, {"optimizer": {"type": "AdamW"}}))
+    with pytest.raises(ValueError, match="declares a `scheduler`"):
+        check(fake("adamw_torch", "constant_then_rsqrt", {"scheduler": {"type": "WarmupLR"}}))
+
+
+@pytest.mark.slow
+def test_zero3_steps_with_hf_ptjf_adafactor_and_schedule(tmp_path):
+    """2 CPU processes, DeepSpeed ZeRO-3 (cpu_zero3_2proc.yaml): client optimizer + client scheduler, and resume."""
+    import json
+
+    from .distributed import ROOT, accelerate_launch
+
+    accelerate_launch("cpu_zero3_2proc.yaml", ROOT / "tests" / "scripts" / "zero3_adafactor_check.py", str(tmp_path))
+    r = json.loads((tmp_path / "result.json").read_text())
+    assert (r["world_size"], r["engine"], r["zero_optimizer"]) == (2, "DeepSpeedEngine", "DeepSpeedZeroOptimizer_Stage3")
+    assert r["client_optimizer"] == "hf_ptjf.optim.Adafactor" and r["beta1"] == 0.9
+    # ZeRO-3 hands the optimizer flat 1-D fp32 partitions: the second moment is full (unfactored) there
+    assert r["state_keys"] == ["m", "step", "v"] and all(len(s) == 1 for s in r["state_shapes"])
+    assert r["scheduler"] == "torch.optim.lr_scheduler.LambdaLR"
+    f = warmup_then_rsqrt(3)
+    assert [h["learning_rate"] for h in r["logs"]] == pytest.approx([0.01 * f(s) for s in range(8)])
+    assert r["client_lr"] == pytest.approx([0.01 * f(8)] * len(r["client_lr"]))
+    # every flat partition group was split into its weights (per-weight clipping and parameter scale)
+    assert r["segments"] and all(n > 1 and total == numel for n, total, numel in r["segments"])
+    # resuming from the step-4 checkpoint (DeepSpeed's optimizer state + the LambdaLR) continues exactly
+    assert r["resumed_segments"] == len(r["segments"])
+    resumed = [(h["step"], h["loss"], h["learning_rate"]) for h in r["resumed_logs"]]
+    assert resumed == [(h["step"], h["loss"], h["learning_rate"]) for h in r["logs"] if h["step"] > 4]
+    assert r["logs"][-1]["loss"] < r["logs"][0]["loss"]

@@ -95,7 +95,7 @@ def test_failed_pretraining_blocks_its_trials(tmp_path, monkeypatch):
     cfg = sw.load_sweep(write_sweep(tmp_path))
     trials = sw.expand_trials(cfg)
 
-    def fake_launch(trial, cfg):  # pretraining fails, the rest "succeed" without writing results
+    def fake_launch(trial, cfg, device=None):  # pretraining fails, the rest "succeed" without writing results
         proc = subprocess.Popen([sys.executable, "-c", f"raise SystemExit({int(trial.method == 'pretrain')})"])
         proc._ptjf_log, proc._ptjf_start = open(tmp_path / "log", "a"), 0.0
         return proc
@@ -103,7 +103,7 @@ def test_failed_pretraining_blocks_its_trials(tmp_path, monkeypatch):
     monkeypatch.setattr(sw, "_launch", fake_launch)
     status = sw.run_trials(cfg, trials, poll_s=0.05)
     assert status["pretrain-n4-s0"] == "failed"
-    assert status["ptjf-r0.2-s0"] == status["ptjf-r0.5-s0"] == "blocked"
+    assert status["ptjf-n4-r0.2-s0"] == status["ptjf-n4-r0.5-s0"] == "blocked"
     assert status["scalarization-r0.2-s0"] == "failed"  # exited 0 but no complete results.json
 
 
@@ -120,19 +120,19 @@ def tiny_sweep(tmp_path_factory):
 def test_sweep_runs_every_trial(tiny_sweep):
     _, cfg, first = tiny_sweep
     assert first["status"] == {"pretrain-n4-s0": "done", "scalarization-r0.2-s0": "done", "scalarization-r0.5-s0": "done",
-                               "ptjf-r0.2-s0": "done", "ptjf-r0.5-s0": "done"}
+                               "ptjf-n4-r0.2-s0": "done", "ptjf-n4-r0.5-s0": "done"}
     for tid in first["status"]:
         trial = json.loads((cfg.out / "trials" / tid / "results.json").read_text())
         assert trial["complete"]
     # one shared tokenizer
     assert (cfg.out / "tokenizer" / "tokenizer_config.json").is_file()
-    assert not (cfg.out / "trials" / "ptjf-r0.2-s0" / "tokenizer").exists()
+    assert not (cfg.out / "trials" / "ptjf-n4-r0.2-s0" / "tokenizer").exists()
 
 
 def test_table_has_config_and_metrics(tiny_sweep):
     _, cfg, _ = tiny_sweep
     rows = list(csv.DictReader(open(cfg.out / sw.RESULTS_CSV)))
-    assert sorted(r["trial"] for r in rows) == ["ptjf-r0.2-s0", "ptjf-r0.5-s0", "scalarization-r0.2-s0",
+    assert sorted(r["trial"] for r in rows) == ["ptjf-n4-r0.2-s0", "ptjf-n4-r0.5-s0", "scalarization-r0.2-s0",
                                                 "scalarization-r0.5-s0"]
     for r in rows:
         for key in ("method", "rate", "seed", "total_steps", "final_en-fr", "final_en-ro", "best_en-ro",
@@ -142,7 +142,7 @@ def test_table_has_config_and_metrics(tiny_sweep):
         assert r["total_steps"] == "6"
     data = json.loads((cfg.out / sw.RESULTS_JSON).read_text())
     assert data["sweep"]["rates"] == [0.2, 0.5]
-    ptjf = next(t for t in data["trials"] if t["trial"] == "ptjf-r0.5-s0")
+    ptjf = next(t for t in data["trials"] if t["trial"] == "ptjf-n4-r0.5-s0")
     assert ptjf["pretrain"] == "pretrain-n4-s0" and ptjf["recipe"]["stages"][0]["name"] == "joint"
     # the shared pre-training run is folded in: its history (steps <= 4) and its examples
     stages = {h["stage"] for h in ptjf["history"]}
@@ -154,7 +154,8 @@ def test_table_has_config_and_metrics(tiny_sweep):
 def test_report_and_pngs(tiny_sweep):
     _, cfg, _ = tiny_sweep
     report = (cfg.out / "report.md").read_text()
-    assert "fronts.png" in report and "ptjf-r0.5-s0" in report
+    assert "fronts.png" in report and "ptjf-n4-r0.5-s0" in report
+    assert "| ptjf | 0.5 |" in (cfg.out / "summary.md").read_text()
     for png in ("fronts.png", "efficiency.png", "curves_en-fr.png", "curves_en-ro.png"):
         assert (cfg.out / png).stat().st_size > 1000
 
@@ -173,3 +174,60 @@ def test_rerun_skips_finished_trials(tiny_sweep):
     out = subprocess.run([sys.executable, str(Path(sw.__file__).parents[1] / "recipes" / "sweep.py"), str(path),
                           "--list"], capture_output=True, text=True, check=True).stdout
     assert out.count("complete") == 5
+
+
+def test_counters_run_across_stages():
+    stages = [{"name": "pretrain", "examples_seen": {"en-fr": 100}, "target_tokens_seen": {"en-fr": 1000}},
+              {"name": "joint", "examples_seen": {"en-fr": 30, "en-ro": 10}, "target_tokens_seen": {"en-fr": 300}}]
+    hist = [{"step": 4, "stage": "pretrain", "examples_seen_en-fr": 100},
+            {"step": 6, "stage": "joint", "examples_seen_en-fr": 30, "examples_seen_en-ro": 10, "loss": 2.0}]
+    out = sw._cumulative_counts(hist, stages)
+    assert out[0]["examples_seen_en-fr"] == 100
+    assert out[1]["examples_seen_en-fr"] == 130 and out[1]["examples_seen_en-ro"] == 10 and out[1]["loss"] == 2.0
+
+
+def test_launcher_and_devices(tmp_path, monkeypatch):
+    cfg = sw.load_sweep(write_sweep(tmp_path, launcher=["accelerate", "launch"], devices=[0, 1]))
+    cmd = sw._command(cfg, Path("t.yaml"))
+    assert cmd[:2] == ["accelerate", "launch"] and cmd[2].endswith("recipes/run.py") and cmd[3] == "t.yaml"
+    assert sw._env(1, "1")["CUDA_VISIBLE_DEVICES"] == "1"
+    seen = []
+
+    def fake_launch(trial, cfg, device=None):
+        seen.append(device)
+        proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.3)"])
+        proc._ptjf_log, proc._ptjf_start, proc._ptjf_device = open(tmp_path / "log", "a"), 0.0, device
+        return proc
+
+    monkeypatch.setattr(sw, "_launch", fake_launch)
+    sw.run_trials(cfg, sw.expand_trials(cfg)[:3], poll_s=0.05)
+    assert seen[:2] == ["0", "1"] and set(seen) <= {"0", "1"}
+    with pytest.raises(RecipeError):
+        sw.load_sweep(write_sweep(tmp_path, parallel=2, devices=[0]))
+
+
+def test_trial_run_by_another_process_is_not_started_twice(tmp_path, monkeypatch):
+    cfg = sw.load_sweep(write_sweep(tmp_path, methods=["scalarization"], rates=[0.2]))
+    (trial,) = sw.expand_trials(cfg)
+    trial.out.mkdir(parents=True)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1.5)"])  # "another sweep's run"
+    (trial.out / sw.LOCK).write_text(f"{other.pid}\n")
+    launched = []
+
+    def fake_launch(t, cfg, device=None):
+        launched.append((t.trial, other.poll() is not None))
+        proc = subprocess.Popen([sys.executable, "-c", "pass"])
+        proc._ptjf_log, proc._ptjf_start = open(tmp_path / "log", "a"), 0.0
+        return proc
+
+    monkeypatch.setattr(sw, "_launch", fake_launch)
+    sw.run_trials(cfg, [trial], poll_s=0.05)
+    other.wait()
+    assert launched == [(trial.trial, True)]  # started only after the other process had exited
+    assert not (trial.out / sw.LOCK).exists()
+
+
+def test_launch_until_stops_starting_trials(tmp_path):
+    cfg = sw.load_sweep(write_sweep(tmp_path, launch_until="00:00"))
+    status = sw.run_trials(cfg, sw.expand_trials(cfg))
+    assert set(status.values()) == {"not started"}

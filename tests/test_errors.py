@@ -1,0 +1,248 @@
+"""The bad-input catalogue (docs/errors.md): each case exits non-zero with one `error: ...` line that names
+the field and the fix, no traceback (unless HF_PTJF_DEBUG=1), and loses nothing saved before."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hf_ptjf.recipe import RecipeError
+from hf_ptjf.testing import HubServer, use_endpoint
+
+from .fixtures.recipe_runs import (
+    TINY,
+    TWO_STAGES,
+    assert_kept,
+    error_line,
+    files_sha256,
+    results,
+    run_cli,
+    run_process,
+    shared_tokenizer,
+    tiny_args,
+    write_recipe,
+)
+
+ONE_STAGE = ("method=scalarization", "method_args.total_steps=4", "save_steps=2", "eval_steps=2")
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    return shared_tokenizer(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def previous_run(tmp_path_factory, tokenizer):
+    """A finished run: what a bad rerun in the same output_dir must leave untouched."""
+    out = tmp_path_factory.mktemp("previous")
+    code, err = run_cli(tiny_args(out, tokenizer, *ONE_STAGE))
+    assert code == 0, err
+    return out
+
+
+def fails(args: list, *expected: str) -> str:
+    """Run the CLI in-process; assert exit code 2 and one error line containing every ``expected``."""
+    code, err = run_cli(args)
+    assert code == 2, err
+    line = error_line(err)
+    for text in expected:
+        assert text in line, (text, line)
+    return line
+
+
+def stages_recipe(tmp_path: Path, stages: list[dict]) -> Path:
+    return write_recipe(tmp_path / "recipe.yaml", method=None, method_args=None, stages=stages)
+
+
+# ------------------------------------------------------------------ caught when the recipe is read
+CONFIG_CASES = {
+    # case: (overrides, expected fragments: the field ... and the fix)
+    "tau_zero": (["method_args.mixture.tau=0"], ["`stages.1.mixture`", "tau must be > 0", "1.0 is proportional"]),
+    "tau_negative_tokenizer": (["tokenizer.tau=-1"], ["`tokenizer`", "tau must be a number > 0"]),
+    "negative_weights": (
+        ["method_args.mixture={strategy: static, weights: {en-fr: -1, en-ro: 2}}"],
+        ["`stages.1.mixture.weights`", "must be numbers >= 0", "e.g. {en-fr: 1.0}"],
+    ),
+    "all_zero_weights": (
+        ["method_args.mixture={strategy: static, weights: {en-fr: 0, en-ro: 0}}"],
+        ["`stages.1.mixture.weights`", "all zero", "at least one task a weight > 0"],
+    ),
+    "unknown_task_in_a_stage": (
+        ["method_args.high_resource=[en-fx]"], ["`stages.0.mixture.tasks`", "unknown task `en-fx`", "Did you mean `en-fr`?"]
+    ),
+    "unknown_config_key": (["learning_rat=1e-3"], ["unknown config key `learning_rat`", "Did you mean `learning_rate`?"]),
+    "unknown_section_key": (["tokenizer.vocab_sise=300"], ["`tokenizer.vocab_sise`", "Did you mean `vocab_size`?"]),
+    "max_steps_zero_method": (
+        ["method_args.total_steps=0"], ["method_args.first_stage_steps", "method_args.total_steps", "need 0 <"]
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONFIG_CASES))
+def test_config_errors(case, previous_run, tokenizer):
+    overrides, expected = CONFIG_CASES[case]
+    before = files_sha256(previous_run)
+    fails(tiny_args(previous_run, tokenizer, *overrides), *expected)
+    assert files_sha256(previous_run) == before
+
+
+@pytest.mark.parametrize("max_steps", [0, -5])
+def test_stage_max_steps_not_positive(tmp_path, previous_run, tokenizer, max_steps):
+    stages = [TWO_STAGES[0], {**TWO_STAGES[1], "max_steps": max_steps}]
+    before = files_sha256(previous_run)
+    fails([stages_recipe(tmp_path, stages), f"output_dir={previous_run}"],
+          "`stages.1`", "max_steps must be a positive integer", str(max_steps))
+    assert files_sha256(previous_run) == before
+
+
+def test_stage_initialised_from_a_later_stage(tmp_path, previous_run):
+    stages = [{**TWO_STAGES[0], "init": "joint"}, {**TWO_STAGES[1], "init": "scratch"}]
+    before = files_sha256(previous_run)
+    fails([stages_recipe(tmp_path, stages), f"output_dir={previous_run}"],
+          "`stages.0.init: joint`", "runs at the same time or later", "Initialise from an earlier stage")
+    assert files_sha256(previous_run) == before
+
+
+def test_missing_recipe_file_and_bad_override(tmp_path):
+    fails([tmp_path / "nope.yaml", "output_dir=x"], "recipe file not found", "nope.yaml")
+    fails([TINY, "output_dir"], "override `output_dir` must look like key=value")
+
+
+# ------------------------------------------------------------------ caught when the data, model or Hub is used
+def blank_task(tmp_path: Path, column: str = "fr") -> dict:
+    """A JSON-lines task whose training rows are all blank targets (dropped by cleaning); own dev/test."""
+    good = "".join(json.dumps({"en": f"line {i}", "fr": f"ligne {i}"}) + "\n" for i in range(4))
+    (tmp_path / "dev.jsonl").write_text(good)
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps({"en": f"x {i}", "fr": " "}) + "\n" for i in range(4)))
+    files = {"train": str(tmp_path / "train.jsonl"), "validation": str(tmp_path / "dev.jsonl"),
+             "test": str(tmp_path / "dev.jsonl")}
+    return {"name": "en-xx", "source": "json", "data_files": files, "lang": "fr",
+            "columns": {"source": "en", "target": column}}
+
+
+def with_task(tmp_path: Path, task: dict) -> Path:
+    tasks = yaml.safe_load(TINY.read_text())["tasks"][:1] + [task]
+    return write_recipe(tmp_path / "recipe.yaml", tasks=tasks, method="scalarization", method_args={"total_steps": 2})
+
+
+def test_empty_task_dataset(tmp_path, tokenizer):
+    out = tmp_path / "run"
+    fails([with_task(tmp_path, blank_task(tmp_path)), f"output_dir={out}", f"tokenizer.path={tokenizer}"],
+          "task `en-xx`", "no training examples", "remove it from `tasks`")
+    assert not (out / "stages").exists()
+
+
+def test_missing_target_column(tmp_path, tokenizer):
+    out = tmp_path / "run"
+    fails([with_task(tmp_path, blank_task(tmp_path, column="de")), f"output_dir={out}", f"tokenizer.path={tokenizer}"],
+          "task 'en-xx'", "target -> de", "not found", "fix the `columns` mapping")
+    assert not (out / "stages").exists()
+
+
+def test_tokenizer_model_vocab_mismatch_at_reload(tmp_path, tokenizer):
+    from .toy import tiny_t5
+
+    model_dir = tmp_path / "other-model"
+    tiny_t5(vocab_size=48).save_pretrained(model_dir)  # trained with another (48-token) tokenizer
+    stages = [{"name": "finetune", "max_steps": 2, "init": {"path": str(model_dir)}}]
+    out = tmp_path / "run"
+    fails([stages_recipe(tmp_path, stages), f"output_dir={out}", f"tokenizer.path={tokenizer}"],
+          "`stages.0.init`", "48 embeddings", "Set `tokenizer.path` to that model's tokenizer")
+    assert not list(out.rglob("final"))
+
+
+def test_hub_unreachable_keeps_the_trained_stage(tmp_path, tokenizer):
+    server = HubServer(tmp_path / "hub").start()
+    url = server.url
+    server.stop()  # nothing listens there any more
+    out = tmp_path / "run"
+    with use_endpoint(url, cache_dir=tmp_path / "hf_cache"):
+        fails(tiny_args(out, tokenizer, *ONE_STAGE, "hub.mode=remote", "hub.max_retries=1"),
+              "Could not reach the Hub", url, "after 2 attempts", "is the Hub server at $HF_ENDPOINT",
+              "Rerun the same command")
+    stage = out / "stages" / "0-scalarization"
+    assert (stage / "final" / "model.safetensors").exists() and (stage / "checkpoint-4").exists()
+    # down when a stage loads its init from the Hub (pinned to a commit sha)
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    stages = [{"name": "finetune", "max_steps": 2, "init": {"hub": "someone/model", "revision": sha}}]
+    with use_endpoint(url, cache_dir=tmp_path / "hf_cache"):
+        fails([stages_recipe(tmp_path, stages), f"output_dir={tmp_path / 'run2'}", f"tokenizer.path={tokenizer}",
+               "hub.max_retries=1"],
+              "`stages.0.init`", "Could not reach the Hub", f"download revision {sha} of 'someone/model'",
+              "is the Hub server at $HF_ENDPOINT", "rerun the same command")
+
+
+def test_hub_auth_error(tmp_path, tokenizer, monkeypatch):
+    wrong = "hf_WrongTokenWrongTokenWrongToken1234"
+    monkeypatch.setenv("HF_TOKEN", wrong)
+    out = tmp_path / "run"
+    with HubServer(tmp_path / "hub", require_token="hf_TheRightTokenTheRightToken123456") as server, \
+            use_endpoint(server.url, cache_dir=tmp_path / "hf_cache"):
+        line = fails(tiny_args(out, tokenizer, *ONE_STAGE, "hub.mode=remote"),
+                     "HTTP 401", "check your HF token", "$HF_TOKEN")
+        assert server.count("POST", "/api/repos/create") == 1  # not retried: retrying cannot fix a bad token
+    assert wrong not in line and wrong[3:] not in line
+    assert (out / "stages" / "0-scalarization" / "final" / "model.safetensors").exists()
+
+
+def test_corrupted_checkpoint_file(tmp_path, tokenizer):
+    out = tmp_path / "run"
+    args = tiny_args(out, tokenizer, *ONE_STAGE)
+    code, err = run_cli(args)
+    assert code == 0, err
+    stage = out / "stages" / "0-scalarization"
+    expected = results(out)
+    # as if killed before the stage was finished, then the newest checkpoint got damaged on disk
+    (stage / "stage.json").unlink()
+    shutil.rmtree(stage / "final")
+    weights = stage / "checkpoint-4" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    before = files_sha256(out)
+    fails(args, "stage `scalarization`", "checkpoint-4", "is damaged", "model.safetensors is truncated",
+          "Move that folder away to resume from the previous complete checkpoint checkpoint-2", "--start-over")
+    assert_kept(before, out)
+    # following the advice works, and gives the same result
+    shutil.move(str(stage / "checkpoint-4"), str(tmp_path / "damaged-checkpoint-4"))
+    code, err = run_cli(args)
+    assert code == 0, err
+    assert results(out)["tasks"] == expected["tasks"]
+    # a finished stage whose recorded output changed is refused too
+    (stage / "final" / "model.safetensors").write_bytes(b"garbage")
+    before = files_sha256(out)
+    fails(args, "stage `scalarization` is recorded as finished", "missing or changed", "--start-over")
+    assert_kept(before, out)
+
+
+def test_output_dir_not_writable(tmp_path, tokenizer):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("keep me")
+    fails(tiny_args(blocker / "run", tokenizer), "output_dir", "is not writable", "choose another output_dir=")
+    assert blocker.read_text() == "keep me"
+    if os.geteuid() != 0:  # root writes anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o500)
+        try:
+            fails(tiny_args(locked / "run", tokenizer), "is not writable", "Permission denied")
+        finally:
+            locked.chmod(0o700)
+
+
+# ------------------------------------------------------------------ the CLI contract itself
+def test_debug_mode_shows_the_traceback(monkeypatch):
+    monkeypatch.setenv("HF_PTJF_DEBUG", "1")
+    with pytest.raises(RecipeError, match="learning_rat"):
+        run_cli([TINY, "output_dir=x", "learning_rat=1"])
+
+
+@pytest.mark.slow
+def test_a_real_process_prints_one_line_and_exits_2(tmp_path):
+    proc = run_process([str(TINY), f"output_dir={tmp_path / 'run'}", "method_args.mixture.tau=-1"])
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == error_line(proc.stderr)
+    assert "tau must be > 0" in proc.stderr and not (tmp_path / "run").exists()
