@@ -211,7 +211,10 @@ def _untie_lm_head(model: PreTrainedModel) -> None:
     device = torch.device("meta") if ref.is_meta else ref.device
     with _zero3_init_context():
         head = nn.Linear(config.d_model, config.vocab_size, bias=False, device=device, dtype=ref.dtype)
-    std = config.initializer_factor * 1.0  # what T5PreTrainedModel._init_weights uses for an untied lm_head
+    # T5X / mT5 initialise the separate head with fan-in scaling. HF uses std 1.0 for an untied head
+    # and applies no d_model**-0.5 output scaling then, so the first logits would have a spread of
+    # ~sqrt(d_model) (a first loss of ~24 on a tiny model, far worse at 4096).
+    std = config.initializer_factor * config.d_model**-0.5
     if not head.weight.is_meta:
         if hasattr(head.weight, "ds_id"):  # ZeRO-3 partitioned: initialise the full tensor once, on rank 0
             import deepspeed

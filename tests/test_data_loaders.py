@@ -111,3 +111,13 @@ def test_bad_column_mapping_names_the_fix(tmp_path):
         load_tasks([{"name": "en-fr", "source": "json"}], cache_dir=tmp_path)
     with pytest.raises(ValueError, match="set `lang`"):
         load_tasks([{"name": "mytask", "source": "json", "path": f}], cache_dir=tmp_path)
+
+
+def test_an_empty_user_file_names_the_task(tmp_path):
+    from hf_ptjf.data import load_tasks
+
+    empty = tmp_path / "pairs.jsonl"
+    empty.write_text("")
+    spec = {"name": "en-xx", "source": "json", "path": str(empty), "columns": {"source": "en", "target": "xx"}}
+    with pytest.raises(ValueError, match=r"task `en-xx` could not load its json data .*no rows"):
+        load_tasks([spec], cache_dir=tmp_path / "cache")

@@ -119,3 +119,21 @@ def test_untied_checkpoint_round_trip(tmp_path):
         torch.testing.assert_close(reloaded(input_ids=x, labels=x).logits, model(input_ids=x, labels=x).logits)
     with pytest.raises(ValueError, match="tokenizer has 300 tokens"):
         build_model(ModelArguments(name_or_path=str(tmp_path)), tokenizer=FakeTokenizer(300))
+
+
+def test_untied_head_from_scratch_starts_at_unit_logit_scale():
+    import math
+
+    import torch
+
+    from hf_ptjf.modeling import ModelArguments, build_model
+
+    args = ModelArguments(num_layers=1, d_model=256, d_ff=512, num_heads=4, vocab_size=512, dropout_rate=0.0,
+                          feed_forward_proj="gated-gelu", tie_word_embeddings=False)
+    torch.manual_seed(0)
+    model = build_model(args)
+    assert model.lm_head.weight is not model.shared.weight
+    assert model.lm_head.weight.std().item() == pytest.approx(256**-0.5, rel=0.05)
+    ids = torch.randint(2, 512, (4, 12))
+    loss = model(input_ids=ids, labels=ids).loss.item()
+    assert loss < 2 * math.log(512)  # near ln(vocab) at init, not the ~sqrt(d_model)-scaled logits of std 1.0

@@ -61,9 +61,19 @@ def test_pass_through_training_arguments_and_overrides():
         {"name": "a", "max_steps": 7}, {"name": "b", "max_steps": 9}]
 
 
-def test_shipped_configs_parse():
-    for path in sorted((Path(__file__).parents[1] / "recipes" / "configs").glob("*.yaml")):
-        load_recipe(path)
+def test_shipped_configs_parse(tmp_path):
+    from hf_ptjf.sweep import load_sweep
+
+    paths = sorted((Path(__file__).parents[1] / "recipes" / "configs").glob("*.yaml"))
+    assert paths
+    for path in paths:
+        if "recipe" in yaml.safe_load(path.read_text()):  # a sweep over a base recipe
+            load_sweep(path)
+        elif path.stem.startswith("repro_base"):  # a sweep's base recipe: the sweep sets dir and method
+            load_recipe(path, [f"output_dir={tmp_path / path.stem}", "method=scalarization",
+                               "method_args={total_steps: 10}"])
+        else:
+            load_recipe(path)
 
 
 @pytest.mark.parametrize(

@@ -61,7 +61,16 @@ def load_tasks(
             if spec.source == "bible":
                 out[spec.name] = load_bible_task(spec, root, num_dev=num_dev, num_test=num_test, seed=seed)
             else:
-                out[spec.name] = load_user_task(spec, root, num_dev=num_dev, num_test=num_test, seed=seed)
+                try:
+                    out[spec.name] = load_user_task(spec, root, num_dev=num_dev, num_test=num_test, seed=seed)
+                except Exception as e:  # the user's data is at fault (empty file, bad rows): say which task
+                    if isinstance(e, ValueError) and spec.name in str(e):
+                        raise
+                    where = spec.path or spec.data_files or spec.dataset
+                    raise ValueError(
+                        f"task `{spec.name}` could not load its {spec.source} data {where} "
+                        f"({type(e).__name__}: {str(e) or 'no rows'}); check that it exists and has rows, or remove the task."
+                    ) from e
     return out
 
 
