@@ -16,7 +16,6 @@ Note that huggingface_hub itself already retries a few calls (preupload, tree li
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import re
 import time
@@ -29,6 +28,8 @@ from huggingface_hub.file_download import repo_folder_name
 from huggingface_hub.utils import DEFAULT_IGNORE_PATTERNS, filter_repo_objects, get_session
 from huggingface_hub.utils import httpx as _httpx
 from huggingface_hub.utils.sha import git_hash
+
+from .files import sha256_file
 
 __all__ = [
     "HubError",
@@ -273,14 +274,6 @@ def _local_files(folder: Path) -> dict[str, Path]:
     return {rel: paths[rel] for rel in kept}
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def verify_revision(
     repo_id: str,
     sha: str,
@@ -328,7 +321,7 @@ def verify_revision(
         if entry.size != size:
             problems.append(f"size differs for {path}: Hub {entry.size} B, local {size} B")
         elif entry.lfs is not None:
-            if entry.lfs.sha256 != _sha256(local_path):
+            if entry.lfs.sha256 != sha256_file(local_path):
                 problems.append(f"sha256 differs for {path}")
         elif entry.blob_id != git_hash(local_path.read_bytes()):
             problems.append(f"git blob sha1 differs for {path}")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import difflib
 import json
 import logging
 import math
@@ -35,6 +34,8 @@ from transformers import (
     T5ForConditionalGeneration,
 )
 from transformers.activations import ACT2FN
+
+from .hints import did_you_mean
 
 __all__ = [
     "ModelArguments",
@@ -132,8 +133,7 @@ class ModelArguments:
         known = [f.name for f in dataclasses.fields(cls)]
         for key in d:
             if key not in known:
-                close = difflib.get_close_matches(str(key), known, n=1)
-                hint = f" Did you mean {close[0]!r}?" if close else f" Known fields: {', '.join(known)}."
+                hint = did_you_mean(key, known) or f" Known fields: {', '.join(known)}."
                 raise ValueError(f"Unknown model argument {key!r} in the recipe's `model:` section.{hint}")
         return cls(**dict(d))
 

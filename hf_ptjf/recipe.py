@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from .hints import did_you_mean
 from .mixing import RATE_STRATEGIES
 
 __all__ = [
@@ -58,18 +58,13 @@ class RecipeError(ValueError):
     """A recipe that cannot run; the message names the field and the fix."""
 
 
-def _did_you_mean(key: str, allowed: list[str]) -> str:
-    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
-    return f" Did you mean `{close[0]}`?" if close else ""
-
-
 def _from_dict(cls: type, data: Mapping[str, Any] | None, where: str) -> Any:
     """Build dataclass ``cls`` from ``data``, refusing unknown keys with a did-you-mean."""
     data = dict(data or {})
     names = [f.name for f in dataclasses.fields(cls)]
     for key in data:
         if key not in names:
-            raise RecipeError(f"unknown key `{where}.{key}`.{_did_you_mean(key, names)} Allowed: {', '.join(names)}.")
+            raise RecipeError(f"unknown key `{where}.{key}`.{did_you_mean(key, names)} Allowed: {', '.join(names)}.")
     try:
         return cls(**data)
     except (TypeError, ValueError) as e:
@@ -253,12 +248,12 @@ def expand_method(method: str, args: Mapping[str, Any], task_names: list[str]) -
     warmup-then-rsqrt after the reset.
     """
     if method not in METHODS:
-        raise RecipeError(f"unknown `method: {method}`.{_did_you_mean(method, list(METHODS))} Choose one of {METHODS}.")
+        raise RecipeError(f"unknown `method: {method}`.{did_you_mean(method, list(METHODS))} Choose one of {METHODS}.")
     allowed = {"total_steps", "first_stage_steps", "high_resource", "mixture", "pretrain_mixture", "stage",
                "first_stage", "second_stage"}
     for key in args:
         if key not in allowed:
-            raise RecipeError(f"unknown key `method_args.{key}`.{_did_you_mean(key, sorted(allowed))}")
+            raise RecipeError(f"unknown key `method_args.{key}`.{did_you_mean(key, sorted(allowed))}")
     if "total_steps" not in args:
         raise RecipeError("`method_args.total_steps` is required (the total steps N every method gets).")
     total = args["total_steps"]
@@ -370,7 +365,7 @@ def parse_recipe(raw: Mapping[str, Any]) -> RecipeConfig:
         if key in _RUNNER_OWNED:
             raise RecipeError(f"`{key}` is set per stage by the runner; set it in a stage (or the recipe section) instead.")
         if key not in training_fields:
-            hint = _did_you_mean(key, sorted(_RECIPE_KEYS | training_fields))
+            hint = did_you_mean(key, sorted(_RECIPE_KEYS | training_fields))
             raise RecipeError(f"unknown config key `{key}`.{hint} (Not a recipe section nor a Seq2SeqTrainingArguments field.)")
         training[key] = raw.pop(key)
     if "output_dir" not in raw:
@@ -403,14 +398,14 @@ def parse_recipe(raw: Mapping[str, Any]) -> RecipeConfig:
         bad = set(stage.training) - training_fields
         if bad:
             key = sorted(bad)[0]
-            raise RecipeError(f"unknown key `stages.{i}.training.{key}`.{_did_you_mean(key, sorted(training_fields))}")
+            raise RecipeError(f"unknown key `stages.{i}.training.{key}`.{did_you_mean(key, sorted(training_fields))}")
         prefix = OPTIMIZER_ARGS_PREFIX[stage.optimizer] + "_"
         options = sorted(f[len(prefix):] for f in training_fields if f.startswith(prefix))
         for key in stage.optimizer_args:
             if key not in options:
                 raise RecipeError(
                     f"unknown key `stages.{i}.optimizer_args.{key}` for optimizer `{stage.optimizer}`."
-                    f"{_did_you_mean(key, options)} Allowed: {', '.join(options)}."
+                    f"{did_you_mean(key, options)} Allowed: {', '.join(options)}."
                 )
     raw["stages"] = stages
     raw["training"] = training
@@ -427,7 +422,7 @@ def _parse_stage(raw: Mapping[str, Any], index: int, task_names: list[str]) -> S
     for task in mixture.tasks or []:
         if task not in task_names:
             raise RecipeError(
-                f"`{where}.mixture.tasks` names unknown task `{task}`.{_did_you_mean(task, task_names)} "
+                f"`{where}.mixture.tasks` names unknown task `{task}`.{did_you_mean(task, task_names)} "
                 f"Tasks are {task_names}."
             )
     listed = mixture.tasks or task_names
@@ -463,7 +458,7 @@ def _check_inits(stages: list[StageSpec]) -> None:
             raise RecipeError(f"`stages.0.init: previous`: the first stage has no previous stage; use `scratch`.")
         if isinstance(init, str) and init not in ("scratch", "previous"):
             if init not in names:
-                raise RecipeError(f"`stages.{i}.init: {init}` is not a stage.{_did_you_mean(init, names)}")
+                raise RecipeError(f"`stages.{i}.init: {init}` is not a stage.{did_you_mean(init, names)}")
             if names.index(init) >= i:
                 raise RecipeError(
                     f"`stages.{i}.init: {init}`: stage `{stage.name}` cannot start from `{init}`, which runs at "

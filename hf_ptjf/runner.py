@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import hashlib
 import json
 import logging
 import os
@@ -28,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from .files import atomic_write_text, folder_sha256
 from .recipe import LR_SCHEDULERS, OPTIMIZERS, RecipeConfig, RecipeError, StageSpec
 
 logger = logging.getLogger(__name__)
@@ -74,28 +74,6 @@ class StageResult:
     examples_seen: dict[str, int] = field(default_factory=dict)
     target_tokens_seen: dict[str, int] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temp file + rename, so a crash never leaves a half-written file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def folder_sha256(folder: Path) -> dict[str, str]:
-    """sha256 of every file in ``folder`` (relative names), to detect a changed or damaged output."""
-    return {str(p.relative_to(folder)): _sha256(p) for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def _checkpoint_problem(folder: Path) -> tuple[str, str] | None:

@@ -29,6 +29,7 @@ import torch.distributed as dist
 from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
+from .files import atomic_write_text
 from .mixing import RATE_STRATEGIES, mixing_rates
 from .optim import ADAFACTOR_OPTIONS, LR_SCHEDULES, Adafactor, get_lr_schedule, register_zero3_segments
 from .sampler import TemperatureMixtureSampler
@@ -323,7 +324,7 @@ class MixtureTrainer(Seq2SeqTrainer):
                     "sampler": self._sampler_state_at_step(self.state.global_step),
                     "seen": counts,
                 }
-                _atomic_write_json(os.path.join(folder, MIXTURE_STATE_NAME), state)
+                atomic_write_text(os.path.join(folder, MIXTURE_STATE_NAME), json.dumps(state, indent=2))
         super()._save_checkpoint(model, trial)
 
     def _sampler_state_at_step(self, step: int) -> dict[str, Any]:
@@ -364,12 +365,3 @@ class MixtureTrainer(Seq2SeqTrainer):
             return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
         finally:
             self.args.ignore_data_skip = skip
-
-
-def _atomic_write_json(path: str, obj: Any) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

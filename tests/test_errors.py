@@ -23,17 +23,11 @@ from .fixtures.recipe_runs import (
     results,
     run_cli,
     run_process,
-    shared_tokenizer,
     tiny_args,
     write_recipe,
 )
 
 ONE_STAGE = ("method=scalarization", "method_args.total_steps=4", "save_steps=2", "eval_steps=2")
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory):
-    return shared_tokenizer(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

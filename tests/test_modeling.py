@@ -45,7 +45,7 @@ def test_mt5_xxl_counts_12_9b_on_meta_fast():
 
 
 def test_from_dict_unknown_key_suggests_field():
-    with pytest.raises(ValueError, match="d_modle.*Did you mean 'd_model'"):
+    with pytest.raises(ValueError, match="d_modle.*Did you mean `d_model`"):
         ModelArguments.from_dict({"d_modle": 512})
     assert ModelArguments.from_dict({"d_model": 256, "num_heads": 4}).resolved_d_kv == 64
 

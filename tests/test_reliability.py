@@ -37,17 +37,11 @@ from .fixtures.recipe_runs import (
     results,
     run_cli,
     run_process,
-    shared_tokenizer,
     tiny_args,
 )
 
 STEPS = 12  # per stage in tests/fixtures/tiny_recipe.yaml (checkpoints every 3 steps, 2 kept)
 STAGES = ("0-pretrain", "1-joint")
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory):
-    return shared_tokenizer(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -22,18 +22,12 @@ from .fixtures.recipe_runs import (
     error_line,
     run_cli,
     run_process,
-    shared_tokenizer,
     tiny_args,
     write_recipe,
 )
 from .toy import tiny_t5
 
 FAKE_TOKEN = "hf_FAKEtokenFAKEtokenFAKEtoken123456"  # hf_ + 34 alphanumerics, like a real one
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory):
-    return shared_tokenizer(tmp_path_factory)
 
 
 class _Payload:

@@ -13,11 +13,11 @@ Examples::
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from ..hints import did_you_mean
 from .versions import resolve_version, version_info
 
 __all__ = ["TaskSpec", "TASK_TYPES", "SOURCES"]
@@ -83,8 +83,7 @@ class TaskSpec:
         known = [f.name for f in dataclasses.fields(cls)]
         for key in d:
             if key not in known:
-                close = difflib.get_close_matches(str(key), known, n=1)
-                hint = f" Did you mean `{close[0]}`?" if close else ""
+                hint = did_you_mean(key, known)
                 raise ValueError(
                     f"task {d.get('name', '?')!r}: unknown key `{key}`.{hint} Allowed keys: {', '.join(known)}."
                 )
@@ -105,8 +104,7 @@ class TaskSpec:
         if self.type not in TASK_TYPES:
             raise ValueError(f"{where}: `type` must be one of {TASK_TYPES}, got {self.type!r}.")
         if self.source not in SOURCES:
-            close = difflib.get_close_matches(str(self.source), SOURCES, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(self.source, SOURCES)
             raise ValueError(f"{where}: `source` must be one of {SOURCES}, got {self.source!r}.{hint}")
         if self.source == "bible":
             self._check_bible(where)

@@ -77,6 +77,8 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from ..files import atomic_write_bytes
+
 __all__ = [
     "FAKE_USER",
     "Faults",
@@ -104,13 +106,6 @@ def _now() -> str:
 def _git_blob_sha1(data: bytes) -> str:
     # The oid git (and the Hub, for non-LFS files) reports: sha1 over "blob <size>\0" + content.
     return hashlib.sha1(b"blob %d\x00" % len(data) + data).hexdigest()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 class HubHTTPError(Exception):
@@ -157,7 +152,7 @@ class RepoStore:
         digest = hashlib.sha256(data).hexdigest()
         path = self.blob_path(digest)
         if not path.exists():
-            _atomic_write(path, data)
+            atomic_write_bytes(path, data)
         return digest
 
     def blob_path(self, sha256: str) -> Path:
@@ -190,7 +185,7 @@ class RepoStore:
             raise HubHTTPError(404, f"Repository {repo_id} not found", "RepoNotFound") from None
 
     def _save_repo(self, repo_type: str, repo_id: str, repo: dict) -> None:
-        _atomic_write(self._repo_dir(repo_type, repo_id) / "repo.json", json.dumps(repo, indent=1).encode())
+        atomic_write_bytes(self._repo_dir(repo_type, repo_id) / "repo.json", json.dumps(repo, indent=1).encode())
 
     def create_repo(self, repo_type: str, repo_id: str, private: bool = False) -> bool:
         """Create ``repo_id`` with an initial ``.gitattributes`` commit; False if it already exists."""
@@ -316,7 +311,7 @@ class RepoStore:
         # Salted so that two identical commits still get distinct oids, as with git timestamps.
         oid = hashlib.sha1(json.dumps({**body, "salt": secrets.token_hex(8)}, sort_keys=True).encode()).hexdigest()
         commit_path = self._repo_dir(repo_type, repo_id) / "commits" / f"{oid}.json"
-        _atomic_write(commit_path, json.dumps({"oid": oid, **body}, indent=1).encode())
+        atomic_write_bytes(commit_path, json.dumps({"oid": oid, **body}, indent=1).encode())
         repo["refs"][branch] = oid
         repo["lastModified"] = body["date"]
         self._save_repo(repo_type, repo_id, repo)
