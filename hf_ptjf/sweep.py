@@ -10,7 +10,7 @@ writes ``sweep_results.csv`` / ``sweep_results.json`` and calls :func:`hf_ptjf.p
 
 Sweep YAML::
 
-    recipe: recipes/configs/repro_base.yaml   # tasks, model, data, eval, training args (method is set here)
+    recipe: recipes/configs/repro_base_cpu.yaml  # tasks, model, data, eval, training args (method set here)
     output_dir: runs/sweep-fr-ro
     hr_task: en-fr
     lr_task: en-ro
@@ -26,12 +26,22 @@ Sweep YAML::
     parallel: 2                     # trials at a time
     threads: 1                      # torch/OMP threads per trial
     overrides: [eval.bleu=false]    # key=value applied to every trial's recipe
+    keep_other_tasks: false         # drop the recipe's tasks other than hr_task / lr_task
+    report_dir: null                # tables + report elsewhere (sweeps sharing one output_dir)
+    launcher: null                  # e.g. [accelerate, launch, --config_file, X]; default: this python
+    devices: null                   # CUDA_VISIBLE_DEVICES per running trial, e.g. ["0", "1"]
+    launch_until: null              # "HH:MM" UTC: start no trial after this (a time budget)
 
 With ``share_pretrain`` the pre-training stage (``N1`` steps on the high-resource task(s)) is its own run,
 ``pretrain-n<N1>-lr<lr>-s<seed>``; every PTJF rate (and the transfer trial) fine-tunes from its saved
 model (a stage ``init: {path: ...}``, fresh optimizer and LR schedule), so each extra PTJF point costs only
 ``N - N1`` steps. The gathered record of such a trial includes the pre-training run's history, examples
-seen and wall time, so it reads like an unshared PTJF trial.
+seen and wall time, so it reads like an unshared PTJF trial; its examples-seen counters run across stages.
+
+Trial ids: ``scalarization-r<rate>-s<seed>``, ``<method>-n<N1>-r<rate>-s<seed>`` (ptjf, restart),
+``transfer-n<N1>-s<seed>`` (one per seed: the low-resource task alone, no rate), with ``-lr<lr>`` when
+``lrs`` is a grid. A running trial holds ``<trial>/.running`` (its pid), so several sweep commands can
+share one ``output_dir`` without running a trial twice.
 """
 
 from __future__ import annotations

@@ -4,8 +4,13 @@ See ``hf_ptjf.recipe`` for the config format and ``recipes/configs/`` for exampl
 """
 
 import sys
+from pathlib import Path
 
-from hf_ptjf.cli import main
+try:
+    from hf_ptjf.cli import main
+except ModuleNotFoundError:  # a checkout without `pip install -e .`: use the package next to this script
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from hf_ptjf.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())
