@@ -253,7 +253,7 @@ class RecipeRunner:
         if self.state.is_main_process:
             try:
                 hub.write_model_card(
-                    folder, repo_id=repo, base_model=self._base_model(stage), tasks=result.tasks, rates=result.rates,
+                    folder, repo_id=repo, base_model=self._base_model(result.index, stage), tasks=result.tasks, rates=result.rates,
                     steps=result.steps, metrics=result.metrics, method=self.cfg.method or "custom",
                     language=self._languages(),
                 )
@@ -277,15 +277,18 @@ class RecipeRunner:
             raise hub.HubError(sha[0]["error"], repo_id=repo, endpoint=hub.current_endpoint())
         result.hub_repo, result.hub_sha = repo, sha[0]
 
-    def _base_model(self, stage: StageSpec) -> str | None:
-        init = stage.init
-        if init == "scratch":
-            return None
-        name = self.cfg.stages[[s.name for s in self.cfg.stages].index(stage.name) - 1].name if init == "previous" else init
-        if isinstance(name, dict):
-            return name.get("hub") or name.get("path")
-        out = self._outputs.get(name, {})
-        return out.get("repo")
+    def _source_stage(self, index: int, stage: StageSpec) -> str | None:
+        """The earlier stage whose output stage ``index`` starts from (None: scratch, a Hub id or a path)."""
+        if stage.init == "previous":
+            return self.cfg.stages[index - 1].name
+        return stage.init if isinstance(stage.init, str) and stage.init != "scratch" else None
+
+    def _base_model(self, index: int, stage: StageSpec) -> str | None:
+        """What the model card names as the base: the source stage's repo, or the init's Hub id / path."""
+        source = self._source_stage(index, stage)
+        if source is not None:
+            return self._outputs.get(source, {}).get("repo")
+        return stage.init.get("hub") or stage.init.get("path") if isinstance(stage.init, dict) else None
 
     def _languages(self) -> list[str]:
         langs = ["en"]
@@ -407,7 +410,7 @@ class RecipeRunner:
         elif isinstance(init, dict):
             margs = ModelArguments(name_or_path=init["path"], trust_remote_code=trust)
         else:
-            source = self.cfg.stages[index - 1].name if init == "previous" else init
+            source = self._source_stage(index, stage)
             out = self._outputs[source]
             # load what the Hub holds at the pinned sha when the stage was pushed, else the local output
             margs = ModelArguments(name_or_path=out["repo"], revision=out["sha"]) if out.get("sha") else ModelArguments(
