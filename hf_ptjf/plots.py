@@ -363,7 +363,8 @@ def plot_training_curves(
     ax.set_ylabel(f"{task} validation loss")
     ax.set_title(f"{task} validation loss" + (f" ({method})" if method else ""))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small", ncol=2)
+    # Outside the axes: with a dozen curves any inside corner hides some of them.
+    fig.legend(loc="outside right upper", fontsize="small")
     return _save(fig, out)
 
 
