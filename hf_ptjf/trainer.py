@@ -58,6 +58,11 @@ class MixtureTrainingArguments(Seq2SeqTrainingArguments):
         metadata={"help": "Cap on planned passes over any task within the run's budget (required by `unimax`)."},
     )
     mixture_seed: int | None = field(default=None, metadata={"help": "Sampler seed (defaults to `seed`)."})
+    label_smoothing_in_eval: bool = field(
+        default=True,
+        metadata={"help": "Apply `label_smoothing_factor` to evaluation losses too (the Trainer's behaviour); "
+                          "False reports plain cross-entropy (nats/token) in eval."},
+    )
     # hf_ptjf's LR schedules and Adafactor (hf_ptjf.optim); `optim="adafactor"` selects hf_ptjf's Adafactor
     lr_schedule: str | None = field(
         default=None,
@@ -273,6 +278,15 @@ class MixtureTrainer(Seq2SeqTrainer):
         return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
 
     def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:  # noqa: D102
+        smoother = self.label_smoother
+        if not getattr(self.args, "label_smoothing_in_eval", True):
+            self.label_smoother = None  # the model's own loss: plain token-mean cross-entropy
+        try:
+            return self._evaluate_with_fixed_noise(*args, **kwargs)
+        finally:
+            self.label_smoother = smoother
+
+    def _evaluate_with_fixed_noise(self, *args: Any, **kwargs: Any) -> dict[str, float]:
         # A collator that draws noise (span corruption) corrupts the held-out data the same way at every
         # evaluation, in every run: eval losses compare across steps, stages and methods, and evaluating does not
         # shift the training noise stream. (Called once per task when eval_dataset is a dict.)

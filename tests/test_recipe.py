@@ -61,6 +61,15 @@ def test_pass_through_training_arguments_and_overrides():
         {"name": "a", "max_steps": 7}, {"name": "b", "max_steps": 9}]
 
 
+def test_mixture_training_argument_fields_pass_through_to_each_stage():
+    from hf_ptjf.runner import RecipeRunner
+
+    cfg = load_recipe(TINY, ["label_smoothing_in_eval=false", "label_smoothing_factor=0.1"])
+    for i, stage in enumerate(cfg.stages):
+        args = RecipeRunner(cfg).training_arguments(i, stage)
+        assert args.label_smoothing_in_eval is False and args.label_smoothing_factor == 0.1
+
+
 def test_shipped_configs_parse(tmp_path):
     from hf_ptjf.sweep import load_sweep
 

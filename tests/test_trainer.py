@@ -118,3 +118,25 @@ def test_label_smoothing_without_decoder_inputs_from_the_collator(tmp_path):
     t = make_trainer(tmp_path, max_steps=2, label_smoothing_factor=0.1)
     t.train()
     assert train_logs(t)[-1]["loss"] > 0
+
+
+def test_eval_loss_is_plain_cross_entropy_without_label_smoothing_in_eval(tmp_path):
+    smoothed = make_trainer(tmp_path / "a", max_steps=2, label_smoothing_factor=0.1)
+    plain = make_trainer(tmp_path / "b", max_steps=2, label_smoothing_factor=0.1, label_smoothing_in_eval=False)
+    ds = smoothed.eval_dataset["lr"]
+    bs = plain.args.per_device_eval_batch_size  # the eval loop averages per-batch token means
+    ce, ls = [], []
+    for start in range(0, len(ds), bs):
+        batch = collate([ds[i] for i in range(start, min(start + bs, len(ds)))])
+        with torch.no_grad():
+            logp = plain.model.eval()(**batch).logits.log_softmax(-1).flatten(0, 1)
+        labels = batch["labels"].flatten()
+        keep = labels != -100
+        nll = -logp[keep].gather(1, labels[keep, None]).mean()
+        ce.append(nll.item())
+        ls.append((0.9 * nll - 0.1 * logp[keep].mean()).item())  # transformers' LabelSmoother, eps 0.1
+    kw = dict(eval_dataset=ds, metric_key_prefix="eval_lr")
+    assert plain.evaluate(**kw)["eval_lr_loss"] == pytest.approx(float(np.mean(ce)), rel=1e-5)
+    assert smoothed.evaluate(**kw)["eval_lr_loss"] == pytest.approx(float(np.mean(ls)), rel=1e-5)
+    assert abs(np.mean(ls) - np.mean(ce)) > 1e-4  # the two really differ on this model
+    assert plain.label_smoother is not None  # training still smooths
