@@ -123,7 +123,7 @@ def test_label_smoothing_without_decoder_inputs_from_the_collator(tmp_path):
 def test_eval_loss_is_plain_cross_entropy_without_label_smoothing_in_eval(tmp_path):
     smoothed = make_trainer(tmp_path / "a", max_steps=2, label_smoothing_factor=0.1)
     plain = make_trainer(tmp_path / "b", max_steps=2, label_smoothing_factor=0.1, label_smoothing_in_eval=False)
-    ds = smoothed.eval_dataset["lr"]
+    ds = smoothed.eval_dataset["lr"]  # both models are tiny_t5(seed=0), untrained: the same weights
     bs = plain.args.per_device_eval_batch_size  # the eval loop averages per-batch token means
     ce, ls = [], []
     for start in range(0, len(ds), bs):
