@@ -1,10 +1,16 @@
-"""hf_ptjf: pre-training joint fine-tuning (PTJF) for imbalanced multi-task training with HF Trainer."""
+"""hf_ptjf: pre-training joint fine-tuning (PTJF) for imbalanced multi-task training with HF Trainer.
+
+Layout: the core a user imports (``mixing``: rates; ``sampler``: the task stream; ``trainer``: MixtureTrainer;
+``optim``, ``modeling``), ``data/`` (corpora, tokenizer, collators), ``recipe/`` (YAML -> stages), ``runner/``
+(the stage loop and its records, handoff, evaluation, results), ``hub/`` (client + offline server),
+``analysis/`` (sweep, pareto, plots, inspect, plan) and ``metrics/`` (sacreBLEU, offline).
+"""
 
 from importlib import import_module
 from typing import Any
 
-# (`hf_ptjf.mixing.plan` is not re-exported: `hf_ptjf.plan` is the memory-planner module)
-from .mixing import RATE_STRATEGIES, cap_epochs, mixing_rates, proportional, static, temperature, unimax
+# (`hf_ptjf.mixing.plan` is not re-exported: `hf_ptjf.analysis.plan` is the memory planner)
+from .mixing import RATE_STRATEGIES, MixtureSpec, cap_epochs, mixing_rates, proportional, static, temperature, unimax
 
 __version__ = "0.1.0"
 
@@ -13,10 +19,13 @@ _LAZY = {
     "TemperatureMixtureSampler": "sampler",
     "MixtureTrainer": "trainer",
     "MixtureTrainingArguments": "trainer",
+    "load_recipe": "recipe",
+    "run_recipe": "runner",
 }
 
 __all__ = [
     "RATE_STRATEGIES",
+    "MixtureSpec",
     "cap_epochs",
     "mixing_rates",
     "proportional",

@@ -10,18 +10,19 @@ Each strategy returns a float64 numpy array that sums to 1 and is chosen by name
 
 Any strategy can additionally be capped so no task is planned to be repeated more than
 ``max_epochs`` times within a sample budget (:func:`cap_epochs`); :func:`plan` reports the
-expected examples and epochs per task for a budget (used by ``hf_ptjf.inspect``).
+expected examples and epochs per task for a budget (used by ``hf-ptjf-inspect``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 __all__ = [
     "RATE_STRATEGIES",
+    "MixtureSpec",
     "TaskPlan",
     "cap_epochs",
     "mixing_rates",
@@ -221,3 +222,64 @@ def plan(
 def rates_by_name(rates: np.ndarray, names: Sequence[str]) -> Mapping[str, float]:
     """Pair rates with task names (for logs and model cards)."""
     return {n: float(r) for n, r in zip(names, rates)}
+
+
+@dataclass
+class MixtureSpec:
+    """Which tasks a stage trains on and how they are mixed: the one description of a mixture.
+
+    A recipe's ``mixture:`` section, :class:`~hf_ptjf.trainer.MixtureTrainingArguments`' ``mixture_*`` fields and
+    ``hf-ptjf-inspect`` all become a ``MixtureSpec``, and :meth:`rates` is the only place rates are computed.
+    ``strategy`` defaults to ``static`` when ``weights`` are given, else ``temperature`` (``tau=1``: proportional).
+    """
+
+    tasks: list[str] | None = None  # None: every task of the recipe
+    strategy: str | None = None
+    tau: float = 1.0
+    weights: Mapping[str, float] | list[float] | None = None  # for `static`, by task name or in task order
+    max_epochs: float | None = None  # epoch cap (UniMax's cap; optional for the others)
+
+    def __post_init__(self) -> None:
+        if self.strategy is None:
+            self.strategy = "static" if self.weights is not None else "temperature"
+        if self.strategy not in RATE_STRATEGIES:
+            raise ValueError(f"strategy must be one of {sorted(RATE_STRATEGIES)}, got {self.strategy!r}")
+        if self.strategy == "temperature" and not (
+            isinstance(self.tau, (int, float)) and not isinstance(self.tau, bool) and 0 < self.tau < float("inf")
+        ):
+            raise ValueError(f"tau must be > 0 and finite (1.0 is proportional, 3.33 the paper's), got {self.tau!r}")
+        if self.strategy == "static" and self.weights is None:
+            raise ValueError("strategy `static` needs `weights` (by task name, or one per task in order)")
+        if self.weights is not None and self.strategy != "static":
+            raise ValueError(f"`weights` are used by strategy `static` only; remove them or set `strategy: static` "
+                             f"(strategy is {self.strategy!r})")
+        if self.max_epochs is not None and not (
+            isinstance(self.max_epochs, (int, float)) and not isinstance(self.max_epochs, bool)
+            and 0 < self.max_epochs < float("inf")
+        ):
+            raise ValueError(f"max_epochs must be a finite number > 0, got {self.max_epochs!r}")
+        if self.strategy == "unimax" and self.max_epochs is None:
+            self.max_epochs = 1.0
+
+    def weight_list(self, tasks: Sequence[str]) -> list[float] | None:
+        """Weights in the order of ``tasks`` (missing names weigh 0)."""
+        if self.weights is None:
+            return None
+        if isinstance(self.weights, Mapping):
+            return [float(self.weights.get(t, 0.0)) for t in tasks]
+        return [float(w) for w in self.weights]
+
+    def rates(self, sizes: Mapping[str, float], budget: float | None = None) -> np.ndarray:
+        """Sampling probabilities of the tasks in ``sizes`` (name -> training examples), in that order.
+
+        ``budget`` (examples the stage draws) is needed by ``unimax`` and by an epoch cap (``max_epochs``).
+        """
+        names = list(sizes)
+        params: dict[str, Any] = {}
+        if self.strategy == "temperature":
+            params["tau"] = self.tau
+        elif self.strategy == "static":
+            params["weights"] = self.weight_list(names)
+        return mixing_rates(self.strategy, [sizes[n] for n in names], max_epochs=self.max_epochs,
+                            budget=budget if (self.max_epochs is not None or self.strategy == "unimax") else None,
+                            **params)

@@ -98,8 +98,10 @@ class TemperatureMixtureSampler(torch.utils.data.Sampler[int]):
         task_sizes: number of examples of each task (all > 0).
         num_samples: indices yielded per epoch (``len(sampler)``); the Trainer sizes it to
             ``max_steps * total_batch_size``.
-        temperature: rates q_i ∝ (D_i / sum D) ** (1 / temperature) (1.0 = proportional).
-        weights: fixed per-task weights (scalarization); when given they override the temperature.
+        probabilities: the sampling probability of each task (computed by :mod:`hf_ptjf.mixing`; non-negative,
+            normalised here). Without them, ``temperature`` gives q_i ∝ (D_i / sum D) ** (1 / temperature).
+        temperature: a convenience for ``probabilities=hf_ptjf.mixing.temperature(task_sizes, temperature)``
+            (1.0 = proportional).
         seed: the whole stream is a function of the seed (and sizes, rates); identical on every rank.
 
     Epoch ``e`` yields the global stream positions ``[e * num_samples, (e + 1) * num_samples)``, so
@@ -110,8 +112,9 @@ class TemperatureMixtureSampler(torch.utils.data.Sampler[int]):
         self,
         task_sizes: Sequence[int],
         num_samples: int,
+        probabilities: Sequence[float] | None = None,
+        *,
         temperature: float = 1.0,
-        weights: Sequence[float] | None = None,
         seed: int = 0,
     ) -> None:
         sizes = np.asarray(task_sizes, dtype=np.int64)
@@ -124,7 +127,7 @@ class TemperatureMixtureSampler(torch.utils.data.Sampler[int]):
         self.num_samples = int(num_samples)
         self.seed = int(seed)
         self.probabilities = (
-            mixing.static(weights, sizes) if weights is not None else mixing.temperature(sizes, temperature)
+            mixing.static(probabilities, sizes) if probabilities is not None else mixing.temperature(sizes, temperature)
         )
         self.epoch = 0
         self._resume_position: int | None = None

@@ -30,7 +30,7 @@ from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 from .files import atomic_write_text
-from .mixing import RATE_STRATEGIES, mixing_rates
+from .mixing import RATE_STRATEGIES, MixtureSpec, mixing_rates
 from .optim import ADAFACTOR_OPTIONS, LR_SCHEDULES, Adafactor, get_lr_schedule, register_zero3_segments
 from .sampler import TemperatureMixtureSampler
 
@@ -139,8 +139,9 @@ class MixtureTrainer(Seq2SeqTrainer):
 
     Args:
         train_datasets: ``{task_name: datasets.Dataset}``, already tokenized; the order is the task order.
-        rates: explicit sampling probability per task name; when omitted they come from ``args``
-            (``mixture_strategy`` and its parameters) and the task sizes.
+        rates: sampling probability per task (by name, or in task order), e.g. from
+            :meth:`hf_ptjf.recipe.RecipeConfig.stage_rates`; when omitted they come from ``args``
+            (``mixture_strategy`` and its parameters, as a :class:`hf_ptjf.mixing.MixtureSpec`) and the task sizes.
         Everything else is passed to :class:`transformers.Seq2SeqTrainer` (``eval_dataset`` may be a
         dict of per-task datasets, evaluated and logged per task).
     """
@@ -215,7 +216,7 @@ class MixtureTrainer(Seq2SeqTrainer):
 
     # ------------------------------------------------------------------ mixture
     def _resolve_rates(self, rates: Mapping[str, float] | Sequence[float] | None) -> np.ndarray:
-        if rates is not None:
+        if rates is not None:  # computed by the caller (the recipe runner: hf_ptjf.recipe.RecipeConfig.stage_rates)
             if isinstance(rates, Mapping):
                 unknown = set(rates) - set(self.task_names)
                 if unknown:
@@ -223,14 +224,11 @@ class MixtureTrainer(Seq2SeqTrainer):
                 rates = [rates.get(n, 0.0) for n in self.task_names]
             return mixing_rates("static", self.task_sizes, weights=list(rates))
         a = self.args
-        params: dict[str, Any] = {}
-        if a.mixture_strategy == "temperature":
-            params["tau"] = a.mixture_tau
-        elif a.mixture_strategy == "static":
-            if a.mixture_weights is None:
-                raise ValueError("`mixture_strategy='static'` needs `mixture_weights` (one per task).")
-            params["weights"] = a.mixture_weights
-        return mixing_rates(a.mixture_strategy, self.task_sizes, max_epochs=a.mixture_max_epochs, budget=self._budget(), **params)
+        if a.mixture_strategy == "static" and a.mixture_weights is None:
+            raise ValueError("`mixture_strategy='static'` needs `mixture_weights` (one per task).")
+        spec = MixtureSpec(strategy=a.mixture_strategy, tau=a.mixture_tau, max_epochs=a.mixture_max_epochs,
+                           weights=a.mixture_weights if a.mixture_strategy == "static" else None)
+        return spec.rates(dict(zip(self.task_names, self.task_sizes)), budget=self._budget())
 
     def _budget(self) -> int:
         """Examples the whole run draws (for epoch caps and UniMax)."""
@@ -247,7 +245,7 @@ class MixtureTrainer(Seq2SeqTrainer):
         if not self.task_names:
             return super()._get_train_sampler(train_dataset)
         seed = self.args.mixture_seed if self.args.mixture_seed is not None else self.args.seed
-        sampler = TemperatureMixtureSampler(self.task_sizes, self._samples_per_epoch(), weights=self.rates, seed=seed)
+        sampler = TemperatureMixtureSampler(self.task_sizes, self._samples_per_epoch(), self.rates, seed=seed)
         if self._pending_sampler_state is not None:
             sampler.load_state_dict(self._pending_sampler_state)
             self._pending_sampler_state = None

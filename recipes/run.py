@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 try:
-    from hf_ptjf.cli import main
+    from hf_ptjf.runner.cli import main
 except ModuleNotFoundError:  # a checkout without `pip install -e .`: use the package next to this script
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from hf_ptjf.cli import main
+    from hf_ptjf.runner.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

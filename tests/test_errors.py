@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from hf_ptjf.recipe import RecipeError
-from hf_ptjf.testing import HubServer, use_endpoint
+from hf_ptjf.hub import HubServer, use_endpoint
 
 from .fixtures.recipe_runs import (
     TINY,

@@ -17,8 +17,9 @@ from transformers import (
     T5ForConditionalGeneration,
 )
 
+from .hub_faults import FaultyHubServer
 from hf_ptjf.hub import HubError, push_folder, redact, snapshot_at, verify_revision, write_model_card
-from hf_ptjf.testing import HubServer, use_endpoint
+from hf_ptjf.hub import use_endpoint
 
 REPO = "test-user/tiny-t5"
 FAST = {"max_retries": 3, "backoff": 0.01, "timeout": 10.0}  # keep failure paths quick
@@ -49,7 +50,7 @@ def tokenizer() -> PreTrainedTokenizerFast:
 
 @pytest.fixture
 def hub(tmp_path):
-    with HubServer(tmp_path / "hub") as srv, use_endpoint(srv.url, cache_dir=tmp_path / "cache"):
+    with FaultyHubServer(tmp_path / "hub") as srv, use_endpoint(srv.url, cache_dir=tmp_path / "cache"):
         yield srv
 
 
@@ -148,7 +149,7 @@ def test_bad_token_fails_fast_without_leaking_it(tmp_path, caplog):
     folder.mkdir()
     (folder / "x.txt").write_text("x")
     caplog.set_level(logging.DEBUG)
-    with HubServer(tmp_path / "hub", require_token=good) as srv, use_endpoint(srv.url):
+    with FaultyHubServer(tmp_path / "hub", require_token=good) as srv, use_endpoint(srv.url):
         with pytest.raises(HubError) as err:
             push_folder(folder, REPO, token=bad, commit_message="m", **FAST)
         assert push_folder(folder, REPO, token=good, commit_message="m", **FAST)

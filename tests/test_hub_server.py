@@ -14,7 +14,8 @@ from huggingface_hub import HfApi, constants, hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError, RemoteEntryNotFoundError, RevisionNotFoundError
 from huggingface_hub.utils import httpx
 
-from hf_ptjf.testing import HubServer, hub_endpoint_env, use_endpoint
+from .hub_faults import FaultyHubServer
+from hf_ptjf.hub import hub_endpoint_env, use_endpoint
 
 REPO = "test-user/demo"
 
@@ -25,7 +26,7 @@ def git_sha1(data: bytes) -> str:
 
 @pytest.fixture
 def server(tmp_path):
-    with HubServer(tmp_path / "hub") as srv, use_endpoint(srv.url, cache_dir=tmp_path / "cache"):
+    with FaultyHubServer(tmp_path / "hub") as srv, use_endpoint(srv.url, cache_dir=tmp_path / "cache"):
         yield srv
 
 
@@ -122,7 +123,7 @@ def test_preupload_is_regular_and_parent_commit_is_checked(server):
 
 def test_require_token(tmp_path):
     good, bad = "hf_GoodTokenForTheTestHub0000000001", "hf_BadTokenThatMustNeverBeEchoed0002"
-    with HubServer(tmp_path, require_token=good) as srv, use_endpoint(srv.url):
+    with FaultyHubServer(tmp_path, require_token=good) as srv, use_endpoint(srv.url):
         api = HfApi()
         assert api.whoami(token=good)["name"] == "test-user"
         with pytest.raises(HfHubHTTPError) as err:
@@ -171,7 +172,7 @@ def test_use_endpoint_patches_and_restores(tmp_path):
 def test_cli_serves_until_killed(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hf_ptjf.testing.hub_server", "--root", str(tmp_path), "--port", "0"],
+        [sys.executable, "-m", "hf_ptjf.hub.server", "--root", str(tmp_path), "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from hf_ptjf.pareto import (
+from hf_ptjf.analysis.pareto import (
     FrontComparison,
     compare_fronts,
     dominated_by,

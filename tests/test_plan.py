@@ -1,4 +1,4 @@
-"""hf_ptjf.plan: counts on the meta device, DeepSpeed's estimator, fit warnings, accelerate config parsing, CLI."""
+"""hf_ptjf.analysis.plan: counts on the meta device, DeepSpeed's estimator, fit warnings, accelerate config parsing, CLI."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import yaml
 from deepspeed.runtime.zero.stage3 import estimate_zero3_model_states_mem_needs, model_to_params
 
 from hf_ptjf.modeling import ModelArguments, build_config, build_model
-from hf_ptjf.plan import (
+from hf_ptjf.analysis.plan import (
     GIB,
     activation_bytes,
     format_plan,
@@ -129,3 +129,17 @@ def test_cli(tmp_path, capsys):
     assert rc == 1 and "DOES NOT FIT" in capsys.readouterr().out
     with pytest.raises(ValueError, match="--vocab-size"):
         main([str(recipe)])
+
+
+def test_recipe_read_like_the_runner_reads_it(tmp_path, capsys):
+    """`5e-2` is a float (YAML 1.1 would make it a string) and key=value overrides work as in recipes/run.py."""
+    from hf_ptjf.analysis.plan import _load_model_args
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("model: {num_layers: 1, d_model: 64, d_ff: 128, num_heads: 2, dropout_rate: 5e-2, vocab_size: 500}\n")
+    margs = _load_model_args(recipe, ["model.num_layers=3"])
+    assert margs.dropout_rate == 0.05 and isinstance(margs.dropout_rate, float) and margs.num_layers == 3
+    assert main([str(recipe)]) == 0
+    one = capsys.readouterr().out
+    assert main([str(recipe), "model.num_layers=3"]) == 0
+    assert capsys.readouterr().out != one

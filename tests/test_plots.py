@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from hf_ptjf.plots import plot_bleu_fronts, plot_efficiency, plot_fronts, plot_training_curves, write_report
+from hf_ptjf.analysis.plots import plot_bleu_fronts, plot_efficiency, plot_fronts, plot_training_curves, write_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 HR, LR = "en-fr", "en-ro"

@@ -23,9 +23,10 @@ from pathlib import Path
 
 import pytest
 
+from .hub_faults import FaultyHubServer
 from hf_ptjf.runner import STAGE_RECORD, latest_checkpoint
-from hf_ptjf.testing import HubServer, use_endpoint
-from hf_ptjf.testing.hub_server import hub_endpoint_env
+from hf_ptjf.hub import use_endpoint
+from hf_ptjf.hub.server import hub_endpoint_env
 
 from .fixtures.recipe_runs import (
     HOOKS,
@@ -148,7 +149,7 @@ def test_save_cut_short_and_kill_after_a_confirmed_push_resume_exactly(tmp_path,
     """Deterministic kill points: inside a checkpoint save, then between a confirmed push and the record."""
     _, ref = reference
     out = tmp_path / "run"
-    with HubServer(tmp_path / "hub") as server:
+    with FaultyHubServer(tmp_path / "hub") as server:
         env = child_env(**hub_endpoint_env(server.url), HF_HUB_CACHE=str(tmp_path / "hf_cache"))
         args = tiny_args(out, tokenizer, "hub.mode=remote")
 
@@ -187,7 +188,7 @@ def test_save_cut_short_and_kill_after_a_confirmed_push_resume_exactly(tmp_path,
 # ---------------------------------------------------------------------------------------------- in process
 @pytest.fixture
 def hub(tmp_path):
-    with HubServer(tmp_path / "hub") as server, use_endpoint(server.url, cache_dir=tmp_path / "hf_cache"):
+    with FaultyHubServer(tmp_path / "hub") as server, use_endpoint(server.url, cache_dir=tmp_path / "hf_cache"):
         yield server
 
 
@@ -199,7 +200,7 @@ def hub_args(out: Path, tokenizer: Path, *extra: str) -> list[str]:
 def test_transient_hub_faults_are_retried_and_records_are_atomic(tmp_path, tokenizer, reference, hub, monkeypatch):
     import transformers.trainer_utils as trainer_utils
 
-    import hf_ptjf.runner as runner
+    import hf_ptjf.runner.records as runner
 
     # 503 twice on stage 1's commit, then a commit the server holds past the 2 s timeout, then a dropped connection
     hub.faults.fail_next(2, status=503, path_contains="-0-pretrain/commit/")
@@ -336,7 +337,7 @@ def test_latest_checkpoint_skips_interrupted_saves_and_refuses_damaged_ones(tmp_
 
 
 def test_start_over_discards_the_old_run_config_record_last(tmp_path, reference, monkeypatch):
-    import hf_ptjf.runner as runner
+    import hf_ptjf.runner.records as runner
 
     out = tmp_path / "run"
     shutil.copytree(reference[0], out)  # another run (its recorded config differs: output_dir)

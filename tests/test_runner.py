@@ -29,7 +29,7 @@ def train_losses(results, stage):
 @pytest.mark.slow
 def test_zero3_stage_two_loads_exactly_the_pushed_weights(zero3_run):
     from hf_ptjf.hub import snapshot_at
-    from hf_ptjf.testing import HubServer, use_endpoint
+    from hf_ptjf.hub import HubServer, use_endpoint
 
     out, probe, results = zero3_run
     assert probe["zero3_partitioned_at_load"]  # training args came first, so from_pretrained partitioned

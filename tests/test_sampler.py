@@ -15,7 +15,7 @@ def test_len_probabilities_and_weights_override():
     s = make()
     assert len(s) == 50_000
     np.testing.assert_allclose(s.probabilities, temperature(SIZES, 2.0))
-    w = TemperatureMixtureSampler(SIZES, 10, temperature=2.0, weights=[1, 1, 2])
+    w = TemperatureMixtureSampler(SIZES, 10, [1, 1, 2], temperature=2.0)
     np.testing.assert_allclose(w.probabilities, [0.25, 0.25, 0.5])
 
 

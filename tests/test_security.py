@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import ast
 import pickle
+from types import SimpleNamespace
 from pathlib import Path
 
 import pytest
 import torch
 
+from .hub_faults import FaultyHubServer
 from hf_ptjf.recipe import load_recipe
-from hf_ptjf.testing import HubServer
-from hf_ptjf.testing.hub_server import hub_endpoint_env
+
+from hf_ptjf.hub.server import hub_endpoint_env
 
 from .fixtures.recipe_runs import (
     ROOT,
@@ -80,7 +82,7 @@ def test_from_pretrained_gets_safetensors_and_no_remote_code_unless_opted_in(tmp
                               (True, ["model.trust_remote_code=true"])):
         calls.clear()
         runner = RecipeRunner(load_recipe(recipe, [f"output_dir={tmp_path / 'run'}", *overrides]))
-        runner.tokenizer = None
+        runner.data = SimpleNamespace(tokenizer=None)  # no data needed to load weights
         for index, stage in enumerate(runner.cfg.stages):
             runner._init_model(index, stage)
         assert len(calls) == 2
@@ -158,7 +160,7 @@ def test_a_token_in_the_recipe_is_refused_without_echoing_it(tmp_path):
 def test_the_hf_token_appears_in_no_output(tmp_path, tokenizer):
     """A full run pushing to a Hub that requires the token (with a retried 503): grep everything it wrote."""
     out, cache = tmp_path / "run", tmp_path / "hf_cache"
-    with HubServer(tmp_path / "hub", require_token=FAKE_TOKEN) as server:
+    with FaultyHubServer(tmp_path / "hub", require_token=FAKE_TOKEN) as server:
         server.faults.fail_next(1, status=503, path_contains="/commit/")  # a retry warning gets logged
         env = child_env(**hub_endpoint_env(server.url), HF_TOKEN=FAKE_TOKEN, HF_HUB_CACHE=str(cache))
         proc = run_process(tiny_args(out, tokenizer, "hub.mode=remote", "report_to=[tensorboard]",

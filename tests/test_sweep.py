@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hf_ptjf import sweep as sw
+from hf_ptjf.analysis import sweep as sw
 from hf_ptjf.recipe import RecipeError
 
 BASE = {
@@ -73,6 +73,38 @@ def test_expand_grid_shares_pretraining(tmp_path):
     assert scal.recipe["tokenizer"]["path"] == str(cfg.out / "tokenizer")
     assert {t.recipe["learning_rate"] for t in by_method["restart"]} == {1e-3, 2e-3}
     assert {t.recipe["seed"] for t in by_method["restart"]} == {0, 1}
+
+
+def test_trials_keep_the_base_recipes_method_args_and_read_floats_like_the_runner(tmp_path):
+    """The LM recipes' per-stage optimizer and schedules (method_args.stage / first_stage / second_stage) reach
+    every trial, through the recipe's own method expansion; `3e-4` in YAML is a float, as in the runner."""
+    cfg = sw.load_sweep(write_sweep(tmp_path, methods=["scalarization", "ptjf", "restart", "transfer"]))
+    base = (tmp_path / "base.yaml").read_text() + (
+        "learning_rate: 3e-4\n"
+        "method: ptjf\n"
+        "method_args:\n"
+        "  total_steps: 99\n"
+        "  stage: {optimizer: adafactor, optimizer_args: {beta1: 0.9}}\n"
+        "  first_stage: {lr_scheduler: constant_then_rsqrt}\n"
+        "  second_stage: {lr_scheduler: warmup_then_rsqrt}\n"
+    )
+    (tmp_path / "base.yaml").write_text(base)
+    from hf_ptjf.recipe import parse_recipe
+
+    trials = sw.expand_trials(cfg)
+    assert {type(t.recipe["learning_rate"]) for t in trials} == {float}
+    assert {t.recipe["learning_rate"] for t in trials} == {3e-4}
+    for t in trials:
+        stages = parse_recipe(t.recipe).stages
+        assert {s.optimizer for s in stages} == {"adafactor"}, t.trial
+        assert {s.optimizer_args["beta1"] for s in stages} == {0.9}, t.trial
+        first_of_method = t.method in ("pretrain", "scalarization", "restart")
+        schedules = [s.lr_scheduler for s in stages]
+        expected = ["constant_then_rsqrt"] if first_of_method else ["warmup_then_rsqrt"]
+        if t.method == "restart":
+            expected = ["constant_then_rsqrt", "warmup_then_rsqrt"]
+        assert schedules == expected, t.trial
+        assert sum(s.max_steps for s in stages) == (4 if t.method == "pretrain" else 2 if t.depends_on else 6)
 
 
 def test_expand_pretraining_lengths_fixed_finetune(tmp_path):
@@ -171,7 +203,7 @@ def test_rerun_skips_finished_trials(tiny_sweep):
     assert {p: p.read_text() for p in logs} == logs  # nothing was launched
     assert len(again["records"]) == 4
     # the CLI lists them as complete
-    out = subprocess.run([sys.executable, str(Path(sw.__file__).parents[1] / "recipes" / "sweep.py"), str(path),
+    out = subprocess.run([sys.executable, str(Path(sw.__file__).parents[2] / "recipes" / "sweep.py"), str(path),
                           "--list"], capture_output=True, text=True, check=True).stdout
     assert out.count("complete") == 5
 

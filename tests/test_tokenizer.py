@@ -126,7 +126,7 @@ def test_tokenize_needs_the_tag_in_the_vocab(corpora, tokenizer):
 
 def test_push_to_hub_round_trip(tokenizer, tmp_path):
     """Through a local Hub-compatible server: the pushed tokenizer loads back with identical ids."""
-    from hf_ptjf.testing import HubServer, use_endpoint
+    from hf_ptjf.hub import HubServer, use_endpoint
 
     with HubServer(tmp_path / "hub") as srv, use_endpoint(srv.url, cache_dir=tmp_path / "hf_cache"):
         tokenizer.push_to_hub("test-user/ptjf-tok")

@@ -8,9 +8,10 @@ such text may be used for local training but must never be committed or redistri
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass
+
+from ..hints import did_you_mean
 
 __all__ = ["BibleVersion", "VERSIONS", "DEFAULT_VERSION", "resolve_version", "version_info"]
 
@@ -93,8 +94,7 @@ def resolve_version(name: str, field: str = "version") -> str:
     code = _BY_NAME.get(_key(s))
     if code is None:
         names = sorted({v.name for v in VERSIONS})
-        close = difflib.get_close_matches(s, names + [a for v in VERSIONS for a in v.aliases], n=3, cutoff=0.5)
-        hint = f" Did you mean {close}?" if close else ""
+        hint = did_you_mean(s, names + [a for v in VERSIONS for a in v.aliases], n=3, cutoff=0.5)
         raise ValueError(f"`{field}`: unknown Bible version {name!r}.{hint} Known versions: {', '.join(names)}.")
     return code
 

@@ -15,7 +15,7 @@ from transformers import TrainerCallback
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from hf_ptjf import runner as runner_module  # noqa: E402
+from hf_ptjf.runner import loop as runner_module  # noqa: E402
 from hf_ptjf.recipe import load_recipe  # noqa: E402
 from hf_ptjf.trainer import MixtureTrainer  # noqa: E402
 
@@ -63,8 +63,8 @@ def init_model(self, index, stage):
 
         params = list(model.parameters())
         probe["zero3_partitioned_at_load"] = all(hasattr(p, "ds_id") for p in params)
-        probe["init"] = {"repo": self._outputs[self.cfg.stages[0].name]["repo"],
-                         "sha": self._outputs[self.cfg.stages[0].name]["sha"]}
+        probe["init"] = {"repo": self.handoff.outputs[self.cfg.stages[0].name]["repo"],
+                         "sha": self.handoff.outputs[self.cfg.stages[0].name]["sha"]}
         with deepspeed.zero.GatheredParameters(params):
             if self.state.is_main_process:
                 save_file({n: p.detach().clone().contiguous() for n, p in model.named_parameters()},

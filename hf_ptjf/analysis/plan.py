@@ -1,6 +1,6 @@
 """Memory planner: will a recipe's model fit the GPUs of an accelerate config under DeepSpeed ZeRO-3?
 
-``python -m hf_ptjf.plan recipes/configs/X.yaml --accelerate-config accelerate_configs/gpu8_zero3_bf16.yaml``
+``python -m hf_ptjf.analysis.plan recipes/configs/X.yaml --accelerate-config accelerate_configs/gpu8_zero3_bf16.yaml``
 (console script ``hf-ptjf-plan``). Nothing is allocated: the model is built on the meta device.
 
 * Model states (params, grads, optimizer states) come from DeepSpeed's own estimator,
@@ -24,7 +24,8 @@ import yaml
 from torch import nn
 from transformers import PretrainedConfig, T5Config
 
-from .modeling import ModelArguments, _numel, build_config, build_meta_model
+from ..modeling import ModelArguments, _numel, build_config, build_meta_model
+from ..recipe import read_recipe
 
 __all__ = [
     "AccelerateSetup",
@@ -365,6 +366,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Estimate per-GPU / CPU memory of a recipe's model under DeepSpeed ZeRO-3 (no memory used).",
     )
     p.add_argument("config", help="recipe YAML; its `model:` section holds ModelArguments fields")
+    p.add_argument("overrides", nargs="*", help="dotted key=value overrides of the recipe, as for recipes/run.py")
     p.add_argument("--accelerate-config", help="accelerate YAML: GPU count, nodes and offload come from it")
     p.add_argument("--num-gpus-per-node", type=int, help="override / replace the accelerate config's GPUs per node")
     p.add_argument("--num-nodes", type=int, help="override / replace the accelerate config's machines")
@@ -381,20 +383,18 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _load_model_args(recipe: str | Path) -> ModelArguments:
-    path = Path(recipe)
-    if not path.is_file():
-        raise ValueError(f"recipe {str(path)!r} does not exist.")
-    doc = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(doc, dict) or not isinstance(doc.get("model"), dict):
-        raise ValueError(f"{path}: needs a `model:` mapping of ModelArguments fields (d_model, num_layers, ...).")
-    return ModelArguments.from_dict(doc["model"])
+def _load_model_args(recipe: str | Path, overrides: Sequence[str] = ()) -> ModelArguments:
+    """The recipe's ``model:`` section, read the way the runner reads it (:func:`hf_ptjf.recipe.read_recipe`)."""
+    model = read_recipe(recipe, list(overrides)).get("model")
+    if not isinstance(model, dict) or not model:
+        raise ValueError(f"{recipe}: needs a `model:` mapping of ModelArguments fields (d_model, num_layers, ...).")
+    return ModelArguments.from_dict(model)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point (``hf-ptjf-plan``); prints :func:`format_plan` and returns the exit status."""
     ns = _parse_args(argv)
-    margs = _load_model_args(ns.config)
+    margs = _load_model_args(ns.config, ns.overrides)
     vocab = ns.vocab_size if ns.vocab_size is not None else margs.vocab_size
     if margs.name_or_path is not None:
         from transformers import AutoConfig

@@ -1,4 +1,4 @@
-"""A small Hugging Face Hub-compatible HTTP server, for tests and offline demos only.
+"""A small Hugging Face Hub-compatible HTTP server: the offline Hub of the main job, demos and tests.
 
 It speaks the subset of the Hub HTTP API that ``huggingface_hub`` (checked against 2.4) and
 ``transformers`` use to create repos, push commits and download pinned revisions, so the real
@@ -45,12 +45,11 @@ Pointing clients at the server: ``huggingface_hub`` reads ``HF_ENDPOINT`` once, 
 variable later has no effect.  Use :func:`use_endpoint` in-process (it patches all of those and
 restores them), or :func:`hub_endpoint_env` for the environment of a subprocess.
 
-Fault injection for tests: ``server.faults.fail_next(2, status=503, path_contains="/commit/")``,
-``server.faults.delay_next(1, seconds=2)``, ``server.faults.drop_next(1)``; ``server.stop()``
+Outage drills: ``server.intercept`` (a callable of method and path returning an :class:`Intercept`)
+fails, delays or drops chosen requests (the test suite's fault queues plug in there); ``server.stop()``
 (then ``start()`` again, same port) simulates an outage.  ``server.requests`` logs every request.
 
-CLI: ``python -m hf_ptjf.testing.hub_server --root DIR [--port N]`` prints the URL and serves
-until interrupted.
+CLI: ``python -m hf_ptjf.hub.server --root DIR [--port N]`` prints the URL and serves until interrupted.
 """
 
 from __future__ import annotations
@@ -74,14 +73,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..files import atomic_write_bytes
 
 __all__ = [
     "FAKE_USER",
-    "Faults",
+    "Intercept",
     "HubServer",
     "RequestRecord",
     "hub_endpoint_env",
@@ -319,95 +318,18 @@ class RepoStore:
 
 
 # --------------------------------------------------------------------------------------------
-# Fault injection
+# Interception (outage drills; tests put their fault queues here)
 # --------------------------------------------------------------------------------------------
 
 
 @dataclass
-class _Rule:
-    kind: str  # "fail" | "delay" | "drop"
-    remaining: int
-    methods: tuple[str, ...] | None
-    path_contains: str | None
+class Intercept:
+    """What to do with a request instead of handling it: ``fail`` (answer ``status``), ``delay`` (stall
+    ``seconds``, then handle it unless the client gave up) or ``drop`` (close the connection unanswered)."""
+
+    kind: str
     status: int = 503
     seconds: float = 0.0
-
-    def matches(self, method: str, path: str) -> bool:
-        return (
-            self.remaining > 0
-            and (self.methods is None or method in self.methods)
-            and (self.path_contains is None or self.path_contains in path)
-        )
-
-
-class Faults:
-    """Queue of injected faults; each applies to the next ``n`` matching requests, in FIFO order."""
-
-    def __init__(self) -> None:
-        self._rules: list[_Rule] = []
-        self._lock = threading.Lock()
-        self.triggered = 0
-
-    @staticmethod
-    def _methods(methods: Sequence[str] | str | None) -> tuple[str, ...] | None:
-        if methods is None:
-            return None
-        return (methods.upper(),) if isinstance(methods, str) else tuple(m.upper() for m in methods)
-
-    def fail_next(
-        self,
-        n: int = 1,
-        status: int = 503,
-        *,
-        methods: Sequence[str] | str | None = None,
-        path_contains: str | None = None,
-    ) -> None:
-        """Answer the next ``n`` matching requests with ``status`` (JSON error body) without handling them."""
-        with self._lock:
-            self._rules.append(_Rule("fail", n, self._methods(methods), path_contains, status=status))
-
-    def delay_next(
-        self,
-        n: int = 1,
-        seconds: float = 1.0,
-        *,
-        methods: Sequence[str] | str | None = None,
-        path_contains: str | None = None,
-    ) -> None:
-        """Stall the next ``n`` matching requests for ``seconds`` before handling them.
-
-        If the client gave up meanwhile (its timeout fired and it closed the connection), the request
-        is dropped unhandled, like nginx's 499, so a timed-out commit never lands behind the client's back.
-        """
-        with self._lock:
-            self._rules.append(_Rule("delay", n, self._methods(methods), path_contains, seconds=seconds))
-
-    def drop_next(
-        self, n: int = 1, *, methods: Sequence[str] | str | None = None, path_contains: str | None = None
-    ) -> None:
-        """Close the connection of the next ``n`` matching requests without answering."""
-        with self._lock:
-            self._rules.append(_Rule("drop", n, self._methods(methods), path_contains))
-
-    def clear(self) -> None:
-        """Forget all pending faults."""
-        with self._lock:
-            self._rules.clear()
-
-    @property
-    def pending(self) -> int:
-        """How many injected faults have not fired yet."""
-        with self._lock:
-            return sum(r.remaining for r in self._rules)
-
-    def take(self, method: str, path: str) -> _Rule | None:
-        with self._lock:
-            for rule in self._rules:
-                if rule.matches(method, path):
-                    rule.remaining -= 1
-                    self.triggered += 1
-                    return rule
-            return None
 
 
 @dataclass
@@ -417,7 +339,7 @@ class RequestRecord:
     method: str
     path: str
     status: int | None = None  # stays None if dropped (or still in flight)
-    fault: str | None = None  # "fail" | "delay" | "drop" if a fault was injected
+    fault: str | None = None  # "fail" | "delay" | "drop" if the request was intercepted
 
 
 # --------------------------------------------------------------------------------------------
@@ -434,7 +356,7 @@ def _truthy(value: str | None) -> bool:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, like the real Hub; every answer has a Content-Length
-    server_version = "hf-ptjf-test-hub/1"
+    server_version = "hf-ptjf-offline-hub/1"
     timeout = 60  # idle keep-alive connections are closed after this
 
     server: "_HTTPServer"
@@ -511,7 +433,7 @@ class _Handler(BaseHTTPRequestHandler):
         hub._record(self._request_record)
         try:
             body = self._read_body()  # always drain first: the connection is reused
-            rule = hub.faults.take(self.command, path)
+            rule = hub.intercept(self.command, path) if hub.intercept is not None else None
             self._request_record.fault = rule.kind if rule is not None else None
             if rule is not None and rule.kind == "delay":
                 hub._stopping.wait(rule.seconds)
@@ -524,7 +446,7 @@ class _Handler(BaseHTTPRequestHandler):
                     self.connection.shutdown(socket.SHUT_RDWR)
                 return
             elif rule is not None:
-                msg = f"Injected fault: HTTP {rule.status}"
+                msg = f"Intercepted: HTTP {rule.status}"
                 self._send(rule.status, json.dumps({"error": msg}).encode(), {"X-Error-Message": msg})
                 return
             hub._check_auth(self.headers.get("Authorization"), path)
@@ -534,8 +456,8 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # client went away
         except Exception as exc:  # a bug here must show up as a 500, not a hung client
-            logger.exception("test hub: unhandled error on %s %s", self.command, self.path)
-            self._error(HubHTTPError(500, f"Internal error in test hub: {type(exc).__name__}"))
+            logger.exception("offline hub: unhandled error on %s %s", self.command, self.path)
+            self._error(HubHTTPError(500, f"Internal error in the offline hub: {type(exc).__name__}"))
 
     # -- routing --------------------------------------------------------------------------------
     def _route(self, path: str, query: dict, body: bytes) -> None:
@@ -556,7 +478,7 @@ class _Handler(BaseHTTPRequestHandler):
         if (m := _RESOLVE_RE.match(path)) and method in ("GET", "HEAD"):
             repo_type = (m.group(1) or "models")[:-1]
             return self._resolve(repo_type, m.group(2), unquote(m.group(3)), unquote(m.group(4)))
-        raise HubHTTPError(404, f"No such endpoint on the test hub: {method} {path}")
+        raise HubHTTPError(404, f"No such endpoint on the offline hub: {method} {path}")
 
     @staticmethod
     def _load_json(body: bytes) -> dict:
@@ -602,7 +524,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(200, hub._preupload(repo_type, repo_id, unquote(arg), self._load_json(body)))
         if method == "POST" and verb == "commit":
             if _truthy(query.get("create_pr", ["0"])[0]):
-                raise HubHTTPError(400, "Pull requests are not supported by the test hub")
+                raise HubHTTPError(400, "Pull requests are not supported by the offline hub")
             return self._json(200, hub._commit(repo_type, repo_id, unquote(arg), body))
         if method == "GET" and verb == "refs":
             return self._json(200, hub._refs(repo_type, repo_id))
@@ -612,7 +534,7 @@ class _Handler(BaseHTTPRequestHandler):
             start = self._load_json(body).get("startingPoint")
             hub.store.create_branch(repo_type, repo_id, unquote(arg), start)
             return self._json(200, {})
-        raise HubHTTPError(404, f"No such endpoint on the test hub: {method} /api/{repo_type}s/{repo_id}/{rest}")
+        raise HubHTTPError(404, f"No such endpoint on the offline hub: {method} /api/{repo_type}s/{repo_id}/{rest}")
 
     def _resolve(self, repo_type: str, repo_id: str, revision: str, filename: str) -> None:
         store = self.server.hub.store
@@ -701,7 +623,8 @@ class HubServer:
     host: str = "127.0.0.1"
     port: int = 0
     require_token: str | None = field(default=None, repr=False)
-    faults: Faults = field(default_factory=Faults, init=False)
+    # called with (method, path) before each request is handled; an Intercept replaces the handling
+    intercept: Callable[[str, str], Intercept | None] | None = field(default=None, init=False, repr=False)
     requests: list[RequestRecord] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -729,7 +652,7 @@ class HubServer:
         self._httpd = _HTTPServer((self.host, self.port), self)
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name=f"test-hub-{self.port}", daemon=True
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name=f"offline-hub-{self.port}", daemon=True
         )
         self._thread.start()
         return self
@@ -1035,8 +958,8 @@ def use_endpoint(url: str, *, cache_dir: str | Path | None = None, disable_xet: 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m hf_ptjf.testing.hub_server --root DIR --port N``: serve until interrupted."""
-    parser = argparse.ArgumentParser(description="Hub-compatible test server (tests and offline demos only).")
+    """``python -m hf_ptjf.hub.server --root DIR --port N``: serve until interrupted."""
+    parser = argparse.ArgumentParser(description="Hub-compatible offline server (the main job, demos and tests).")
     parser.add_argument("--root", required=True, help="directory holding the repos (created if missing)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")

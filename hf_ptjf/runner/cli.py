@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 
-from .recipe import RecipeError, load_recipe
+from ..recipe import RecipeError, load_recipe
 
 EXIT_BAD_INPUT = 2
 
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     debug = os.environ.get("HF_PTJF_DEBUG", "") not in ("", "0")
     try:
-        from .runner import run_recipe
+        from .loop import run_recipe
 
         config = load_recipe(args.config, args.overrides)
         results = run_recipe(config, start_over=args.start_over)
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    from .runner import render_report
+    from .results import render_report
 
     if _is_main_process():
         print(render_report(results))
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _is_user_error(e: BaseException) -> bool:
-    from .hub import HubError
+    from ..hub import HubError
 
     return isinstance(e, (RecipeError, HubError, ValueError, FileNotFoundError, PermissionError))
 

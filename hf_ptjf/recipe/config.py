@@ -1,45 +1,37 @@
-"""Recipe configs: YAML -> :class:`RecipeConfig`, with ``key=value`` overrides and method shorthands.
+"""Recipe configs: YAML -> :class:`RecipeConfig`, through :func:`load_recipe`, the one way in for every tool.
 
-A recipe is a list of stages; every method of the paper is one list of stages (same machinery):
-
-* ``scalarization``: one stage on the mixture for N steps;
-* ``ptjf``: N1 steps on the high-resource task(s), then N - N1 steps on the full mixture;
-* ``restart``: N1 steps on the mixture, then N - N1 more on the same mixture;
-* ``transfer``: N1 steps on the high-resource task(s), then N - N1 steps on the other tasks alone.
-
-At every stage boundary the weights carry over and the optimizer state and LR schedule start anew.
-Top-level keys that are not recipe sections are ``Seq2SeqTrainingArguments`` fields, passed through;
-anything else is refused with a did-you-mean.
+A recipe names the tasks, the model, the tokenizer and a list of stages (or a ``method`` shorthand,
+expanded by :mod:`hf_ptjf.recipe.methods`). Top-level keys that are not recipe sections are
+``Seq2SeqTrainingArguments`` fields, passed through over :data:`TRAINING_DEFAULTS`; anything else is
+refused with a did-you-mean. The budget of a stage and its rates are derived here and in
+:class:`hf_ptjf.mixing.MixtureSpec`, so the runner, the sweep and ``hf-ptjf-inspect`` see the same numbers.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
-from .hints import did_you_mean
-from .mixing import RATE_STRATEGIES
+from ..hints import did_you_mean
+from ..mixing import MixtureSpec
+from .errors import RecipeError
+from .methods import expand_method
+from .reading import read_recipe
 
 __all__ = [
-    "METHODS",
+    "TRAINING_DEFAULTS",
+    "DataSpec",
     "EvalSpec",
     "HubSpec",
-    "MixtureSpec",
     "RecipeConfig",
-    "RecipeError",
     "StageSpec",
-    "apply_overrides",
-    "expand_method",
+    "TokenizerSpec",
     "load_recipe",
+    "parse_recipe",
 ]
 
-METHODS = ("ptjf", "scalarization", "restart", "transfer")
 OPTIMIZERS = {"adamw": "adamw_torch", "adafactor": "adafactor"}  # adafactor: hf_ptjf.optim.Adafactor (MixtureTrainer)
 # a stage's `optimizer_args` become the training arguments `<prefix>_<key>` (e.g. adafactor_beta1, adam_beta2)
 OPTIMIZER_ARGS_PREFIX = {"adamw": "adam", "adafactor": "adafactor"}
@@ -53,9 +45,20 @@ LR_SCHEDULERS = {  # our names -> lr_scheduler_type (transformers' names, or hf_
     "warmup_then_rsqrt": "warmup_then_rsqrt",  # linear warmup, then 1/sqrt(step) (fine-tuning after a reset)
 }
 
-
-class RecipeError(ValueError):
-    """A recipe that cannot run; the message names the field and the fix."""
+# Defaults of the pass-through training arguments; the recipe's own keys win, then a stage's `training`.
+TRAINING_DEFAULTS: dict[str, Any] = {
+    "per_device_train_batch_size": 32,
+    "per_device_eval_batch_size": 64,
+    "learning_rate": 2e-3,
+    "warmup_steps": 0.1,  # a fraction of the stage: warmup restarts with every stage
+    "weight_decay": 0.0,
+    "label_smoothing_factor": 0.1,
+    "logging_steps": 25,
+    "save_total_limit": 2,
+    "report_to": ["tensorboard"],
+    "disable_tqdm": False,
+    "dataloader_num_workers": 0,
+}
 
 
 def _from_dict(cls: type, data: Mapping[str, Any] | None, where: str) -> Any:
@@ -69,35 +72,6 @@ def _from_dict(cls: type, data: Mapping[str, Any] | None, where: str) -> Any:
         return cls(**data)
     except (TypeError, ValueError) as e:
         raise RecipeError(f"`{where}`: {e}") from e
-
-
-@dataclass
-class MixtureSpec:
-    """Which tasks a stage trains on and at what rates (see :mod:`hf_ptjf.mixing`)."""
-
-    tasks: list[str] | None = None  # None: every task of the recipe
-    strategy: str = "temperature"
-    tau: float = 1.0
-    weights: dict[str, float] | list[float] | None = None  # for `static`, by task name or in order
-    max_epochs: float | None = None  # epoch cap (UniMax's cap; optional for the others)
-
-    def __post_init__(self) -> None:
-        if self.strategy not in RATE_STRATEGIES:
-            raise ValueError(f"strategy must be one of {sorted(RATE_STRATEGIES)}, got {self.strategy!r}")
-        if self.strategy == "temperature" and not (isinstance(self.tau, (int, float)) and self.tau > 0):
-            raise ValueError(f"tau must be > 0 (1.0 is proportional), got {self.tau!r}")
-        if self.strategy == "static" and self.weights is None:
-            raise ValueError("strategy `static` needs `weights` (by task name, or one per task in order)")
-        if self.strategy == "unimax" and self.max_epochs is None:
-            self.max_epochs = 1.0
-
-    def weight_list(self, tasks: list[str]) -> list[float] | None:
-        """Weights in the order of ``tasks`` (missing names weigh 0)."""
-        if self.weights is None:
-            return None
-        if isinstance(self.weights, Mapping):
-            return [float(self.weights.get(t, 0.0)) for t in tasks]
-        return [float(w) for w in self.weights]
 
 
 @dataclass
@@ -213,6 +187,25 @@ class RecipeConfig:
     def task_names(self) -> list[str]:
         return [t["name"] for t in self.tasks]
 
+    def stage_tasks(self, stage: StageSpec) -> list[str]:
+        """The tasks a stage trains on (its mixture's list, else every task of the recipe)."""
+        return list(stage.mixture.tasks or self.task_names)
+
+    def training_for(self, stage: StageSpec) -> dict[str, Any]:
+        """A stage's pass-through training arguments: defaults, then the recipe's keys, then the stage's."""
+        return {**TRAINING_DEFAULTS, **self.training, **stage.training}
+
+    def stage_budget(self, stage: StageSpec, num_processes: int = 1) -> int:
+        """Examples a stage draws: max_steps x per-device batch x gradient accumulation x processes."""
+        kw = self.training_for(stage)
+        return stage.max_steps * kw["per_device_train_batch_size"] * kw.get("gradient_accumulation_steps", 1) * num_processes
+
+    def stage_rates(self, stage: StageSpec, sizes: Mapping[str, float], num_processes: int = 1) -> dict[str, float]:
+        """A stage's sampling rate per task, from its mixture and the tasks' training sizes (computed once, here)."""
+        tasks = self.stage_tasks(stage)
+        rates = stage.mixture.rates({t: sizes[t] for t in tasks}, self.stage_budget(stage, num_processes))
+        return {t: float(r) for t, r in zip(tasks, rates)}
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -232,124 +225,9 @@ _RUNNER_OWNED = {
 
 
 def _training_fields() -> set[str]:
-    from .trainer import MixtureTrainingArguments
+    from ..trainer import MixtureTrainingArguments  # lazily: the rest of this module is torch-free
 
     return {f.name for f in dataclasses.fields(MixtureTrainingArguments) if f.init}
-
-
-def expand_method(method: str, args: Mapping[str, Any], task_names: list[str]) -> list[dict[str, Any]]:
-    """Stages (as dicts) for a method shorthand at equal total steps N = N1 + N2.
-
-    ``args``: ``total_steps`` (N), ``first_stage_steps`` (N1; ptjf/restart/transfer), ``high_resource``
-    (tasks of the pre-training stage; ptjf/transfer), ``mixture`` (the joint mixture), and optional
-    ``pretrain_mixture``, ``stage`` (keys added to every stage, e.g. optimizer, training overrides),
-    ``first_stage`` / ``second_stage`` (keys added to the first / second stage only, over ``stage``; mappings
-    such as ``training`` are merged), e.g. the paper's LM schedules: constant-then-rsqrt for the first stage,
-    warmup-then-rsqrt after the reset.
-    """
-    if method not in METHODS:
-        raise RecipeError(f"unknown `method: {method}`.{did_you_mean(method, list(METHODS))} Choose one of {METHODS}.")
-    allowed = {"total_steps", "first_stage_steps", "high_resource", "mixture", "pretrain_mixture", "stage",
-               "first_stage", "second_stage"}
-    for key in args:
-        if key not in allowed:
-            raise RecipeError(f"unknown key `method_args.{key}`.{did_you_mean(key, sorted(allowed))}")
-    if "total_steps" not in args:
-        raise RecipeError("`method_args.total_steps` is required (the total steps N every method gets).")
-    total = args["total_steps"]
-    joint = dict(args.get("mixture") or {})
-    stage_keys = dict(args.get("stage") or {})
-    first_keys = _merge_stage_keys(stage_keys, args.get("first_stage"))
-    if method == "scalarization":
-        return [{**first_keys, "name": "scalarization", "max_steps": total, "mixture": joint, "init": "scratch"}]
-    if "first_stage_steps" not in args:
-        raise RecipeError(f"`method_args.first_stage_steps` (N1) is required for method `{method}`.")
-    n1 = args["first_stage_steps"]
-    if not (isinstance(n1, int) and isinstance(total, int) and 0 < n1 < total):
-        raise RecipeError(
-            f"need 0 < method_args.first_stage_steps < method_args.total_steps, got {n1} and {total}."
-        )
-    second = dict(_merge_stage_keys(stage_keys, args.get("second_stage")), max_steps=total - n1, init="previous")
-    if method == "restart":
-        return [
-            {**first_keys, "name": "scalarization", "max_steps": n1, "mixture": joint, "init": "scratch"},
-            {**second, "name": "restart", "mixture": joint},
-        ]
-    hr = args.get("high_resource")
-    if not hr:
-        raise RecipeError(f"`method_args.high_resource` (the pre-training task list) is required for `{method}`.")
-    pretrain = dict(args.get("pretrain_mixture") or {"strategy": "proportional"}, tasks=list(hr))
-    first = {**first_keys, "name": "pretrain", "max_steps": n1, "mixture": pretrain, "init": "scratch"}
-    if method == "ptjf":
-        return [first, {**second, "name": "joint", "mixture": joint}]
-    low = [t for t in (joint.get("tasks") or task_names) if t not in hr]
-    if not low:
-        raise RecipeError("method `transfer` needs at least one task outside `method_args.high_resource`.")
-    transfer = dict(joint, tasks=low)
-    if isinstance(transfer.get("weights"), Mapping):
-        transfer["weights"] = {t: w for t, w in transfer["weights"].items() if t in low}
-    return [first, {**second, "name": "transfer", "mixture": transfer}]
-
-
-def _merge_stage_keys(base: Mapping[str, Any], extra: Mapping[str, Any] | None) -> dict[str, Any]:
-    """``base`` updated with ``extra``; mapping values (``training``, ``optimizer_args``) are merged one level."""
-    out = dict(base)
-    for key, value in (extra or {}).items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            value = {**out[key], **value}
-        out[key] = value
-    return out
-
-
-def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``dotted.key=value`` overrides (values parsed as YAML); list items by index or stage name."""
-    raw = copy.deepcopy(raw)
-    for item in overrides:
-        if "=" not in item:
-            raise RecipeError(f"override `{item}` must look like key=value (e.g. learning_rate=1e-3).")
-        path, value = item.split("=", 1)
-        keys = path.split(".")
-        node: Any = raw
-        for i, key in enumerate(keys):
-            last = i == len(keys) - 1
-            if isinstance(node, list):
-                idx = _list_index(node, key, path)
-                if last:
-                    node[idx] = _parse_value(value)
-                else:
-                    node = node[idx]
-            else:
-                if last:
-                    node[key] = _parse_value(value)
-                else:
-                    node = node.setdefault(key, {})
-    return raw
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that reads ``3e-4`` / ``1E5`` as floats (YAML 1.1 wants a dot in them)."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$|^[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?$"
-               r"|^[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"),
-    list("-+0123456789."),
-)
-
-
-def _parse_value(text: str) -> Any:
-    """An override's value, parsed as YAML (numbers like ``3e-4`` are floats)."""
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
-
-
-def _list_index(items: list[Any], key: str, path: str) -> int:
-    if key.lstrip("-").isdigit():
-        return int(key)
-    for i, item in enumerate(items):
-        if isinstance(item, Mapping) and item.get("name") == key:
-            return i
-    raise RecipeError(f"override `{path}`: no list item named `{key}`.")
 
 
 def parse_recipe(raw: Mapping[str, Any]) -> RecipeConfig:
@@ -469,11 +347,5 @@ def _check_inits(stages: list[StageSpec]) -> None:
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> RecipeConfig:
-    """Read a recipe YAML, apply ``key=value`` overrides, validate and expand it."""
-    path = Path(path)
-    if not path.is_file():
-        raise RecipeError(f"recipe file not found: {path}")
-    raw = yaml.load(path.read_text(), Loader=_Loader) or {}  # noqa: S506 - a SafeLoader subclass
-    if not isinstance(raw, Mapping):
-        raise RecipeError(f"{path} must hold a YAML mapping at the top level.")
-    return parse_recipe(apply_overrides(dict(raw), overrides or []))
+    """Read a recipe YAML, apply ``key=value`` overrides, validate it and expand its method shorthand."""
+    return parse_recipe(read_recipe(path, overrides))

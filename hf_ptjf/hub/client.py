@@ -1,8 +1,8 @@
 """Hub I/O for the recipe runner: push a folder, verify the pushed revision, download it pinned, model cards.
 
 Everything goes through the real ``huggingface_hub`` client against ``huggingface_hub.constants.ENDPOINT``
-(``HF_ENDPOINT``; tests point it at :class:`hf_ptjf.testing.HubServer` with
-:func:`hf_ptjf.testing.use_endpoint`).  Failures surface as :class:`HubError`, whose message names the
+(``HF_ENDPOINT``; tests point it at :class:`hf_ptjf.hub.HubServer` with
+:func:`hf_ptjf.hub.use_endpoint`).  Failures surface as :class:`HubError`, whose message names the
 repo, the endpoint and the likely fix, and never contains the token.
 
 Retry policy (:func:`push_folder`, :func:`snapshot_at`, :func:`verify_revision`): connection errors,
@@ -29,7 +29,7 @@ from huggingface_hub.utils import DEFAULT_IGNORE_PATTERNS, filter_repo_objects, 
 from huggingface_hub.utils import httpx as _httpx
 from huggingface_hub.utils.sha import git_hash
 
-from .files import sha256_file
+from ..files import sha256_file
 
 __all__ = [
     "HubError",

@@ -61,7 +61,8 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
-from .recipe import METHODS, RecipeError, apply_overrides, parse_recipe
+from ..hints import did_you_mean
+from ..recipe import METHODS, RecipeError, apply_overrides, expand_method, parse_recipe, read_recipe, read_yaml
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +82,10 @@ RESULTS_JSON = "sweep_results.json"
 TRIAL_RECIPE = "trial.yaml"
 TRIAL_LOG = "trial.log"
 LOCK = ".running"  # pid of the process running a trial, so that concurrent sweeps never run it twice
-_RUN_CODE = "import sys; from hf_ptjf.cli import main; sys.exit(main(sys.argv[1:]))"
+# method_args of the base recipe that reach every trial (the sweep sets steps, tasks and the mixture itself)
+_KEPT_METHOD_ARGS = ("stage", "first_stage", "second_stage", "pretrain_mixture")
+_PRETRAIN = "pretrain"  # the name expand_method gives the first stage of ptjf / transfer
+_RUN_CODE = "import sys; from hf_ptjf.runner.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
 @dataclass
@@ -171,19 +175,11 @@ class SweepConfig:
 def load_sweep(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> SweepConfig:
     """Read a sweep YAML and apply ``key=value`` overrides (e.g. ``parallel=2``, ``rates=[0.1,0.5]``)."""
     path = Path(path)
-    if not path.is_file():
-        raise RecipeError(f"sweep config not found: {path}")
-    raw = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(raw, Mapping):
-        raise RecipeError(f"{path} must hold a YAML mapping.")
-    raw = apply_overrides(dict(raw), list(overrides))
+    raw = apply_overrides(read_yaml(path, "sweep config"), list(overrides))
     names = [f.name for f in dataclasses.fields(SweepConfig)]
     for key in raw:
         if key not in names:
-            import difflib
-
-            close = difflib.get_close_matches(key, names, n=1)
-            raise RecipeError(f"unknown sweep key `{key}`." + (f" Did you mean `{close[0]}`?" if close else ""))
+            raise RecipeError(f"unknown sweep key `{key}`.{did_you_mean(key, names)}")
     if "recipe" in raw and not Path(raw["recipe"]).is_file() and (path.parent / raw["recipe"]).is_file():
         raw["recipe"] = str(path.parent / raw["recipe"])  # relative to the sweep file
     try:
@@ -231,11 +227,16 @@ def _fmt(x: float | None) -> str:
 def expand_trials(cfg: SweepConfig) -> list[Trial]:
     """Every trial of the grid as a resolved recipe dict, shared pre-training runs first.
 
-    Trials are validated with :func:`hf_ptjf.recipe.parse_recipe` so a bad grid fails before anything runs.
+    The base recipe is read like any recipe (:func:`hf_ptjf.recipe.read_recipe`) and every trial's stages come from
+    the recipe's own method expansion (:func:`hf_ptjf.recipe.expand_method`) with the base's ``method_args``
+    (per-stage optimizer, schedule and training keys) kept; the sweep sets only N, N1, the high-resource task
+    and the mixture. With ``share_pretrain`` the expansion is split where the method resets: its first stage
+    runs once per seed, and each trial is its second stage initialised from that run's output (a ``path``).
+    Trials are validated with :func:`hf_ptjf.recipe.parse_recipe`, so a bad grid fails before anything runs.
     """
-    base = yaml.safe_load(Path(cfg.recipe).read_text()) or {}
-    base = apply_overrides(dict(base), list(cfg.overrides))
-    for key in ("method", "method_args", "stages", "output_dir", "run_name", "seed"):
+    base = read_recipe(cfg.recipe, list(cfg.overrides))
+    base_args = dict(base.pop("method_args", None) or {})
+    for key in ("method", "stages", "output_dir", "run_name", "seed"):
         base.pop(key, None)
     names = [t.get("name") for t in base.get("tasks") or []]
     for task in (cfg.hr_task, cfg.lr_task):
@@ -243,45 +244,50 @@ def expand_trials(cfg: SweepConfig) -> list[Trial]:
             raise RecipeError(f"sweep task `{task}` is not a task of the recipe {cfg.recipe} (tasks: {names}).")
     if not cfg.keep_other_tasks:
         base["tasks"] = [t for t in base["tasks"] if t.get("name") in (cfg.hr_task, cfg.lr_task)]
+        names = [t["name"] for t in base["tasks"]]
     if cfg.shared_tokenizer:
-        base.setdefault("tokenizer", {})
-        base["tokenizer"] = {**(base["tokenizer"] or {}), "path": str(cfg.out / "tokenizer")}
+        base["tokenizer"] = {**(base.get("tokenizer") or {}), "path": str(cfg.out / "tokenizer")}
     lrs: list[float | None] = list(cfg.lrs) if cfg.lrs else [None]
     n1s: list[int | None] = list(cfg.n1_values) or [None]
     several_n1 = len(cfg.n1_values) > 1
     trials: list[Trial] = []
     pretrains: list[Trial] = []
 
+    def method_args(method: str, rate: float | None, n1: int | None, total: int) -> dict[str, Any]:
+        """The trial's ``method_args``: the base recipe's per-stage keys, plus N, N1, the HR task and the mixture."""
+        rate = 0.5 if rate is None else rate  # transfer: the static mixture is filtered to the LR task (rate 1)
+        args = {key: value for key, value in base_args.items() if key in _KEPT_METHOD_ARGS}
+        args.update(total_steps=total, mixture={"strategy": "static",
+                                                "weights": {cfg.hr_task: round(1.0 - rate, 6), cfg.lr_task: rate}})
+        if method != "scalarization":
+            args["first_stage_steps"] = n1
+        if method in ("ptjf", "transfer"):
+            args["high_resource"] = [cfg.hr_task]
+        return args
+
     def make(trial_id: str, method: str, rate: float | None, lr: float | None, seed: int, n1: int | None,
-             total: int, stages: list[dict] | None, method_args: dict | None, depends: str | None, label: str) -> Trial:
+             total: int, plan: dict[str, Any], depends: str | None, label: str) -> Trial:
+        """``plan``: ``{"method", "method_args"}`` (a whole method) or ``{"stages"}`` (part of a split method)."""
         raw = copy.deepcopy(base)
         out = cfg.out / "trials" / trial_id
-        raw.update(output_dir=str(out), run_name=trial_id, seed=seed)
+        raw.update(output_dir=str(out), run_name=trial_id, seed=seed, **plan)
         if lr is not None:
             raw["learning_rate"] = lr
-        if stages is not None:
-            raw["stages"] = stages
-        else:
-            raw["method"], raw["method_args"] = method, method_args
         parse_recipe(copy.deepcopy(raw))  # validate now
         return Trial(trial_id, method, rate, lr, seed, n1, total, str(out), raw, depends, label or method)
-
-    def mixture(rate: float) -> dict[str, Any]:
-        return {"strategy": "static", "weights": {cfg.hr_task: round(1.0 - rate, 6), cfg.lr_task: rate}}
 
     for seed in cfg.seeds:
         for lr in lrs:
             lr_tag = f"-lr{_fmt(lr)}" if cfg.lrs else ""
             for n1 in n1s:
-                total = cfg.total_for(n1)
                 pre_id = None
                 shared = cfg.share_pretrain and n1 is not None and {"ptjf", "transfer"} & set(cfg.methods)
-                if shared:
+                if shared:  # the pre-training stage of ptjf (= of transfer), run once for this seed / lr / N1
                     pre_id = f"pretrain-n{n1}{lr_tag}-s{seed}"
-                    stage = {"name": "pretrain", "max_steps": n1, "init": "scratch",
-                             "mixture": {"tasks": [cfg.hr_task], "strategy": "proportional"}}
-                    pretrains.append(make(pre_id, "pretrain", None, lr, seed, n1, n1, [stage], None, None, "pretrain"))
-                pre_model = str(cfg.out / "trials" / str(pre_id) / "stages" / "0-pretrain" / "final")
+                    first = expand_method("ptjf", method_args("ptjf", None, n1, cfg.total_for(n1)), names)[0]
+                    pretrains.append(make(pre_id, "pretrain", None, lr, seed, n1, n1, {"stages": [first]}, None,
+                                          "pretrain"))
+                pre_model = str(cfg.out / "trials" / str(pre_id) / "stages" / f"0-{_PRETRAIN}" / "final")
                 for method in cfg.methods:
                     if method == "scalarization" and n1 != n1s[0]:
                         continue  # one scalarization grid, whatever N1
@@ -292,21 +298,13 @@ def expand_trials(cfg: SweepConfig) -> list[Trial]:
                         tag = "" if method == "scalarization" else f"-n{n1}"
                         tid = f"{method}{tag}{r_tag}{lr_tag}-s{seed}"
                         n_total = cfg.total_for(None if method == "scalarization" else n1)
-                        if method in ("ptjf", "transfer") and shared:
-                            tasks = [cfg.lr_task] if method == "transfer" else None
-                            mix = {"tasks": tasks, "strategy": "proportional"} if tasks else mixture(rate)
-                            stage = {"name": "joint" if method == "ptjf" else "transfer", "max_steps": n_total - n1,
-                                     "init": {"path": pre_model}, "mixture": mix}
-                            trials.append(make(tid, method, rate, lr, seed, n1, n_total, [stage], None, pre_id, label))
-                        else:
-                            args: dict[str, Any] = {"total_steps": n_total,
-                                                    "mixture": mixture(rate if rate is not None else 0.5)}
-                            if method != "scalarization":
-                                args["first_stage_steps"] = n1
-                            if method in ("ptjf", "transfer"):
-                                args["high_resource"] = [cfg.hr_task]
-                            trials.append(make(tid, method, rate, lr, seed, None if method == "scalarization" else n1,
-                                               n_total, None, args, None, label))
+                        args = method_args(method, rate, n1, n_total)
+                        plan: dict[str, Any] = {"method": method, "method_args": args}
+                        split = method in ("ptjf", "transfer") and shared
+                        if split:  # the stage after the reset, initialised from the shared pre-training run
+                            plan = {"stages": [{**expand_method(method, args, names)[1], "init": {"path": pre_model}}]}
+                        trials.append(make(tid, method, rate, lr, seed, None if method == "scalarization" else n1,
+                                           n_total, plan, pre_id if split else None, label))
     return pretrains + trials
 
 
@@ -318,14 +316,10 @@ def prepare_tokenizer(cfg: SweepConfig, trials: Sequence[Trial]) -> Path | None:
     path = cfg.out / "tokenizer"
     if (path / "tokenizer_config.json").is_file():
         return path
-    from .data import TaskSpec, load_tasks, train_tokenizer
+    from ..data.prepare import load_recipe_corpora, train_recipe_tokenizer
 
     recipe = parse_recipe(copy.deepcopy(trials[0].recipe))
-    d, t = recipe.data, recipe.tokenizer
-    specs = [TaskSpec.from_dict(x) for x in recipe.tasks]
-    corpora = load_tasks(specs, cache_dir=d.cache_dir, num_dev=d.num_dev, num_test=d.num_test, seed=d.seed)
-    train_tokenizer(corpora, vocab_size=t.vocab_size, tau=t.tau, max_sentences=t.max_sentences,
-                    output_dir=str(path), seed=d.seed)
+    train_recipe_tokenizer(recipe, load_recipe_corpora(recipe), path)
     return path
 
 
@@ -338,14 +332,14 @@ def _env(threads: int, device: str | None = None) -> dict[str, str]:
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     env.setdefault("DISABLE_TQDM", "1")
     env["HF_PTJF_TRIAL"] = "1"
-    root = str(Path(__file__).resolve().parents[1])
+    root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
 
 
 def _command(cfg: SweepConfig, recipe_path: Path) -> list[str]:
     if cfg.launcher:  # e.g. accelerate launch ...: needs a script file
-        return [*cfg.launcher, str(Path(__file__).resolve().parents[1] / "recipes" / "run.py"), str(recipe_path)]
+        return [*cfg.launcher, str(Path(__file__).resolve().parents[2] / "recipes" / "run.py"), str(recipe_path)]
     return [sys.executable, "-c", _RUN_CODE, str(recipe_path)]
 
 

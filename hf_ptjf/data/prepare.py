@@ -1,0 +1,97 @@
+"""A recipe's data, built the same way by every tool: corpora, tokenizer, tokenized splits, collator."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ContextManager
+
+from .loaders import load_tasks
+from .spec import TaskSpec
+
+if TYPE_CHECKING:  # the recipe package imports nothing from data; this keeps the annotation only
+    from ..recipe import RecipeConfig
+
+__all__ = ["RecipeData", "load_recipe_corpora", "prepare_recipe_data", "train_recipe_tokenizer"]
+
+
+@dataclass
+class RecipeData:
+    """Everything a run trains and evaluates on."""
+
+    specs: list[TaskSpec]
+    task_type: str  # "translation" | "lm"
+    corpora: dict[str, Any]  # task -> DatasetDict of text (train / validation / test)
+    tokenizer: Any
+    tokenized: dict[str, Any]  # task -> DatasetDict of token ids
+    collator: Any
+
+    def train_sizes(self) -> dict[str, int]:
+        """Training examples per task, as the sampler counts them (LM tasks: packed chunks)."""
+        return {name: len(dsd["train"]) for name, dsd in self.tokenized.items()}
+
+
+def _specs(cfg: RecipeConfig) -> list[TaskSpec]:
+    from ..recipe import RecipeError
+
+    try:
+        return [TaskSpec.from_dict(t) for t in cfg.tasks]
+    except ValueError as e:
+        raise RecipeError(f"`tasks`: {e}") from e
+
+
+def load_recipe_corpora(cfg: RecipeConfig) -> dict[str, Any]:
+    """The recipe's tasks as text corpora (held-out splits, cleaning, subsampling from ``cfg.data``)."""
+    from ..recipe import RecipeError
+
+    d = cfg.data
+    corpora = load_tasks(_specs(cfg), cache_dir=d.cache_dir, num_dev=d.num_dev, num_test=d.num_test, seed=d.seed)
+    for name, dsd in corpora.items():
+        if len(dsd["train"]) == 0:
+            raise RecipeError(
+                f"task `{name}` (in `tasks`) has no training examples after filtering; give it data, relax its "
+                "filters (e.g. `max_length_ratio: null`), or remove it from `tasks`."
+            )
+    return corpora
+
+
+def train_recipe_tokenizer(cfg: RecipeConfig, corpora: dict[str, Any], output_dir: str | Path) -> Any:
+    """SentencePiece trained on a tau-sampled corpus of the recipe's tasks, with its ``tokenizer`` settings."""
+    from .tokenizer import train_tokenizer
+
+    t = cfg.tokenizer
+    return train_tokenizer(corpora, vocab_size=t.vocab_size, tau=t.tau, max_sentences=t.max_sentences,
+                           output_dir=str(output_dir), seed=cfg.data.seed)
+
+
+def prepare_recipe_data(
+    cfg: RecipeConfig, tokenizer_dir: str | Path, main_process_first: ContextManager | None = None
+) -> RecipeData:
+    """Corpora, the tokenizer (``tokenizer.path``, or SentencePiece trained into ``tokenizer_dir``), tokenized
+    splits and the collator. ``main_process_first``: under several processes, the main one builds the caches."""
+    from transformers import AutoTokenizer
+
+    from ..recipe import RecipeError
+    from .collators import Seq2SeqCollator, SpanCorruptionCollator
+    from .preprocess import tokenize_tasks
+
+    specs = _specs(cfg)
+    types = {s.type for s in specs}
+    if len(types) > 1:
+        raise RecipeError(f"a recipe trains one kind of task, got {sorted(types)}; split it into two recipes.")
+    d = cfg.data
+    with main_process_first or contextlib.nullcontext():
+        corpora = load_recipe_corpora(cfg)
+        if cfg.tokenizer.path:
+            tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer.path)
+        else:
+            tokenizer = train_recipe_tokenizer(cfg, corpora, tokenizer_dir)
+        tokenized = tokenize_tasks(corpora, tokenizer, max_source_length=d.max_source_length,
+                                   max_target_length=d.max_target_length)
+    task_type = types.pop()
+    if task_type == "lm":
+        collator = SpanCorruptionCollator(tokenizer, seed=cfg.seed)
+    else:
+        collator = Seq2SeqCollator(tokenizer, label_pad_token_id=-100)
+    return RecipeData(specs, task_type, corpora, tokenizer, tokenized, collator)

@@ -1,0 +1,22 @@
+"""The Hub handoff: a client that pushes, verifies and loads stage outputs at pinned revisions
+(:mod:`~hf_ptjf.hub.client`), and the Hub-compatible offline server the main job pushes to
+(:mod:`~hf_ptjf.hub.server`)."""
+
+from .client import HubError, current_endpoint, push_folder, redact, snapshot_at, verify_revision, write_model_card
+from .server import FAKE_USER, HubServer, Intercept, RequestRecord, hub_endpoint_env, use_endpoint
+
+__all__ = [
+    "FAKE_USER",
+    "HubError",
+    "HubServer",
+    "Intercept",
+    "RequestRecord",
+    "current_endpoint",
+    "hub_endpoint_env",
+    "push_folder",
+    "redact",
+    "snapshot_at",
+    "use_endpoint",
+    "verify_revision",
+    "write_model_card",
+]

@@ -1,0 +1,48 @@
+"""Recipes: the one way a YAML experiment is read, validated and expanded (:func:`load_recipe`).
+
+* :mod:`~hf_ptjf.recipe.reading`: the YAML loader (``3e-4`` is a float) and ``dotted.key=value`` overrides;
+* :mod:`~hf_ptjf.recipe.methods`: ``method:`` shorthands -> stages (ptjf, scalarization, restart, transfer);
+* :mod:`~hf_ptjf.recipe.config`: :class:`RecipeConfig` and its sections, training defaults, stage budgets and rates.
+
+Runner, sweep, ``hf-ptjf-inspect`` and ``hf-ptjf-plan`` all go through :func:`load_recipe` (or, for a recipe
+dict, :func:`parse_recipe`). Only the check of training-argument names imports transformers.
+"""
+
+from ..mixing import MixtureSpec
+from .config import (
+    LR_SCHEDULERS,
+    OPTIMIZERS,
+    TRAINING_DEFAULTS,
+    DataSpec,
+    EvalSpec,
+    HubSpec,
+    RecipeConfig,
+    StageSpec,
+    TokenizerSpec,
+    load_recipe,
+    parse_recipe,
+)
+from .errors import RecipeError
+from .methods import METHODS, expand_method
+from .reading import apply_overrides, read_recipe, read_yaml
+
+__all__ = [
+    "LR_SCHEDULERS",
+    "METHODS",
+    "OPTIMIZERS",
+    "TRAINING_DEFAULTS",
+    "DataSpec",
+    "EvalSpec",
+    "HubSpec",
+    "MixtureSpec",
+    "RecipeConfig",
+    "RecipeError",
+    "StageSpec",
+    "TokenizerSpec",
+    "apply_overrides",
+    "expand_method",
+    "load_recipe",
+    "parse_recipe",
+    "read_recipe",
+    "read_yaml",
+]

@@ -1,0 +1,181 @@
+"""The stage loop: the method, one stage at a time.
+
+For each stage: build its training arguments, load its initial weights (pinned revision), give it a NEW
+optimizer and LR schedule (the paper's reset), train, evaluate, save, push, record. Every method of the
+paper (ptjf, scalarization, restart, transfer) is a list of such stages (:mod:`hf_ptjf.recipe.methods`).
+
+Around the loop: the run directory and its records (:mod:`~hf_ptjf.runner.records`: a finished stage is
+skipped on rerun, an interrupted one resumes from its newest complete checkpoint with the exact sampler
+state), the handoff between stages (:mod:`~hf_ptjf.runner.handoff`), evaluation
+(:mod:`~hf_ptjf.runner.evaluation`) and results (:mod:`~hf_ptjf.runner.results`).
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from ..data.prepare import RecipeData, prepare_recipe_data
+from ..recipe import LR_SCHEDULERS, OPTIMIZERS, RecipeConfig, RecipeError, StageSpec
+from .evaluation import eval_sets, evaluate_stage
+from .handoff import StageHandoff, offline_hub
+from .records import RunDirectory, StageResult, latest_checkpoint
+from .results import render_report, summarize
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["RecipeRunner", "run_recipe"]
+
+
+class RecipeRunner:
+    """Run a :class:`~hf_ptjf.recipe.RecipeConfig` in this process (under ``accelerate launch``)."""
+
+    def __init__(self, config: RecipeConfig, *, start_over: bool = False) -> None:
+        self.cfg = config
+        self.run_dir = RunDirectory(config.output_dir)
+        # The process state must be set up the way TrainingArguments does it (CPU / DeepSpeed / gloo
+        # flags); a bare PartialState() created first would win as the singleton and misread the launch.
+        self.state = self.training_arguments(0, config.stages[0]).distributed_state
+        self.run_dir.is_main = self.state.is_main_process  # only the main process writes the run's records
+        self.start_over = start_over
+        self.handoff = StageHandoff(config, self.state)
+        self.stages: list[StageResult] = []
+        self.data: RecipeData | None = None
+
+    def run(self) -> dict[str, Any]:
+        """Run every stage (skipping recorded ones); write results.json after each and report.md at the end."""
+        self.run_dir.claim(self.cfg.to_dict(), start_over=self.start_over)
+        self.state.wait_for_everyone()
+        with offline_hub(self.cfg, self.run_dir.path / "hub", self.state):
+            self.data = prepare_recipe_data(self.cfg, self.run_dir.path / "tokenizer", self.state.main_process_first())
+            for index, stage in enumerate(self.cfg.stages):
+                result = self.run_dir.finished_stage(index, stage) or self.run_stage(index, stage)
+                self.handoff.remember(result)
+                self.stages.append(result)
+                self.run_dir.write_results(summarize(self.cfg, self.stages))
+        results = summarize(self.cfg, self.stages)
+        self.run_dir.write_results(results, render_report(results))
+        return results
+
+    def run_stage(self, index: int, stage: StageSpec) -> StageResult:
+        """One stage: arguments, init weights, a NEW optimizer and LR schedule, train, evaluate, save, push, record."""
+        from ..trainer import MixtureTrainer
+
+        start = time.time()
+        stage_dir = self.run_dir.stage_dir(index, stage)
+        # 1. Training arguments first: under ZeRO-3 the weights are then partitioned as they load.
+        args = self.training_arguments(index, stage)
+        # 2. The initial weights: scratch (seeded), an earlier stage at its pinned Hub revision, a Hub id or a path.
+        model = self._init_model(index, stage)
+        # 3. The stage's mixture: rates computed once, from its mixture spec and the task sizes.
+        tasks = self.cfg.stage_tasks(stage)
+        rates = self.cfg.stage_rates(stage, self.data.train_sizes(), num_processes=args.world_size)
+        trainer = MixtureTrainer(
+            model=model, args=args, rates=rates,
+            train_datasets={t: self.data.tokenized[t]["train"] for t in tasks},
+            eval_dataset=eval_sets(self.data, self.cfg.eval.split, self.cfg.eval.loss_examples),
+            data_collator=self.data.collator, processing_class=self.data.tokenizer,
+        )
+        # 4. The paper's reset: a NEW optimizer (empty state) and LR schedule (warmup restarts at step 0). Only
+        #    the weights carry over from `init`: new tasks learn slowly under a decayed LR and stale moments.
+        #    A crash resume restores this stage's own optimizer state from its checkpoint, never an earlier stage's.
+        trainer.create_optimizer()
+        # 5. Train (from this stage's newest complete checkpoint, if a crash interrupted it), evaluate, save.
+        trainer.train(resume_from_checkpoint=latest_checkpoint(stage_dir, stage.name))
+        metrics = evaluate_stage(trainer, self.data, self.cfg.eval)
+        final = self._save(trainer, stage_dir / "final")
+        seen = trainer.seen_counts()
+        result = StageResult(
+            index=index, name=stage.name, steps=trainer.state.global_step, wall_time_s=0.0, tasks=tasks,
+            rates={t: float(r) for t, r in zip(tasks, trainer.rates)}, output_dir=str(final),
+            files_sha256={}, init=stage.init, metrics=metrics,
+            examples_seen={t: c["examples"] for t, c in seen.items()},
+            target_tokens_seen={t: c["target_tokens"] for t, c in seen.items()},
+            history=[h for h in trainer.state.log_history if any(k.endswith("_loss") or k == "loss" for k in h)],
+        )
+        # 6. Push (the next stage loads exactly this commit), then record the stage as finished.
+        if stage.push_to_hub if stage.push_to_hub is not None else self.cfg.hub.mode != "none":
+            self.handoff.push(stage, final, result, self._languages())
+        result.wall_time_s = round(time.time() - start, 2)
+        self.run_dir.record_stage(stage, result)
+        _release(trainer)
+        return result
+
+    def training_arguments(self, index: int, stage: StageSpec) -> Any:
+        """Training arguments of one stage (create them before the model: ZeRO-3 needs that order)."""
+        from ..trainer import MixtureTrainingArguments
+
+        kw: dict[str, Any] = self.cfg.training_for(stage)
+        if "ddp_backend" not in kw and int(os.environ.get("WORLD_SIZE", "1")) > 1 and not _cuda_available():
+            # Without it, accelerate treats a DeepSpeed launch on CPU as one process per rank
+            # ("no backend == no distributed training") while DeepSpeed itself runs distributed.
+            kw["ddp_backend"] = "gloo"
+        eval_steps = kw.pop("eval_steps", None) or max(1, stage.max_steps // 5)
+        kw.update(
+            output_dir=str(self.run_dir.stage_dir(index, stage)),
+            max_steps=stage.max_steps,
+            optim=OPTIMIZERS[stage.optimizer],
+            **stage.optimizer_training_args(),  # optimizer_args {beta1: 0.9} -> adafactor_beta1=0.9
+            lr_scheduler_type=LR_SCHEDULERS[stage.lr_scheduler],
+            seed=self.cfg.seed,
+            run_name=f"{self.cfg.run_name}/{stage.name}",
+            eval_strategy=kw.get("eval_strategy", "steps"),
+            eval_steps=eval_steps,
+            save_steps=kw.get("save_steps", eval_steps),
+            predict_with_generate=True,  # used by predict() only (evaluate() stays loss-only)
+            push_to_hub=False,  # the runner pushes the consolidated stage output itself
+        )
+        try:
+            return MixtureTrainingArguments(**kw)
+        except (TypeError, ValueError) as e:
+            raise RecipeError(f"stage `{stage.name}` training arguments: {e}") from e
+
+    def _init_model(self, index: int, stage: StageSpec) -> Any:
+        return self.handoff.load_model(index, stage, self.data.tokenizer)
+
+    def _save(self, trainer: Any, final: Path) -> Path:
+        """The stage output, consolidated under ZeRO-3 (stage3_gather_16bit_weights_on_model_save), + tokenizer."""
+        trainer.save_model(str(final))
+        if self.state.is_main_process:
+            self.data.tokenizer.save_pretrained(str(final))
+        self.state.wait_for_everyone()
+        return final
+
+    def _languages(self) -> list[str]:
+        langs = ["en"]
+        for spec in self.data.specs:
+            if spec.lang and spec.lang not in langs:
+                langs.append(spec.lang)
+        return langs
+
+
+def _release(trainer: Any) -> None:
+    """Free the stage and reset process-global accelerate / DeepSpeed state for the next one."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    trainer.accelerator.free_memory()
+    del trainer
+    gc.collect()
+    AcceleratorState._reset_state(reset_partial_state=False)  # keep the process group
+    GradientState._reset_state()
+    try:
+        from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+        unset_hf_deepspeed_config()
+    except ImportError:
+        pass
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def run_recipe(config: RecipeConfig, *, start_over: bool = False) -> dict[str, Any]:
+    """Run a recipe; returns the results dict (also written to ``output_dir/results.json``)."""
+    return RecipeRunner(config, start_over=start_over).run()

@@ -1,0 +1,209 @@
+"""What a run writes about itself, and how it checks what it finds: the run directory.
+
+* ``recipe.resolved.json``: the config the directory belongs to (a rerun with another config is refused);
+* ``stages/<i>-<name>/stage.json``: a finished stage, written atomically with its output's sha256 sums, so a
+  rerun skips it; an interrupted stage resumes from its newest *complete* checkpoint (:func:`latest_checkpoint`);
+* ``results.json`` / ``report.md``: rewritten after every stage.
+
+Every write here is atomic (temp file + rename), so a crash never leaves a half-written record.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import zipfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..files import atomic_write_text, folder_sha256
+from ..recipe import RecipeError, StageSpec
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["CONFIG_RECORD", "REPORT_NAME", "RESULTS_NAME", "STAGE_RECORD", "RunDirectory", "StageResult",
+           "latest_checkpoint"]
+
+RESULTS_NAME = "results.json"
+REPORT_NAME = "report.md"
+STAGE_RECORD = "stage.json"
+CONFIG_RECORD = "recipe.resolved.json"
+
+
+@dataclass
+class StageResult:
+    """What one finished stage did (a row of results.json `stages`)."""
+
+    index: int
+    name: str
+    steps: int
+    wall_time_s: float
+    tasks: list[str]
+    rates: dict[str, float]
+    output_dir: str
+    files_sha256: dict[str, str]
+    hub_repo: str | None = None
+    hub_sha: str | None = None
+    init: Any = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    examples_seen: dict[str, int] = field(default_factory=dict)
+    target_tokens_seen: dict[str, int] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _checkpoint_problem(folder: Path) -> tuple[str, str] | None:
+    """None if ``folder`` is a complete, readable checkpoint, else ``("incomplete" | "damaged", why)``.
+
+    The Trainer writes ``trainer_state.json`` last (after ``mixture_state.json``, the weights, optimizer,
+    scheduler and RNG states), so a folder without a readable one is a save that a crash cut short. A folder
+    with one but with a missing or truncated file was damaged afterwards. Cheap structural checks only:
+    safetensors headers against the file size, the zip directory of torch files, no full read.
+    """
+    try:
+        json.loads((folder / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return "incomplete", "it has no readable trainer_state.json: its save was interrupted"
+    try:
+        json.loads((folder / "mixture_state.json").read_text())
+    except (OSError, ValueError):
+        return "damaged", "mixture_state.json is missing or unreadable"
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (OSError, ValueError, KeyError):
+            return "damaged", f"{index.name} is unreadable"
+    elif (folder / "model.safetensors").is_file():
+        shards = ["model.safetensors"]
+    elif any(folder.glob("global_step*")):  # DeepSpeed without 16-bit weights: its own shards
+        shards = []
+    else:
+        return "damaged", "it holds no model weights (model.safetensors)"
+    for name in shards:
+        why = _safetensors_problem(folder / name)
+        if why:
+            return "damaged", why
+    for path in sorted([*folder.glob("*.pt"), *folder.glob("*.pth")]):
+        try:
+            zipfile.ZipFile(path).close()
+        except (OSError, zipfile.BadZipFile):
+            return "damaged", f"{path.name} is truncated or not a torch file"
+    return None
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if size < 8 or n > size - 8:
+                return f"{path.name} is truncated"
+            header = json.loads(f.read(n))
+        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
+        return f"{path.name} is missing or has an unreadable header"
+    if size != 8 + n + end:
+        return f"{path.name} is truncated or damaged ({size} bytes, its header says {8 + n + end})"
+    return None
+
+
+def latest_checkpoint(stage_dir: Path, stage_name: str) -> str | None:
+    """The newest complete checkpoint of a stage, to resume from (None: start the stage from its ``init``).
+
+    transformers' ``get_last_checkpoint`` takes the highest step even when a crash cut that save short. An
+    interrupted save is skipped with a warning (the resumed run rewrites it when it gets there); a complete
+    checkpoint with a damaged file is refused with the fix, and nothing is deleted either way.
+    """
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    if not stage_dir.is_dir():
+        return None
+    pattern = re.compile(rf"{PREFIX_CHECKPOINT_DIR}-(\d+)")
+    found = sorted(
+        ((int(m.group(1)), p) for p in stage_dir.iterdir() if p.is_dir() and (m := pattern.fullmatch(p.name))),
+        reverse=True,
+    )
+    for i, (_, folder) in enumerate(found):
+        problem = _checkpoint_problem(folder)
+        if problem is None:
+            return str(folder)
+        kind, why = problem
+        if kind == "incomplete":
+            logger.warning("stage %s: not resuming from %s: %s", stage_name, folder, why)
+            continue
+        older = next((f for _, f in found[i + 1:] if _checkpoint_problem(f) is None), None)
+        previous = f"the previous complete checkpoint {older.name}" if older else "the stage's start"
+        raise RecipeError(
+            f"stage `{stage_name}`: checkpoint {folder} is damaged ({why}); nothing was changed. Move that folder "
+            f"away to resume from {previous}, or rerun with --start-over to discard the whole run."
+        )
+    return None
+
+
+class RunDirectory:
+    """The output directory of one run; only the main process writes (``is_main``)."""
+
+    def __init__(self, path: str | Path, is_main: bool = True) -> None:
+        self.path = Path(path)
+        self.is_main = is_main
+
+    def stage_dir(self, index: int, stage: StageSpec) -> Path:
+        return self.path / "stages" / f"{index}-{stage.name}"
+
+    def claim(self, config: dict[str, Any], *, start_over: bool = False) -> None:
+        """Record the resolved config; refuse to continue a directory made with a different config."""
+        if not self.is_main:
+            return
+        record = self.path / CONFIG_RECORD
+        mine = json.loads(json.dumps(config, sort_keys=True, default=str))
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            probe = self.path / ".write_test"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as e:
+            raise RecipeError(
+                f"output_dir `{self.path}` is not writable ({e.strerror}); choose another output_dir=..."
+            ) from e
+        if record.exists() and json.loads(record.read_text()) != mine:
+            if not start_over:
+                raise RecipeError(
+                    f"output_dir `{self.path}` holds a run with a different config; nothing was changed. "
+                    "Use a new output_dir=..., or pass --start-over to discard that run."
+                )
+            # the old config record goes last: a start-over cut short is still refused without --start-over
+            for child in sorted(self.path.iterdir(), key=lambda c: c == record):
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+        atomic_write_text(record, json.dumps(mine, indent=2, sort_keys=True))
+
+    def finished_stage(self, index: int, stage: StageSpec) -> StageResult | None:
+        """A stage recorded as finished (and whose output is intact), else None."""
+        record = self.stage_dir(index, stage) / STAGE_RECORD
+        if not record.exists():
+            return None
+        result = StageResult(**json.loads(record.read_text()))
+        final = Path(result.output_dir)
+        if not final.is_dir() or folder_sha256(final) != result.files_sha256:
+            raise RecipeError(
+                f"stage `{stage.name}` is recorded as finished but its output {final} is missing or changed. "
+                "Restore it, or rerun with --start-over."
+            )
+        logger.info("stage %s already finished (%s); skipping", stage.name, record)
+        return result
+
+    def record_stage(self, stage: StageSpec, result: StageResult) -> None:
+        """Mark a stage finished: its record (with the output's sha256 sums) is written last, atomically."""
+        if self.is_main:
+            result.files_sha256 = folder_sha256(Path(result.output_dir))
+            atomic_write_text(self.stage_dir(result.index, stage) / STAGE_RECORD,
+                              json.dumps(asdict(result), indent=2, default=str))
+
+    def write_results(self, results: dict[str, Any], report: str | None = None) -> None:
+        """``results.json``, and ``report.md`` when given (the final write)."""
+        if self.is_main:
+            atomic_write_text(self.path / RESULTS_NAME, json.dumps(results, indent=2, default=str))
+            if report is not None:
+                atomic_write_text(self.path / REPORT_NAME, report)
