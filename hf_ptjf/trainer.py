@@ -58,6 +58,11 @@ class MixtureTrainingArguments(Seq2SeqTrainingArguments):
         metadata={"help": "Cap on planned passes over any task within the run's budget (required by `unimax`)."},
     )
     mixture_seed: int | None = field(default=None, metadata={"help": "Sampler seed (defaults to `seed`)."})
+    log_task_train_loss: bool = field(
+        default=True,
+        metadata={"help": "Log `train_<task>_loss` (the training loss per task over each logging window, summed over "
+                          "ranks), from the logits the loss used: one extra log-softmax over them per step."},
+    )
     label_smoothing_in_eval: bool = field(
         default=True,
         metadata={"help": "Apply `label_smoothing_factor` to evaluation losses too (the Trainer's behaviour); "
@@ -169,6 +174,8 @@ class MixtureTrainer(Seq2SeqTrainer):
         k = len(self.task_names)
         self._examples = torch.zeros(k, dtype=torch.long)  # this rank, since (re)start
         self._tokens = torch.zeros(k, dtype=torch.long)
+        self._loss_sums = torch.zeros(k, dtype=torch.float64)  # this rank, this logging window
+        self._loss_tokens = torch.zeros(k, dtype=torch.float64)
         self._examples_base = np.zeros(k, dtype=np.int64)  # all ranks, restored from a checkpoint
         self._tokens_base = np.zeros(k, dtype=np.int64)
         self._pending_sampler_state: dict[str, Any] | None = None
@@ -260,11 +267,12 @@ class MixtureTrainer(Seq2SeqTrainer):
     # ------------------------------------------------------------------ counting
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: D102
         task_id = inputs.pop(TASK_ID, None)
-        if task_id is not None and model.training and self.task_names:
+        counting = task_id is not None and model.training and bool(self.task_names)
+        labels = inputs.get("labels")  # the label smoother pops them from `inputs`
+        if counting:
             k = len(self.task_names)
             task_id = task_id.detach().to("cpu", torch.long)
             self._examples += torch.bincount(task_id, minlength=k)
-            labels = inputs.get("labels")
             if labels is not None:
                 per_example = (labels != -100).sum(dim=-1).detach().to("cpu", torch.long)
                 self._tokens += torch.bincount(task_id, weights=per_example, minlength=k).long()
@@ -273,7 +281,50 @@ class MixtureTrainer(Seq2SeqTrainer):
             prepare = getattr(self.model, "prepare_decoder_input_ids_from_labels", None)
             if prepare is not None:
                 inputs["decoder_input_ids"] = prepare(labels=inputs["labels"])
-        return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+        if not (counting and labels is not None and self.args.log_task_train_loss):
+            return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+        logits = outputs["logits"] if isinstance(outputs, dict) else outputs[1]
+        self._add_task_losses(logits, labels, task_id)
+        return (loss, outputs) if return_outputs else loss
+
+    def _add_task_losses(self, logits: torch.Tensor, labels: torch.Tensor, task_id: torch.Tensor) -> None:
+        """Per-task sums of the per-token training loss (label smoothing as the loss applies it) and token counts.
+
+        Computed without gradients from the logits the loss was computed from, in row chunks so that the extra
+        log-softmax stays small for large vocabularies.
+        """
+        config = getattr(self.accelerator.unwrap_model(self.model), "config", None)
+        with torch.no_grad():
+            if not getattr(config, "is_encoder_decoder", True):  # causal LM: position t predicts token t + 1
+                logits, labels = logits[:, :-1], labels[:, 1:]
+            eps = self.args.label_smoothing_factor
+            rows = logits.reshape(-1, logits.shape[-1])
+            flat = labels.reshape(-1).to(rows.device)
+            per_token = torch.zeros(flat.shape[0], dtype=torch.float32, device=rows.device)
+            for start in range(0, rows.shape[0], 4096):
+                logp = torch.log_softmax(rows[start : start + 4096].float(), dim=-1)
+                target = flat[start : start + 4096]
+                nll = -logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+                per_token[start : start + 4096] = (1 - eps) * nll - eps * logp.mean(-1) if eps else nll
+            active = (flat != -100).reshape(labels.shape)
+            per_example = (per_token.reshape(labels.shape) * active).sum(-1).cpu().double()
+            k = len(self.task_names)
+            self._loss_sums += torch.bincount(task_id, weights=per_example, minlength=k)
+            self._loss_tokens += torch.bincount(task_id, weights=active.sum(-1).cpu().double(), minlength=k)
+
+    def _task_train_losses(self) -> dict[str, float]:
+        """``train_<task>_loss`` over the logging window (summed over ranks), then a new window (a collective)."""
+        window = torch.stack([self._loss_sums, self._loss_tokens])
+        if dist.is_available() and dist.is_initialized() and self.args.world_size > 1:
+            device = self.args.device if dist.get_backend() == "nccl" else torch.device("cpu")
+            window = window.to(device)
+            dist.all_reduce(window, op=dist.ReduceOp.SUM)
+        sums, tokens = window.cpu()
+        self._loss_sums.zero_()
+        self._loss_tokens.zero_()
+        return {f"train_{name}_loss": round(float(sums[i] / tokens[i]), 4)
+                for i, name in enumerate(self.task_names) if tokens[i] > 0}
 
     def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:  # noqa: D102
         smoother = self.label_smoother
@@ -299,7 +350,15 @@ class MixtureTrainer(Seq2SeqTrainer):
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None, **gen_kwargs):  # noqa: D102
         inputs.pop(TASK_ID, None)
-        return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys, **gen_kwargs)
+        # transformers 5's Seq2SeqTrainer fills the model's generation config with defaults (max_length=20) after
+        # each generate, so every later batch warns that max_new_tokens and max_length are both set: undo it.
+        config = getattr(self.model, "generation_config", None)
+        max_length = getattr(config, "max_length", None)
+        try:
+            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys, **gen_kwargs)
+        finally:
+            if config is not None:
+                config.max_length = max_length
 
     def seen_counts(self) -> dict[str, dict[str, int]]:
         """Cumulative per-task examples and target tokens consumed by all ranks (a collective call)."""
@@ -319,6 +378,8 @@ class MixtureTrainer(Seq2SeqTrainer):
         # `log` runs on every rank, so the collective inside `seen_counts` is safe here. Train and
         # eval logs both get the counts (curves of loss vs examples seen need them at eval points).
         if self.task_names and self.mixture_sampler is not None and any(k.endswith("loss") for k in logs):
+            if "loss" in logs and self.args.log_task_train_loss:  # a training log: close the loss window
+                logs.update(self._task_train_losses())
             for name, seen in self.seen_counts().items():
                 logs[f"examples_seen_{name}"] = seen["examples"]
                 logs[f"target_tokens_seen_{name}"] = seen["target_tokens"]

@@ -180,7 +180,7 @@ def _write_recipe(tmp_path):
     hr = tmp_path / "hr.jsonl"
     hr.write_text("".join(json.dumps({"source": f"hello {i}", "target": f"bonjour {i}"}) + "\n" for i in range(3000)))
     lr = tmp_path / "lr.jsonl"
-    lr.write_text("".join(json.dumps({"source": f"hello {i}", "target": f"salut {i}"}) + "\n" for i in range(120)))
+    lr.write_text("".join(json.dumps({"source": f"good day {i}", "target": f"salut {i}"}) + "\n" for i in range(120)))
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(
         f"""

@@ -104,9 +104,9 @@ def test_lm_cpu_recipe_end_to_end_reports_a_loss_per_language(tmp_path):
         task = results["tasks"][name]
         assert math.isfinite(task["final_loss"]) and task["bleu"] is None
         evals = [h[f"eval_{name}_loss"] for h in results["history"] if f"eval_{name}_loss" in h]
-        # per stage: the in-loop evaluation at step 2, then the runner's final one at the same weights, which
-        # repeats it exactly (the span-corruption noise of evaluation is fixed)
-        assert len(evals) == 4 and evals[0] == evals[1] and evals[2] == evals[3] == task["final_loss"]
+        # per stage: the in-loop evaluation at step 2 is the stage's final one (the runner reuses it instead of
+        # evaluating the same weights twice; the span-corruption noise of evaluation is fixed)
+        assert len(evals) == 2 and evals[1] == task["final_loss"]
     pretrain, joint = results["stages"]
     assert pretrain["rates"] == {"lm-en": 1.0} and set(joint["rates"]) == set(names)
     assert joint["rates"]["lm-tl"] > 0.05  # tau 3.33 up-samples the smallest language

@@ -83,7 +83,7 @@ def test_zero3_results_are_complete(zero3_run):
     assert "en-ro" not in stages[0]["examples_seen"] and stages[1]["examples_seen"]["en-ro"] > 0
     for s in stages:
         assert s["hub_repo"] and len(s["hub_sha"]) == 40 and s["wall_time_s"] > 0 and s["files_sha256"]
-        assert list((out / "run" / "stages" / f"{s['index']}-{s['name']}").rglob("events.out.tfevents*"))
+    assert list((out / "run" / "tensorboard").glob("events.out.tfevents*"))  # one run-wide log, steps continuing
     assert "| en-ro |" in (out / "run" / "report.md").read_text()
 
 

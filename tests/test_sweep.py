@@ -213,7 +213,7 @@ def test_counters_run_across_stages():
               {"name": "joint", "examples_seen": {"en-fr": 30, "en-ro": 10}, "target_tokens_seen": {"en-fr": 300}}]
     hist = [{"step": 4, "stage": "pretrain", "examples_seen_en-fr": 100},
             {"step": 6, "stage": "joint", "examples_seen_en-fr": 30, "examples_seen_en-ro": 10, "loss": 2.0}]
-    out = sw._cumulative_counts(hist, stages)
+    out = sw.cumulative_counts(hist, stages)
     assert out[0]["examples_seen_en-fr"] == 100
     assert out[1]["examples_seen_en-fr"] == 130 and out[1]["examples_seen_en-ro"] == 10 and out[1]["loss"] == 2.0
 

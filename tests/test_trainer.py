@@ -140,3 +140,24 @@ def test_eval_loss_is_plain_cross_entropy_without_label_smoothing_in_eval(tmp_pa
     assert smoothed.evaluate(**kw)["eval_lr_loss"] == pytest.approx(float(np.mean(ls)), rel=1e-5)
     assert abs(np.mean(ls) - np.mean(ce)) > 1e-4  # the two really differ on this model
     assert plain.label_smoother is not None  # training still smooths
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_per_task_training_loss_is_the_training_loss_split_by_task(tmp_path, smoothing):
+    """train_<task>_loss over a logging window, weighted by the task's target tokens, is the logged loss; the
+    training itself is unchanged by logging it."""
+    t = make_trainer(tmp_path / "on", max_steps=8, label_smoothing_factor=smoothing)
+    t.train()
+    logs = train_logs(t)
+    assert all("train_hr_loss" in h for h in logs) and any("train_lr_loss" in h for h in logs)
+    previous: dict = {}
+    for h in logs:  # logging_steps=1, no accumulation: one batch per window
+        tokens = {k: h[f"target_tokens_seen_{k}"] - previous.get(f"target_tokens_seen_{k}", 0) for k in ("hr", "lr")}
+        previous = h
+        assert ("train_lr_loss" in h) == (tokens["lr"] > 0)
+        mixed = sum(h[f"train_{k}_loss"] * n for k, n in tokens.items() if n) / sum(tokens.values())
+        assert mixed == pytest.approx(h["loss"], abs=2e-3), h
+    off = make_trainer(tmp_path / "off", max_steps=8, label_smoothing_factor=smoothing, log_task_train_loss=False)
+    off.train()
+    assert [h["loss"] for h in train_logs(off)] == [h["loss"] for h in logs]
+    assert not any("train_hr_loss" in h for h in train_logs(off))

@@ -31,6 +31,7 @@ from .pareto import compare_fronts, hypervolume, pareto_indices, reference_point
 
 __all__ = [
     "METHOD_COLORS",
+    "plot_run",
     "plot_bleu_fronts",
     "plot_efficiency",
     "plot_fronts",
@@ -366,6 +367,59 @@ def plot_training_curves(
     # Outside the axes: with a dozen curves any inside corner hides some of them.
     fig.legend(loc="outside right upper", fontsize="small")
     return _save(fig, out)
+
+
+# ---------------------------------------------------------------------------- one run
+
+
+def plot_run(results: Mapping[str, Any], out_dir: str | os.PathLike[str]) -> dict[str, Path]:
+    """A run's curves against the global step, across its stages (``results.json`` of the recipe runner).
+
+    Writes ``dev_loss.png`` (validation loss per task), ``train_loss.png`` (training loss per task where it
+    was logged, else overall) and ``examples_seen.png`` (examples seen per task, counted across stages). A
+    dashed line marks each stage boundary: there the optimizer state and LR schedule start anew. Returns
+    ``{name: path}`` of the figures that had data.
+    """
+    from ..runner.results import cumulative_counts
+
+    out = Path(out_dir)
+    history = cumulative_counts(list(results.get("history") or []), results.get("stages") or [])
+    tasks = list(results.get("tasks") or {})
+    boundaries, step = [], 0
+    for stage in results.get("stages") or []:
+        boundaries.append((step, stage["name"]))
+        step += int(stage.get("steps") or 0)
+    train_keys = [f"train_{t}_loss" for t in tasks]
+    if not any(k in h for h in history for k in train_keys):
+        train_keys = ["loss"]
+    panels = {
+        "dev_loss": ([f"eval_{t}_loss" for t in tasks], tasks, "validation loss (nats/token)"),
+        "train_loss": (train_keys, tasks if train_keys[0] != "loss" else ["all tasks"], "training loss"),
+        "examples_seen": ([f"examples_seen_{t}" for t in tasks], tasks, "examples seen (all stages)"),
+    }
+    written = {}
+    for name, (keys, labels, ylabel) in panels.items():
+        fig = _new_figure()
+        ax = fig.add_subplot()
+        drawn = False
+        for key, label in zip(keys, labels):
+            xs, ys, _ = _loss_curve(history, key, "step")
+            if xs:
+                ax.plot(xs, ys, label=label)
+                drawn = True
+        if not drawn:
+            continue
+        for x, stage in boundaries:
+            ax.axvline(x, color="gray", linestyle="--", linewidth=0.8)
+            ax.annotate(f" {stage}" + (" (reset)" if x else ""), (x, 1.0), xycoords=("data", "axes fraction"),
+                        va="top", fontsize="small", color="gray")
+        ax.set_xlabel("step (all stages)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"{results.get('run_name', 'run')}: {ylabel}")
+        ax.grid(alpha=0.3)
+        fig.legend(loc="outside right upper", fontsize="small")
+        written[name] = _save(fig, _png_path(out / f"{name}.png"))
+    return written
 
 
 # ---------------------------------------------------------------------------- report

@@ -62,6 +62,7 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from ..hints import did_you_mean
+from ..runner.results import cumulative_counts
 from ..recipe import METHODS, RecipeError, apply_overrides, expand_method, parse_recipe, read_recipe, read_yaml
 
 logger = logging.getLogger(__name__)
@@ -496,7 +497,7 @@ def _record(t: Trial, cfg: SweepConfig, by_id: Mapping[str, Trial], status: str 
             seen[task] = (seen.get(task) or 0) + (v.get("examples_seen") or 0)
             tokens[task] = (tokens.get(task) or 0) + (v.get("target_tokens_seen") or 0)
         stages = list(pre.get("stages", [])) + stages
-    history = _cumulative_counts(history, stages)
+    history = cumulative_counts(history, stages)
     final = {k: v.get("final_loss") for k, v in res["tasks"].items()}
     best = {}
     for task in res["tasks"]:
@@ -524,29 +525,6 @@ def _record(t: Trial, cfg: SweepConfig, by_id: Mapping[str, Trial], status: str 
         "recipe": t.recipe,
         "history": history,
     }
-
-
-def _cumulative_counts(history: list[dict[str, Any]], stages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Make the per-stage ``examples_seen_<task>`` / ``target_tokens_seen_<task>`` counters run across stages."""
-    offsets: dict[str, dict[str, int]] = {}
-    running: dict[str, int] = {}
-    for s in stages:
-        offsets[s["name"]] = {f"examples_seen_{t}": running.get(f"examples_seen_{t}", 0) for t in _tasks_seen(stages)}
-        offsets[s["name"]].update({f"target_tokens_seen_{t}": running.get(f"target_tokens_seen_{t}", 0)
-                                   for t in _tasks_seen(stages)})
-        for t, n in (s.get("examples_seen") or {}).items():
-            running[f"examples_seen_{t}"] = running.get(f"examples_seen_{t}", 0) + int(n or 0)
-        for t, n in (s.get("target_tokens_seen") or {}).items():
-            running[f"target_tokens_seen_{t}"] = running.get(f"target_tokens_seen_{t}", 0) + int(n or 0)
-    out = []
-    for h in history:
-        off = offsets.get(h.get("stage"), {})
-        out.append({k: (v + off[k] if k in off and isinstance(v, (int, float)) else v) for k, v in h.items()})
-    return out
-
-
-def _tasks_seen(stages: Sequence[Mapping[str, Any]]) -> list[str]:
-    return sorted({t for s in stages for t in (s.get("examples_seen") or {})})
 
 
 def trial_records(cfg: SweepConfig, trials: Sequence[Trial], status: Mapping[str, str] | None = None) -> list[dict[str, Any]]:

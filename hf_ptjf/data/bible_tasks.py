@@ -70,7 +70,7 @@ def _to_dsd(splits: Mapping[str, pd.DataFrame], features: datasets.Features, spe
 
 
 def _bible_key(spec: TaskSpec, num_dev: int, num_test: int, seed: int) -> str:
-    params = {"spec": spec.to_dict(), "num_dev": num_dev, "num_test": num_test, "seed": seed}
+    params = {"spec": spec.cache_fields(), "num_dev": num_dev, "num_test": num_test, "seed": seed}
     return stable_hash({**params, "db": db_fingerprint(), "cleaning": CLEANING_VERSION, "format": FORMAT})
 
 

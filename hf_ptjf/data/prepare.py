@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ContextManager
@@ -14,6 +16,8 @@ if TYPE_CHECKING:  # the recipe package imports nothing from data; this keeps th
     from ..recipe import RecipeConfig
 
 __all__ = ["RecipeData", "load_recipe_corpora", "prepare_recipe_data", "train_recipe_tokenizer"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -86,9 +90,16 @@ def prepare_recipe_data(
         if cfg.tokenizer.path:
             tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer.path)
         else:
+            start = time.time()
+            logger.info("training the SentencePiece tokenizer (%d pieces, tau %g) into %s", cfg.tokenizer.vocab_size,
+                        cfg.tokenizer.tau, tokenizer_dir)
             tokenizer = train_recipe_tokenizer(cfg, corpora, tokenizer_dir)
+            logger.info("tokenizer trained (%.1f s)", time.time() - start)
+        start = time.time()
+        logger.info("tokenizing %d tasks (cached after the first run)", len(corpora))
         tokenized = tokenize_tasks(corpora, tokenizer, max_source_length=d.max_source_length,
                                    max_target_length=d.max_target_length)
+        logger.info("tokenized (%.1f s)", time.time() - start)
     task_type = types.pop()
     if task_type == "lm":
         collator = SpanCorruptionCollator(tokenizer, seed=cfg.seed)

@@ -24,6 +24,7 @@ __all__ = ["TaskSpec", "TASK_TYPES", "SOURCES"]
 
 TASK_TYPES = ("translation", "lm")
 SOURCES = ("bible", "json", "csv", "tsv", "hf")
+HELDOUT_MODES = ("shared", "own")
 _COLUMN_KEYS = {"translation": {"source", "target", "id"}, "lm": {"text", "id"}}
 
 
@@ -51,6 +52,9 @@ class TaskSpec:
         max_length_ratio: drop pairs whose target/source length ratio is this far from the median
             (``null`` disables).
         seed: overrides ``load_tasks(seed=...)`` for this task's subsample (not for the held-out verses).
+        heldout: ``shared`` (default): a text in any task's validation/test split is removed from this task's
+            training split (compared normalised), so no task trains on another task's held-out sources;
+            ``own``: keep this task's training split as given (only its own held-out texts are removed).
     """
 
     name: str
@@ -72,6 +76,7 @@ class TaskSpec:
     train_size: int | None = None
     max_length_ratio: float | None = 2.5
     seed: int | None = None
+    heldout: str = "shared"
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "TaskSpec":
@@ -129,6 +134,9 @@ class TaskSpec:
             raise ValueError(
                 f"{where}: `max_length_ratio` must be a number > 1 or null, got {self.max_length_ratio!r}."
             )
+        if self.heldout not in HELDOUT_MODES:
+            raise ValueError(f"{where}: `heldout` must be one of {HELDOUT_MODES}, got {self.heldout!r}."
+                             f"{did_you_mean(self.heldout, HELDOUT_MODES)}")
         if self.lang is None:
             self.lang = self._infer_lang()
             if self.lang is None and self.type == "translation":
@@ -174,5 +182,9 @@ class TaskSpec:
         return f"<2{self.lang}>" if self.type == "translation" else None
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict (for YAML, cache keys and model cards)."""
+        """Plain dict (for YAML and model cards)."""
         return dataclasses.asdict(self)
+
+    def cache_fields(self) -> dict[str, Any]:
+        """What a task's cached splits depend on (``heldout`` is applied after the cache, across tasks)."""
+        return {k: v for k, v in self.to_dict().items() if k != "heldout"}

@@ -9,6 +9,7 @@ appears in validation/test are dropped.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ from .spec import TaskSpec
 from .splits import carve_indices, subsample_indices, task_rng
 
 __all__ = ["load_user_task"]
+
+logger = logging.getLogger(__name__)
 
 _VALIDATION_NAMES = ("validation", "valid", "dev", "development")
 
@@ -121,7 +124,7 @@ def _filter_user(ds: datasets.Dataset, spec: TaskSpec, seed: int) -> datasets.Da
 
 def _user_key(spec: TaskSpec, raw: datasets.DatasetDict, num_dev: int, num_test: int, seed: int) -> str:
     fingerprints = {k: getattr(v, "_fingerprint", None) for k, v in raw.items()}
-    params = {"spec": spec.to_dict(), "num_dev": num_dev, "num_test": num_test, "seed": seed, "raw": fingerprints}
+    params = {"spec": spec.cache_fields(), "num_dev": num_dev, "num_test": num_test, "seed": seed, "raw": fingerprints}
     return stable_hash({**params, "cleaning": CLEANING_VERSION, "format": FORMAT})
 
 
@@ -129,6 +132,7 @@ def load_user_task(spec: TaskSpec, root: Path, *, num_dev: int, num_test: int, s
     """Build (or load from ``root/tasks``) one task from files or a ``datasets`` dataset."""
     raw = _load_raw(spec, root)
     train_name, val_name, test_name = _pick_splits(spec, raw)
+
     path = root / "tasks" / f"{spec.name}-{_user_key(spec, raw, num_dev, num_test, seed)}"
 
     def build() -> datasets.DatasetDict:
@@ -147,7 +151,20 @@ def load_user_task(spec: TaskSpec, root: Path, *, num_dev: int, num_test: int, s
         dsd = datasets.DatasetDict({"train": train, "validation": val, "test": test})
         return set_task_meta(dsd, name=spec.name, type=spec.type, lang=spec.lang)
 
-    return cached_dataset_dict(path, build)
+    dsd = cached_dataset_dict(path, build)
+    _say_if_capped(spec, dsd, num_dev if val_name is None else 0, num_test if test_name is None else 0)
+    return dsd
+
+
+def _say_if_capped(spec: TaskSpec, dsd: datasets.DatasetDict, num_dev: int, num_test: int) -> None:
+    """Carved dev/test splits are capped at 10% of a task each (splits.carve_indices): say so, once, with the fix."""
+    short = [f"{key}: {asked} -> {len(dsd[split])} rows" for key, split, asked in
+             (("num_dev", "validation", num_dev), ("num_test", "test", num_test)) if 0 < len(dsd[split]) < asked]
+    if short:
+        logger.warning(
+            "task %s: %s (a split carved out of a task's own data is capped at 10%% of its rows). Give the task its "
+            "own splits (`validation_split` / `test_split`, or `validation` / `test` files in `data_files`), or lower "
+            "`data.num_dev` / `data.num_test` to silence this.", spec.name, "; ".join(short))
 
 
 def _drop_heldout_texts(train: datasets.Dataset, held: list[datasets.Dataset], spec: TaskSpec) -> datasets.Dataset:

@@ -34,6 +34,7 @@ from ..files import sha256_file
 __all__ = [
     "HubError",
     "current_endpoint",
+    "metrics_by_task",
     "push_folder",
     "redact",
     "snapshot_at",
@@ -392,11 +393,25 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     return "\n".join(lines)
 
 
+def metrics_by_task(metrics: Mapping[str, object], tasks: Sequence[str]) -> dict[str, object]:
+    """``{"eval_en-fr_bleu": x}`` -> ``{"en-fr": {"bleu": x}}`` for the names of ``tasks``; other entries stay."""
+    out: dict[str, object] = {}
+    for name, value in metrics.items():
+        # the longest task name first: en-fr-x before en-fr
+        task = next((t for t in sorted(tasks, key=len, reverse=True) if name.startswith(f"eval_{t}_")), None)
+        if task is None or isinstance(value, Mapping):
+            out[name] = value
+        else:
+            out.setdefault(task, {})[name[len(f"eval_{task}_"):]] = value  # type: ignore[index]
+    return out
+
+
 def write_model_card(
     folder: str | Path,
     *,
     repo_id: str,
     base_model: str | None = None,
+    base_revision: str | None = None,
     tasks: Sequence[str],
     rates: Mapping[str, float] | Sequence[float],
     steps: int | Mapping[str, int],
@@ -409,7 +424,9 @@ def write_model_card(
 
     ``rates``: sampling probability per task (mapping, or a sequence aligned with ``tasks``);
     ``steps``: total steps or steps per stage (e.g. ``{"pretrain": 1000, "finetune": 200}``);
-    ``metrics``: ``{name: value}`` or ``{task: {name: value}}``.
+    ``metrics``: ``{name: value}`` or ``{task: {name: value}}``; a flat ``eval_<task>_<metric>`` name of one of
+    ``tasks`` is listed under that task;
+    ``base_revision``: the commit of ``base_model`` the weights were loaded at (recorded beside it).
     """
     tasks = list(tasks)
     if not isinstance(rates, Mapping):
@@ -427,13 +444,14 @@ def write_model_card(
         tags=["hf_ptjf", "multi-task", re.sub(r"[^a-z0-9-]+", "-", method.lower()).strip("-") or "ptjf"],
         hf_ptjf={
             "method": method,
+            **({"base_model_revision": base_revision} if base_revision else {}),
             "tasks": tasks,
             "rates": {t: float(rates[t]) for t in tasks if t in rates},
             "steps": {k: int(v) for k, v in stage_steps.items()},
         },
     )
     metric_rows: list[tuple[object, ...]] = []
-    for name, value in metrics.items():
+    for name, value in metrics_by_task(metrics, tasks).items():
         if isinstance(value, Mapping):
             metric_rows += [(name, metric, v) for metric, v in value.items()]
         else:
@@ -443,7 +461,8 @@ def write_model_card(
         f"# {repo_id.split('/')[-1]}",
         "",
         f"Trained with `hf_ptjf` using **{_cell(method)}**"
-        + (f", starting from `{base_model}`." if base_model else "."),
+        + (f", starting from `{base_model}`" + (f" at revision `{base_revision}`." if base_revision else ".")
+           if base_model else "."),
         "",
         "## Tasks and mixing rates",
         "",

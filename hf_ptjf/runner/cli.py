@@ -25,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start-over", action="store_true", help="discard a different run in output_dir")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "httpx2", "httpcore", "httpcore2", "urllib3", "filelock"):  # a line per Hub request
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     debug = os.environ.get("HF_PTJF_DEBUG", "") not in ("", "0")
     try:
         from .loop import run_recipe
@@ -36,10 +38,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    from .results import render_report
+    from .results import render_report, where_everything_is
 
     if _is_main_process():
         print(render_report(results))
+        print(where_everything_is(results, config.output_dir))
     return 0
 
 

@@ -19,21 +19,39 @@ def eval_sets(data: RecipeData, split: str, limit: int | None) -> dict[str, Any]
     return out
 
 
-def evaluate_stage(trainer: Any, data: RecipeData, spec: EvalSpec) -> dict[str, float]:
-    """``eval_<task>_loss`` for every task, and ``eval_<task>_bleu`` for translation tasks when ``spec.bleu``."""
-    metrics = {k: v for k, v in trainer.evaluate().items() if k.endswith("_loss")}
+def evaluate_stage(trainer: Any, data: RecipeData, spec: EvalSpec) -> tuple[dict[str, float], dict[str, list]]:
+    """``(metrics, samples)``: ``eval_<task>_loss`` for every task and, for translation tasks when ``spec.bleu``,
+    ``eval_<task>_bleu`` with the decoded hypotheses beside source and reference (``samples[task]``)."""
+    metrics = _final_losses(trainer, list(data.tokenized)) or {
+        k: v for k, v in trainer.evaluate().items() if k.endswith("_loss")
+    }
+    samples: dict[str, list] = {}
     if spec.bleu and data.task_type == "translation":
-        metrics.update(_bleu(trainer, data, spec))
-    return metrics
+        bleu, samples = _bleu(trainer, data, spec)
+        metrics.update(bleu)
+        trainer.log(dict(bleu))  # to TensorBoard and the log history, at the stage's last step
+    return metrics, samples
 
 
-def _bleu(trainer: Any, data: RecipeData, spec: EvalSpec) -> dict[str, float]:
+def _final_losses(trainer: Any, tasks: list[str]) -> dict[str, float]:
+    """The losses of an evaluation the trainer already ran at its last step (eval_steps divides max_steps), so
+    the last step is not evaluated and logged twice; ``{}`` when there was none."""
+    step = trainer.state.global_step
+    found = {}
+    for entry in trainer.state.log_history:
+        if entry.get("step") == step:
+            found.update({k: v for k, v in entry.items() if k.startswith("eval_") and k.endswith("_loss")})
+    return found if all(f"eval_{t}_loss" in found for t in tasks) else {}
+
+
+def _bleu(trainer: Any, data: RecipeData, spec: EvalSpec) -> tuple[dict[str, float], dict[str, list]]:
     from ..metrics import compute_bleu
 
     tokenizer = data.tokenizer
-    scores = {}
+    scores, samples = {}, {}
     for name, ds in eval_sets(data, spec.split, spec.bleu_examples).items():
-        refs = ds["target"] if "target" in ds.column_names else data.corpora[name][spec.split]["target"][: len(ds)]
+        text = data.corpora[name][spec.split]
+        refs = ds["target"] if "target" in ds.column_names else text["target"][: len(ds)]
         out = trainer.predict(ds, metric_key_prefix=f"bleu_{name}", num_beams=spec.num_beams,
                               max_new_tokens=spec.max_new_tokens)
         # ranks get consecutive batches round-robin and the last ones are padded with repeats to
@@ -42,4 +60,6 @@ def _bleu(trainer: Any, data: RecipeData, spec: EvalSpec) -> dict[str, float]:
         preds[preds < 0] = tokenizer.pad_token_id
         hyps = tokenizer.batch_decode(preds, skip_special_tokens=True)
         scores[f"eval_{name}_bleu"] = round(float(compute_bleu(hyps, [[r] for r in refs])["score"]), 2)
-    return scores
+        samples[name] = [{"source": src, "reference": ref, "hypothesis": hyp}
+                         for src, ref, hyp in zip(text["source"][: len(ds)], refs, hyps)]
+    return scores, samples

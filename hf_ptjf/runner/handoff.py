@@ -59,12 +59,16 @@ class StageHandoff:
             return self.cfg.stages[index - 1].name
         return stage.init if isinstance(stage.init, str) and stage.init != "scratch" else None
 
-    def base_model(self, index: int, stage: StageSpec) -> str | None:
-        """What the model card names as the base: the source stage's repo, or the init's Hub id / path."""
+    def base_model(self, index: int, stage: StageSpec) -> tuple[str | None, str | None]:
+        """What the model card names as the base, and the revision it was loaded at: the source stage's repo and
+        pinned sha, or the init's Hub id and revision (or path)."""
         source = self.source_stage(index, stage)
         if source is not None:
-            return self.outputs.get(source, {}).get("repo")
-        return stage.init.get("hub") or stage.init.get("path") if isinstance(stage.init, dict) else None
+            out = self.outputs.get(source, {})
+            return out.get("repo") or out.get("path"), out.get("sha")
+        if isinstance(stage.init, dict):
+            return stage.init.get("hub") or stage.init.get("path"), stage.init.get("revision")
+        return None, None
 
     # ------------------------------------------------------------------ loading
     def load_model(self, index: int, stage: StageSpec, tokenizer: Any) -> Any:
@@ -129,10 +133,11 @@ class StageHandoff:
             raise failure
 
     # ------------------------------------------------------------------ pushing
-    def push(self, stage: StageSpec, folder: Path, result: StageResult, languages: list[str]) -> None:
+    def push(self, stage: StageSpec, folder: Path, result: StageResult, languages: list[str], run_steps: int) -> None:
         """Model card, push, verify the commit against ``folder``; sets ``result.hub_repo`` / ``hub_sha``.
 
         A push that is not confirmed raises on every rank: the stage stays unrecorded and the next one never starts.
+        ``run_steps``: steps of the whole run up to and including this stage (the card gives both).
         """
         from accelerate.utils import broadcast_object_list
 
@@ -142,10 +147,13 @@ class StageHandoff:
         failure: Exception | None = None
         if self.state.is_main_process:
             try:
+                base, revision = self.base_model(result.index, stage)
                 hub.write_model_card(
-                    folder, repo_id=repo, base_model=self.base_model(result.index, stage), tasks=result.tasks,
-                    rates=result.rates, steps=result.steps, metrics=result.metrics, method=self.cfg.method or "custom",
-                    language=languages,
+                    folder, repo_id=repo, base_model=base, base_revision=revision, tasks=result.tasks,
+                    rates=result.rates, metrics=hub.metrics_by_task(result.metrics, self.cfg.task_names),
+                    method=self.cfg.method or "custom", language=languages,
+                    steps={f"{stage.name} (this stage)": result.steps, "whole run so far": run_steps,
+                           "whole recipe": sum(s.max_steps for s in self.cfg.stages)},
                 )
                 sha[0] = hub.push_folder(
                     folder, repo, commit_message=f"{self.cfg.run_name}: stage {stage.name} ({result.steps} steps)",

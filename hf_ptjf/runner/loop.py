@@ -25,10 +25,13 @@ from .evaluation import eval_sets, evaluate_stage
 from .handoff import StageHandoff, offline_hub
 from .records import RunDirectory, StageResult, latest_checkpoint
 from .results import render_report, summarize
+from .tensorboard import use_run_tensorboard
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["RecipeRunner", "run_recipe"]
+
+SAMPLES_IN_REPORT = 3  # decoded hypotheses per task kept in results.json / report.md (all are in samples_<task>.jsonl)
 
 
 class RecipeRunner:
@@ -58,7 +61,7 @@ class RecipeRunner:
                 self.stages.append(result)
                 self.run_dir.write_results(summarize(self.cfg, self.stages))
         results = summarize(self.cfg, self.stages)
-        self.run_dir.write_results(results, render_report(results))
+        self.run_dir.write_results(results, render_report(results, self.run_dir.write_plots(results)))
         return results
 
     def run_stage(self, index: int, stage: StageSpec) -> StageResult:
@@ -80,13 +83,15 @@ class RecipeRunner:
             eval_dataset=eval_sets(self.data, self.cfg.eval.split, self.cfg.eval.loss_examples),
             data_collator=self.data.collator, processing_class=self.data.tokenizer,
         )
+        use_run_tensorboard(trainer, self.run_dir.path / "tensorboard", step_offset=sum(s.steps for s in self.stages))
         # 4. The paper's reset: a NEW optimizer (empty state) and LR schedule (warmup restarts at step 0). Only
         #    the weights carry over from `init`: new tasks learn slowly under a decayed LR and stale moments.
         #    A crash resume restores this stage's own optimizer state from its checkpoint, never an earlier stage's.
         trainer.create_optimizer()
         # 5. Train (from this stage's newest complete checkpoint, if a crash interrupted it), evaluate, save.
         trainer.train(resume_from_checkpoint=latest_checkpoint(stage_dir, stage.name))
-        metrics = evaluate_stage(trainer, self.data, self.cfg.eval)
+        metrics, samples = evaluate_stage(trainer, self.data, self.cfg.eval)
+        self.run_dir.write_samples(index, stage, samples)
         final = self._save(trainer, stage_dir / "final")
         seen = trainer.seen_counts()
         result = StageResult(
@@ -96,10 +101,12 @@ class RecipeRunner:
             examples_seen={t: c["examples"] for t, c in seen.items()},
             target_tokens_seen={t: c["target_tokens"] for t, c in seen.items()},
             history=[h for h in trainer.state.log_history if any(k.endswith("_loss") or k == "loss" for k in h)],
+            samples={t: rows[:SAMPLES_IN_REPORT] for t, rows in samples.items()},
         )
         # 6. Push (the next stage loads exactly this commit), then record the stage as finished.
         if stage.push_to_hub if stage.push_to_hub is not None else self.cfg.hub.mode != "none":
-            self.handoff.push(stage, final, result, self._languages())
+            self.handoff.push(stage, final, result, self._languages(),
+                              run_steps=sum(s.steps for s in self.stages) + result.steps)
         result.wall_time_s = round(time.time() - start, 2)
         self.run_dir.record_stage(stage, result)
         _release(trainer)
@@ -114,6 +121,8 @@ class RecipeRunner:
             # Without it, accelerate treats a DeepSpeed launch on CPU as one process per rank
             # ("no backend == no distributed training") while DeepSpeed itself runs distributed.
             kw["ddp_backend"] = "gloo"
+        if not _cuda_available():
+            kw.setdefault("dataloader_pin_memory", False)  # pinning needs an accelerator; on CPU it only warns
         eval_steps = kw.pop("eval_steps", None) or max(1, stage.max_steps // 5)
         kw.update(
             output_dir=str(self.run_dir.stage_dir(index, stage)),

@@ -52,6 +52,7 @@ class StageResult:
     examples_seen: dict[str, int] = field(default_factory=dict)
     target_tokens_seen: dict[str, int] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
+    samples: dict[str, list[dict[str, str]]] = field(default_factory=dict)  # a few decoded BLEU hypotheses per task
 
 
 def _checkpoint_problem(folder: Path) -> tuple[str, str] | None:
@@ -200,6 +201,25 @@ class RunDirectory:
             result.files_sha256 = folder_sha256(Path(result.output_dir))
             atomic_write_text(self.stage_dir(result.index, stage) / STAGE_RECORD,
                               json.dumps(asdict(result), indent=2, default=str))
+
+    def write_samples(self, index: int, stage: StageSpec, samples: dict[str, list[dict[str, str]]]) -> list[Path]:
+        """``samples_<task>.jsonl`` in the stage directory: every decoded BLEU hypothesis beside source and reference."""
+        paths = []
+        if self.is_main:
+            for task, rows in samples.items():
+                path = self.stage_dir(index, stage) / f"samples_{task}.jsonl"
+                atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+                paths.append(path)
+        return paths
+
+    def write_plots(self, results: dict[str, Any]) -> dict[str, str]:
+        """``plots/*.png`` (dev loss, training loss, examples seen per task across stages); paths relative to the
+        run directory, for report.md."""
+        if not self.is_main:
+            return {}
+        from ..analysis.plots import plot_run
+
+        return {name: str(path.relative_to(self.path)) for name, path in plot_run(results, self.path / "plots").items()}
 
     def write_results(self, results: dict[str, Any], report: str | None = None) -> None:
         """``results.json``, and ``report.md`` when given (the final write)."""

@@ -4,12 +4,13 @@ record; the whole history) and its Markdown rendering, ``report.md``."""
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
+from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 from ..recipe import RecipeConfig
 from .records import StageResult
 
-__all__ = ["render_report", "summarize"]
+__all__ = ["cumulative_counts", "render_report", "summarize", "where_everything_is"]
 
 
 def summarize(cfg: RecipeConfig, stages: list[StageResult]) -> dict[str, Any]:
@@ -40,12 +41,14 @@ def summarize(cfg: RecipeConfig, stages: list[StageResult]) -> dict[str, Any]:
         "total_steps": offset,
         "tasks": tasks,
         "stages": [asdict(s) for s in stages],
+        "samples": next((s.samples for s in reversed(stages) if s.samples), {}),
         "history": history,
     }
 
 
-def render_report(results: dict[str, Any]) -> str:
-    """report.md: the results as Markdown tables."""
+def render_report(results: dict[str, Any], figures: Mapping[str, str] | None = None) -> str:
+    """report.md: the results as Markdown tables, the curves (``figures``: name -> path relative to the
+    report) and a few decoded translations per task."""
     lines = [f"# {results['run_name']} ({results['method'] or 'custom stages'})", "", "## Tasks", "",
              "| task | final val loss | best val loss | BLEU | examples seen | target tokens seen |",
              "|---|---|---|---|---|---|"]
@@ -57,10 +60,66 @@ def render_report(results: dict[str, Any]) -> str:
         rates = ", ".join(f"{t} ({r:.3f})" for t, r in s["rates"].items())
         hub = f"{s['hub_repo']} @ {s['hub_sha'][:10]}" if s.get("hub_sha") else "local"
         lines.append(f"| {s['index']} | {s['name']} | {s['steps']} | {s['wall_time_s']} | {rates} | {hub} |")
-    return "\n".join(lines) + "\n"
+    if figures:
+        lines += ["", "## Curves", "", "Against the step over all stages; a dashed line marks a stage boundary, "
+                  "where the optimizer state and the LR schedule start anew.", ""]
+        lines += [f"![{name.replace('_', ' ')}]({path})" for name, path in figures.items()]
+    if results.get("samples"):
+        lines += ["", "## Sample translations (last stage, validation split)", ""]
+        for task, rows in results["samples"].items():
+            lines += [f"**{task}**", "", "| source | reference | hypothesis |", "|---|---|---|"]
+            lines += [f"| {_cell(r['source'])} | {_cell(r['reference'])} | {_cell(r['hypothesis'])} |" for r in rows]
+            lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def where_everything_is(results: dict[str, Any], output_dir: str | Path) -> str:
+    """The end of a run: where its report, results, plots, samples, checkpoints and TensorBoard logs are."""
+    out = Path(output_dir)
+    lines = [f"Run directory: {out}", f"  report:      {out / 'report.md'}", f"  results:     {out / 'results.json'}"]
+    plots = sorted((out / "plots").glob("*.png"))
+    if plots:
+        lines.append(f"  plots:       {', '.join(str(p) for p in plots)}")
+    for stage in results.get("stages", []):
+        stage_dir = Path(stage["output_dir"]).parent
+        samples = sorted(stage_dir.glob("samples_*.jsonl"))
+        hub = f" (Hub: {stage['hub_repo']} @ {stage['hub_sha'][:10]})" if stage.get("hub_sha") else ""
+        lines.append(f"  stage {stage['name']}: model {stage['output_dir']}{hub}")
+        if samples:
+            lines.append(f"    samples:   {', '.join(str(p) for p in samples)}")
+    if (out / "tensorboard").is_dir():
+        lines.append(f"  TensorBoard: tensorboard --logdir {out / 'tensorboard'}")
+    return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
 
 
 def _fmt(x: Any) -> str:
     if x is None:
         return "-"
     return f"{x:.4f}" if isinstance(x, float) else f"{x:,}" if isinstance(x, int) else str(x)
+
+
+def cumulative_counts(history: list[dict[str, Any]], stages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Make the per-stage ``examples_seen_<task>`` / ``target_tokens_seen_<task>`` counters run across stages."""
+    offsets: dict[str, dict[str, int]] = {}
+    running: dict[str, int] = {}
+    for s in stages:
+        offsets[s["name"]] = {f"examples_seen_{t}": running.get(f"examples_seen_{t}", 0) for t in _tasks_seen(stages)}
+        offsets[s["name"]].update({f"target_tokens_seen_{t}": running.get(f"target_tokens_seen_{t}", 0)
+                                   for t in _tasks_seen(stages)})
+        for t, n in (s.get("examples_seen") or {}).items():
+            running[f"examples_seen_{t}"] = running.get(f"examples_seen_{t}", 0) + int(n or 0)
+        for t, n in (s.get("target_tokens_seen") or {}).items():
+            running[f"target_tokens_seen_{t}"] = running.get(f"target_tokens_seen_{t}", 0) + int(n or 0)
+    out = []
+    for h in history:
+        off = offsets.get(h.get("stage"), {})
+        out.append({k: (v + off[k] if k in off and isinstance(v, (int, float)) else v) for k, v in h.items()})
+    return out
+
+
+def _tasks_seen(stages: Sequence[Mapping[str, Any]]) -> list[str]:
+    return sorted({t for s in stages for t in (s.get("examples_seen") or {})})

@@ -1,0 +1,76 @@
+"""Held-out texts shared across tasks: no task trains on a source (or LM text) that any task evaluates on.
+
+Bible tasks share their held-out verses by id (:mod:`hf_ptjf.data.splits`). The user's own data has no
+such ids, and tasks that share a source side (en-fr and en-ro from one English corpus) carve their
+dev/test splits independently; so after loading, every text in a user-data task's validation/test
+split is removed from the training split of every task, and every Bible task's held-out text from the
+training split of every user-data task. Texts are compared normalised (NFKC, case-folded, whitespace
+collapsed). A task with ``heldout: own`` keeps its training split as given.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Mapping, Sequence
+
+import datasets
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .columns import column_arrow
+from .spec import TaskSpec
+
+__all__ = ["normalise_for_matching", "share_heldout_texts"]
+
+logger = logging.getLogger(__name__)
+
+HELDOUT_SPLITS = ("validation", "test")
+
+
+def normalise_for_matching(texts: pa.Array) -> pa.Array:
+    """NFKC, case-folded, internal whitespace collapsed, trimmed: the form held-out texts are compared in."""
+    out = pc.utf8_lower(pc.utf8_normalize(texts, "NFKC"))
+    return pc.utf8_trim_whitespace(pc.replace_substring_regex(out, r"\s+", " "))
+
+
+def _column(spec: TaskSpec) -> str:
+    return "source" if spec.type == "translation" else "text"
+
+
+def _texts(ds: datasets.Dataset, spec: TaskSpec) -> set[str]:
+    return set(normalise_for_matching(column_arrow(ds, _column(spec))).to_pylist())
+
+
+def share_heldout_texts(
+    corpora: Mapping[str, datasets.DatasetDict], specs: Sequence[TaskSpec]
+) -> tuple[dict[str, datasets.DatasetDict], dict[str, int]]:
+    """``(corpora with shared held-out texts removed from training, {task: training rows removed})``."""
+    held: dict[str, set[str]] = {
+        s.name: set().union(*(_texts(corpora[s.name][split], s) for split in HELDOUT_SPLITS)) for s in specs
+    }
+    out, removed = dict(corpora), {}
+    for spec in specs:
+        if spec.heldout == "own":
+            continue
+        # Bible tasks already exclude each other's held-out verses by id; user-data tasks are guarded by text
+        others = [o for o in specs if o.name != spec.name and (o.source != "bible" or spec.source != "bible")]
+        banned = set().union(*(held[o.name] for o in others)) if others else set()
+        if spec.source != "bible":
+            banned |= held[spec.name]  # its own held-out texts, compared normalised too
+        train = corpora[spec.name]["train"]
+        if not banned or len(train) == 0:
+            continue
+        keep = pc.invert(pc.is_in(normalise_for_matching(column_arrow(train, _column(spec))),
+                                  value_set=pa.array(sorted(banned), pa.string())))
+        indices = np.flatnonzero(keep.to_numpy(zero_copy_only=False))
+        if len(indices) < len(train):
+            removed[spec.name] = len(train) - len(indices)
+            dsd = datasets.DatasetDict(corpora[spec.name])
+            dsd["train"] = train.select(indices)
+            out[spec.name] = dsd
+    for name, n in removed.items():
+        logger.info("task %s: %d of %d training rows removed: their text is in a task's validation/test split "
+                    "(held-out texts are shared across tasks; `heldout: own` on the task keeps its split as given)",
+                    name, n, len(corpora[name]["train"]))
+    return out, removed
