@@ -248,6 +248,9 @@ class MixtureSpec:
             isinstance(self.tau, (int, float)) and not isinstance(self.tau, bool) and 0 < self.tau < float("inf")
         ):
             raise ValueError(f"tau must be > 0 and finite (1.0 is proportional, 3.33 the paper's), got {self.tau!r}")
+        if self.weights is not None and not isinstance(self.weights, (Mapping, list, tuple)):
+            raise ValueError(f"weights must be a mapping {{task: weight}} or a list with one weight per task, "
+                             f"got {self.weights!r}")
         if self.strategy == "static" and self.weights is None:
             raise ValueError("strategy `static` needs `weights` (by task name, or one per task in order)")
         if self.weights is not None and self.strategy != "static":

@@ -74,6 +74,26 @@ CONFIG_CASES = {
     "max_steps_zero_method": (
         ["method_args.total_steps=0"], ["method_args.first_stage_steps", "method_args.total_steps", "need 0 <"]
     ),
+    # issue 12: each of these used to end in a traceback, mid-run, or not at all
+    "learning_rate_not_a_number": (["learning_rate=fast"], ["`learning_rate`", "must be a number", "'fast'", "e.g."]),
+    "seed_not_an_integer": (["seed=abc"], ["`seed`", "must be an integer", "'abc'", "seed=0"]),
+    "batch_size_zero": (["per_device_train_batch_size=0"], ["`per_device_train_batch_size`", "> 0", "e.g."]),
+    "eval_steps_negative": (["eval_steps=-3"], ["`eval_steps`", "must be a number > 0", "-3"]),
+    "report_to_not_installed": (["report_to=[wandb]"], ["`report_to`", "`wandb`", "not installed", "pip install"]),
+    "tau_infinite": (["method_args.mixture.tau=.inf"], ["tau must be > 0 and finite", "inf"]),
+    "stage_index_out_of_range": (["stages.7.max_steps=5"], ["`stages.7.max_steps`", "no item 7", "pretrain, joint"]),
+    "stage_name_misspelt": (["stages.jiont.max_steps=5"], ["no list item named `jiont`", "Did you mean `joint`?"]),
+    "scalar_weights": (["method_args.mixture={strategy: static, weights: 5}"],
+                       ["weights must be a mapping", "one weight per task", "got 5"]),
+    "weights_with_temperature": (["method_args.mixture={strategy: temperature, weights: {en-fr: 1}}"],
+                                 ["`weights` are used by strategy `static` only", "strategy: static"]),
+    "override_not_yaml": (["learning_rate=[1, 2"], ["override value `[1, 2`", "not valid YAML"]),
+    "tokenizer_path_missing": (["tokenizer.path=/nonexistent/tokenizer"], ["`tokenizer.path`", "does not exist"]),
+    "init_path_missing": (["stages.joint.init={path: /nonexistent/model}"],
+                          ["`stages.1.init.path`", "not a saved model", "save_pretrained"]),
+    "high_resource_not_a_list": (["method_args.high_resource={en-fr: 1}"],
+                                 ["`method_args.high_resource` must be a list of task names", "[en-fr]"]),
+    "model_path_missing": (["model.name_or_path=./no-such-model"], ["`model.name_or_path`", "does not exist"]),
 }
 
 
@@ -240,3 +260,27 @@ def test_a_real_process_prints_one_line_and_exits_2(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == error_line(proc.stderr)
     assert "tau must be > 0" in proc.stderr and not (tmp_path / "run").exists()
+
+
+def test_recipe_file_that_is_not_yaml(tmp_path, previous_run):
+    before = files_sha256(previous_run)
+    for text, expected in (("output_dir: x\ntasks: [a, b\n", "not valid YAML at line"),
+                           ("output_dir: x\n\tseed: 1\n", "indent with spaces, not tabs")):
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(text)
+        fails([bad, f"output_dir={previous_run}"], str(bad), expected)
+    assert files_sha256(previous_run) == before
+
+
+def test_cache_dir_that_is_a_file(tmp_path, previous_run, tokenizer):
+    before = files_sha256(previous_run)
+    fails(tiny_args(previous_run, tokenizer, f"data.cache_dir={previous_run / 'results.json'}"),
+          "`data.cache_dir`", "is a file", "give a directory")
+    assert files_sha256(previous_run) == before
+
+
+def test_start_over_with_a_typo_deletes_nothing(previous_run, tokenizer):
+    before = files_sha256(previous_run)
+    fails([*tiny_args(previous_run, tokenizer, "tokenizer.path=/nonexistent/tok", "learning_rate=1e-3"), "--start-over"],
+          "`tokenizer.path`", "does not exist")
+    assert files_sha256(previous_run) == before

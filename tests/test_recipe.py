@@ -129,3 +129,16 @@ def test_stage_errors():
         parse_recipe({**base, "stages": [{"name": "a", "max_steps": 5, "optimizer": "sgd"}]})
     with pytest.raises(RecipeError, match="not found"):
         load_recipe("does/not/exist.yaml")
+
+
+def test_stage_overrides_of_a_method_recipe_apply_to_its_expanded_stages():
+    """The README's and --help's own example: `stages.joint.max_steps=200` on a `method: ptjf` recipe."""
+    cfg = load_recipe(QUICKSTART, ["stages.joint.max_steps=200", "learning_rate=1e-3", "stages.0.optimizer=adafactor"])
+    assert cfg.method == "ptjf" and [(s.name, s.max_steps) for s in cfg.stages] == [("pretrain", 560), ("joint", 200)]
+    assert cfg.stages[0].optimizer == "adafactor" and cfg.stages[1].optimizer == "adamw"
+    assert cfg.training["learning_rate"] == 1e-3
+    # method_args overrides still apply before the expansion
+    cfg = load_recipe(QUICKSTART, ["method_args.total_steps=1000", "stages.joint.lr_scheduler=linear"])
+    assert [s.max_steps for s in cfg.stages] == [560, 440] and cfg.stages[1].lr_scheduler == "linear"
+    with pytest.raises(RecipeError, match="no list item named `jiont`"):
+        load_recipe(QUICKSTART, ["stages.jiont.max_steps=5"])

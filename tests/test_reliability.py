@@ -358,3 +358,34 @@ def test_start_over_discards_the_old_run_config_record_last(tmp_path, reference,
     got = results(out)
     assert got["complete"] and [s["name"] for s in got["stages"]] == ["scalarization"]
     assert not (out / "stages" / "0-pretrain").exists()
+
+
+@pytest.mark.slow
+def test_a_config_change_in_stages_that_did_not_finish_is_accepted(tmp_path, tokenizer):
+    out = tmp_path / "run"
+    code, err = run_cli(tiny_args(out, tokenizer))
+    assert code == 0, err
+    (out / "stages" / STAGES[1] / "stage.json").unlink()  # as if the run had died in its second stage
+    pretrain = files_sha256(out / "stages" / STAGES[0])
+    code, err = run_cli(tiny_args(out, tokenizer, "stages.joint.max_steps=8"))
+    assert code == 0, err
+    assert files_sha256(out / "stages" / STAGES[0]) == pretrain  # reused, not retrained
+    (aside,) = (out / "stages").glob(".superseded-*")  # the old partial stage is kept, not resumed from
+    assert (aside / STAGES[1] / "stage.json").exists() is False and list((aside / STAGES[1]).glob("checkpoint-*"))
+    got = results(out)
+    assert got["complete"] and [s["steps"] for s in got["stages"]] == [12, 8]
+    # a change to a finished stage is refused, naming the key, and changes nothing
+    before = files_sha256(out)
+    code, err = run_cli(tiny_args(out, tokenizer, "stages.joint.max_steps=8", "stages.pretrain.max_steps=10"))
+    line = error_line(err)
+    assert code == 2 and "`stages.0.max_steps` was 12, now 10" in line and "pretrain, joint" in line
+    assert files_sha256(out) == before
+
+
+def test_a_run_that_failed_before_any_stage_finished_accepts_the_corrected_config(tmp_path, tokenizer):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "recipe.resolved.json").write_text(json.dumps({"learning_rate": "the config of a failed attempt"}))
+    code, err = run_cli(tiny_args(out, tokenizer, "method=scalarization", "method_args.total_steps=2"))
+    assert code == 0, err
+    assert json.loads((out / "recipe.resolved.json").read_text())["method"] == "scalarization"

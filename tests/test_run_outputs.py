@@ -82,6 +82,14 @@ def test_model_cards_name_each_metrics_task_pin_the_base_and_give_both_step_coun
     assert "| all |" not in card.text
     assert "| joint (this stage) | 16 |" in card.text and "| whole run so far | 40 |" in card.text
     assert "| whole recipe | 40 |" in card.text
+    from huggingface_hub import HfApi
+
+    from hf_ptjf.hub import HubServer, use_endpoint
+
+    with HubServer(out / "hub") as server, use_endpoint(server.url, cache_dir=out.parent / "hf_cache"):
+        files = HfApi().list_repo_files(joint["hub_repo"], revision=joint["hub_sha"])
+    assert "README.md" in files and "model.safetensors" in files
+    assert "training_args.bin" not in files and (Path(joint["output_dir"]) / "training_args.bin").is_file()
     first = ModelCard.load(Path(pre["output_dir"]) / "README.md")
     assert first.data.base_model is None and "| pretrain (this stage) | 24 |" in first.text
     assert "| en-ro | loss |" in first.text  # every task is evaluated, also those outside the stage

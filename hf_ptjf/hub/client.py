@@ -46,6 +46,8 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# never pushed: the Trainer's pickled arguments (the config is in the model card and the run's resolved recipe)
+NOT_PUSHED = ["training_args.bin"]
 _RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _MAX_BACKOFF_S = 30.0
 # Hub tokens look like hf_ + 34 alphanumerics; also catch anything after "Bearer ".
@@ -235,7 +237,8 @@ def push_folder(
     private: bool | None = None,
     mirror: bool = True,
 ) -> str:
-    """Create ``repo_id`` if needed and commit ``folder`` to ``revision``; returns the new commit sha.
+    """Create ``repo_id`` if needed and commit ``folder`` (less :data:`NOT_PUSHED`) to ``revision``; returns the
+    new commit sha.
 
     ``mirror=True`` also deletes remote files absent from ``folder`` (``.gitattributes`` is kept), so the
     revision holds exactly the folder and :func:`verify_revision` can compare them.  ``timeout`` (seconds)
@@ -257,6 +260,7 @@ def push_folder(
             commit_message=commit_message,
             revision=revision,
             delete_patterns="*" if mirror else None,
+            ignore_patterns=NOT_PUSHED,
         )
         return info.oid
 
@@ -271,7 +275,7 @@ def push_folder(
 def _local_files(folder: Path) -> dict[str, Path]:
     """Files ``upload_folder`` would push from ``folder`` (same ignore rules), by repo path."""
     paths = {p.relative_to(folder).as_posix(): p for p in sorted(folder.glob("**/*")) if p.is_file()}
-    kept = filter_repo_objects(paths.keys(), ignore_patterns=DEFAULT_IGNORE_PATTERNS)
+    kept = filter_repo_objects(paths.keys(), ignore_patterns=[*DEFAULT_IGNORE_PATTERNS, *NOT_PUSHED])
     return {rel: paths[rel] for rel in kept}
 
 

@@ -18,7 +18,7 @@ from ..hints import did_you_mean
 from ..mixing import MixtureSpec
 from .errors import RecipeError
 from .methods import expand_method
-from .reading import read_recipe
+from .reading import apply_overrides, read_recipe
 
 __all__ = [
     "TRAINING_DEFAULTS",
@@ -224,14 +224,63 @@ _RUNNER_OWNED = {
 }
 
 
+_POSITIVE = ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
+             "logging_steps", "eval_steps", "save_steps")
+_NON_NEGATIVE = ("learning_rate", "weight_decay", "warmup_steps", "label_smoothing_factor", "max_grad_norm")
+
+
+def _check_training_values(values: Mapping[str, Any], where: str) -> None:
+    """Types and ranges of pass-through training arguments, checked when the recipe is read (the Trainer would
+    take ``learning_rate=fast`` and fail in the optimizer, or ``eval_steps=-3`` and silently never checkpoint)."""
+    import math
+    import typing
+
+    from ..trainer import MixtureTrainingArguments
+
+    hints = typing.get_type_hints(MixtureTrainingArguments)
+    for key, value in values.items():
+        kinds = set(typing.get_args(hints.get(key))) or {hints.get(key)}
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        expected = None
+        if kinds <= {int, type(None)} and not (isinstance(value, int) and not isinstance(value, bool)):
+            expected = "an integer"
+        elif kinds <= {float, type(None)} and not number:
+            expected = "a number"
+        elif kinds <= {bool, type(None)} and not isinstance(value, bool):
+            expected = "true or false"
+        if value is None and type(None) in kinds:
+            expected = None
+        if expected is None and number and key in _POSITIVE and not value > 0:
+            expected = "a number > 0"
+        if expected is None and number and key in _NON_NEGATIVE and not (value >= 0 and math.isfinite(value)):
+            expected = "a finite number >= 0"
+        if expected is not None:
+            raise RecipeError(f"`{where}{key}` must be {expected}, got {value!r}; e.g. {key}={_EXAMPLES.get(key, 1)}.")
+    report_to = values.get("report_to")
+    if report_to not in (None, "none", "all", []):
+        from transformers.integrations import get_available_reporting_integrations
+
+        available = get_available_reporting_integrations()
+        for name in [report_to] if isinstance(report_to, str) else list(report_to):
+            if name not in available and name not in ("none", "all"):
+                raise RecipeError(f"`{where}report_to` names `{name}`, which is not installed here (available: "
+                                  f"{', '.join(available) or 'none'}); `pip install {name}` or remove it, e.g. "
+                                  "report_to=[tensorboard].")
+
+
+_EXAMPLES = {"learning_rate": "2e-3", "per_device_train_batch_size": 32, "eval_steps": 100, "save_steps": 100,
+             "logging_steps": 25, "warmup_steps": 0.1, "seed": 0}
+
+
 def _training_fields() -> set[str]:
     from ..trainer import MixtureTrainingArguments  # lazily: the rest of this module is torch-free
 
     return {f.name for f in dataclasses.fields(MixtureTrainingArguments) if f.init}
 
 
-def parse_recipe(raw: Mapping[str, Any]) -> RecipeConfig:
-    """Validate a recipe dict and expand its method shorthand."""
+def parse_recipe(raw: Mapping[str, Any], *, expanded: bool = False) -> RecipeConfig:
+    """Validate a recipe dict and expand its method shorthand (``expanded``: its ``stages`` already are the
+    expansion of its ``method``, edited by stage overrides; ``method`` then only names the method)."""
     raw = dict(raw)
     training_fields = _training_fields()
     training: dict[str, Any] = {}
@@ -256,7 +305,7 @@ def parse_recipe(raw: Mapping[str, Any]) -> RecipeConfig:
         raise RecipeError(f"every task needs a unique `name`; got {names}.")
     method = raw.get("method")
     method_args = raw.pop("method_args", None)
-    if method is not None:
+    if method is not None and not expanded:
         if raw.get("stages"):
             raise RecipeError("give either `method` (+ `method_args`) or `stages`, not both.")
         raw["stages"] = expand_method(method, method_args or {}, names)
@@ -285,6 +334,11 @@ def parse_recipe(raw: Mapping[str, Any]) -> RecipeConfig:
                     f"unknown key `stages.{i}.optimizer_args.{key}` for optimizer `{stage.optimizer}`."
                     f"{did_you_mean(key, options)} Allowed: {', '.join(options)}."
                 )
+    _check_training_values({**TRAINING_DEFAULTS, **training}, "")
+    for i, stage in enumerate(stages):
+        _check_training_values(stage.training, f"stages.{i}.training.")
+    if isinstance(raw.get("seed", 0), bool) or not isinstance(raw.get("seed", 0), int):
+        raise RecipeError(f"`seed` must be an integer, got {raw['seed']!r}; e.g. seed=0.")
     raw["stages"] = stages
     raw["training"] = training
     return _from_dict(RecipeConfig, raw, "recipe")
@@ -347,5 +401,16 @@ def _check_inits(stages: list[StageSpec]) -> None:
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> RecipeConfig:
-    """Read a recipe YAML, apply ``key=value`` overrides, validate it and expand its method shorthand."""
-    return parse_recipe(read_recipe(path, overrides))
+    """Read a recipe YAML, apply ``key=value`` overrides, validate it and expand its method shorthand.
+
+    On a ``method:`` recipe, ``stages.<name or index>.<key>=value`` overrides apply to the expanded stages
+    (e.g. ``stages.joint.max_steps=200``); every other override applies to the file before expansion.
+    """
+    overrides = list(overrides or [])
+    later = [o for o in overrides if o.split("=", 1)[0].startswith("stages.")]
+    raw = read_recipe(path, [o for o in overrides if o not in later])
+    if later and raw.get("method") is not None and not raw.get("stages"):
+        names = [t.get("name") if isinstance(t, Mapping) else None for t in raw.get("tasks") or []]
+        raw["stages"] = expand_method(raw["method"], raw.pop("method_args", None) or {}, names)
+        return parse_recipe(apply_overrides(raw, later), expanded=True)
+    return parse_recipe(apply_overrides(raw, later))

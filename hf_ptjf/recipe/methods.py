@@ -59,6 +59,10 @@ def expand_method(method: str, args: Mapping[str, Any], task_names: list[str]) -
             {**second, "name": "restart", "mixture": joint},
         ]
     hr = args.get("high_resource")
+    if isinstance(hr, str):  # `high_resource=en-fr`: one task
+        hr = [hr]
+    if hr is not None and not (isinstance(hr, list) and all(isinstance(t, str) for t in hr)):
+        raise RecipeError(f"`method_args.high_resource` must be a list of task names, e.g. [en-fr]; got {hr!r}.")
     if not hr:
         raise RecipeError(f"`method_args.high_resource` (the pre-training task list) is required for `{method}`.")
     pretrain = dict(args.get("pretrain_mixture") or {"strategy": "proportional"}, tasks=list(hr))

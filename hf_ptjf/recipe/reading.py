@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from ..hints import did_you_mean
 from .errors import RecipeError
 
 __all__ = ["apply_overrides", "parse_value", "read_recipe", "read_yaml"]
@@ -35,7 +36,11 @@ def read_yaml(path: str | Path, what: str = "recipe") -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise RecipeError(f"{what} file not found: {path}")
-    raw = yaml.load(path.read_text(), Loader=_Loader) or {}  # noqa: S506 - a SafeLoader subclass
+    text = path.read_text()
+    try:
+        raw = yaml.load(text, Loader=_Loader) or {}  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as e:
+        raise RecipeError(_yaml_problem(path, text, e)) from None
     if not isinstance(raw, Mapping):
         raise RecipeError(f"{path} must hold a YAML mapping at the top level.")
     return dict(raw)
@@ -48,9 +53,24 @@ def read_recipe(path: str | Path, overrides: list[str] | None = None) -> dict[st
     return apply_overrides(read_yaml(path), overrides or [])
 
 
+def _yaml_problem(path: Path, text: str, e: yaml.YAMLError) -> str:
+    """One line: where the YAML breaks, what is wrong, and the usual fix."""
+    mark = getattr(e, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "?"
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    line = text.splitlines()[mark.line] if mark is not None and mark.line < len(text.splitlines()) else ""
+    hint = ("indent with spaces, not tabs" if "\t" in line or "tab" in str(problem)
+            else "check the indentation and that every `key: value` has a space after the colon")
+    return f"{path}: not valid YAML at {where}: {problem}; {hint}."
+
+
 def parse_value(text: str) -> Any:
     """An override's value, parsed as YAML (numbers like ``3e-4`` are floats)."""
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as e:
+        raise RecipeError(f"override value `{text}` is not valid YAML ({getattr(e, 'problem', e)}); quote it or "
+                          "write a list as [a, b] and a mapping as {k: v}.") from None
 
 
 def apply_overrides(raw: Mapping[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -79,9 +99,14 @@ def apply_overrides(raw: Mapping[str, Any], overrides: list[str]) -> dict[str, A
 
 
 def _list_index(items: list[Any], key: str, path: str) -> int:
+    names = [item.get("name") for item in items if isinstance(item, Mapping) and item.get("name")]
     if key.lstrip("-").isdigit():
+        if not -len(items) <= int(key) < len(items):
+            raise RecipeError(f"override `{path}`: there is no item {key}; the list has {len(items)} "
+                              f"(0 to {len(items) - 1}{', or by name: ' + ', '.join(names) if names else ''}).")
         return int(key)
     for i, item in enumerate(items):
         if isinstance(item, Mapping) and item.get("name") == key:
             return i
-    raise RecipeError(f"override `{path}`: no list item named `{key}`.")
+    raise RecipeError(f"override `{path}`: no list item named `{key}`.{did_you_mean(key, names)} "
+                      f"Names: {', '.join(names) or 'none'}.")

@@ -23,6 +23,7 @@ from ..data.prepare import RecipeData, prepare_recipe_data
 from ..recipe import LR_SCHEDULERS, OPTIMIZERS, RecipeConfig, RecipeError, StageSpec
 from .evaluation import eval_sets, evaluate_stage
 from .handoff import StageHandoff, offline_hub
+from .preflight import check_before_work
 from .records import RunDirectory, StageResult, latest_checkpoint
 from .results import render_report, summarize
 from .tensorboard import use_run_tensorboard
@@ -51,6 +52,7 @@ class RecipeRunner:
 
     def run(self) -> dict[str, Any]:
         """Run every stage (skipping recorded ones); write results.json after each and report.md at the end."""
+        check_before_work(self.cfg)  # everything checkable, before the first write or deletion
         self.run_dir.claim(self.cfg.to_dict(), start_over=self.start_over)
         self.state.wait_for_everyone()
         with offline_hub(self.cfg, self.run_dir.path / "hub", self.state):

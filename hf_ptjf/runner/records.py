@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import shutil
+import time
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -111,6 +112,23 @@ def _safetensors_problem(path: Path) -> str | None:
     return None
 
 
+def _first_difference(a: Any, b: Any, path: str = "") -> tuple[str, Any, Any] | None:
+    """The first dotted key at which two JSON values differ, with both values (None when equal)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            found = _first_difference(a.get(key), b.get(key), f"{path}.{key}" if path else key)
+            if found:
+                return found
+        return None
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b)):
+            found = _first_difference(x, y, f"{path}.{i}")
+            if found:
+                return found
+        return None
+    return None if a == b else (path, a, b)
+
+
 def latest_checkpoint(stage_dir: Path, stage_name: str) -> str | None:
     """The newest complete checkpoint of a stage, to resume from (None: start the stage from its ``init``).
 
@@ -155,7 +173,10 @@ class RunDirectory:
         return self.path / "stages" / f"{index}-{stage.name}"
 
     def claim(self, config: dict[str, Any], *, start_over: bool = False) -> None:
-        """Record the resolved config; refuse to continue a directory made with a different config."""
+        """Record the resolved config. A directory made with another config is continued when only stages that
+        have not finished changed (their partial checkpoints are moved aside, not deleted); a change that touches
+        a finished stage is refused, naming the key, unless ``start_over`` (then the old run is discarded).
+        Call it only once the whole config has been checked: it is the first write."""
         if not self.is_main:
             return
         record = self.path / CONFIG_RECORD
@@ -169,16 +190,41 @@ class RunDirectory:
             raise RecipeError(
                 f"output_dir `{self.path}` is not writable ({e.strerror}); choose another output_dir=..."
             ) from e
-        if record.exists() and json.loads(record.read_text()) != mine:
-            if not start_over:
-                raise RecipeError(
-                    f"output_dir `{self.path}` holds a run with a different config; nothing was changed. "
-                    "Use a new output_dir=..., or pass --start-over to discard that run."
-                )
-            # the old config record goes last: a start-over cut short is still refused without --start-over
-            for child in sorted(self.path.iterdir(), key=lambda c: c == record):
-                shutil.rmtree(child) if child.is_dir() else child.unlink()
+        old = json.loads(record.read_text()) if record.exists() else mine
+        if old != mine:
+            if start_over:
+                # the old config record goes last: a start-over cut short is still refused without --start-over
+                for child in sorted(self.path.iterdir(), key=lambda c: c == record):
+                    shutil.rmtree(child) if child.is_dir() else child.unlink()
+            else:
+                self._continue_with_changed_config(old, mine)
         atomic_write_text(record, json.dumps(mine, indent=2, sort_keys=True))
+
+    def _continue_with_changed_config(self, old: dict[str, Any], new: dict[str, Any]) -> None:
+        stages = old.get("stages") or []
+        done = 0
+        while done < len(stages) and (self.path / "stages" / f"{done}-{stages[done]['name']}" / STAGE_RECORD).is_file():
+            done += 1
+        key = _first_difference({**old, "stages": stages[:done]}, {**new, "stages": (new.get("stages") or [])[:done]})
+        if done and key is not None:
+            path, was, now = key
+            raise RecipeError(
+                f"output_dir `{self.path}` holds a run with a different config for its finished stage(s) "
+                f"{', '.join(s['name'] for s in stages[:done])}: `{path}` was {was!r}, now {now!r}; nothing was "
+                "changed. Change only stages that have not finished, use a new output_dir=..., or pass --start-over "
+                "to discard that run."
+            )
+        aside = self.path / "stages" / f".superseded-{time.strftime('%Y%m%d-%H%M%S')}"
+        for i, stage in enumerate(stages[done:], start=done):
+            partial = self.path / "stages" / f"{i}-{stage['name']}"
+            if partial.is_dir():  # checkpoints made under the old config: kept, but not resumed from
+                aside.mkdir(parents=True, exist_ok=True)
+                partial.rename(aside / partial.name)
+        logger.warning(
+            "output_dir %s: the config changed in stages that had not finished; reusing the finished stage(s) %s%s",
+            self.path, ", ".join(s["name"] for s in stages[:done]) or "(none)",
+            f"; partial checkpoints moved to {aside}" if aside.is_dir() else "",
+        )
 
     def finished_stage(self, index: int, stage: StageSpec) -> StageResult | None:
         """A stage recorded as finished (and whose output is intact), else None."""

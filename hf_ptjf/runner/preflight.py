@@ -1,0 +1,56 @@
+"""Checks that need the files a recipe names and the machine, run before the run directory is touched.
+
+:func:`hf_ptjf.recipe.load_recipe` already checked the config itself (keys, types, ranges, rates); what is
+left needs the filesystem: a tokenizer path, initial weights, data files, the data cache. A typo there must
+stop the run before ``--start-over`` deletes anything and before stage 1 trains for an hour.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+from pathlib import Path
+
+from ..recipe import RecipeConfig, RecipeError
+
+__all__ = ["check_before_work"]
+
+_HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false", "False")
+
+
+def _local_or_hub(value: str, field: str, what: str) -> None:
+    if Path(value).expanduser().exists():
+        return
+    if _HUB_ID.fullmatch(value) and not value.startswith(".") and not _offline():
+        return  # a Hub id: checked when it is downloaded
+    raise RecipeError(f"`{field}`: {value!r} does not exist{' (and the Hub is offline)' if _HUB_ID.fullmatch(value) else ''}; "
+                      f"give {what}.")
+
+
+def check_before_work(cfg: RecipeConfig) -> None:
+    """Raise a :class:`RecipeError` naming the field for anything missing; writes nothing."""
+    if cfg.tokenizer.path:
+        _local_or_hub(cfg.tokenizer.path, "tokenizer.path", "the directory of a saved tokenizer (save_pretrained) or a "
+                      "Hub id, or remove `tokenizer.path` to train one on the recipe's tasks")
+    if cfg.model.get("name_or_path"):
+        _local_or_hub(str(cfg.model["name_or_path"]), "model.name_or_path",
+                      "a local model directory or a Hub id, or build the model from sizes (d_model, num_layers, ...)")
+    for i, stage in enumerate(cfg.stages):
+        init = stage.init
+        if isinstance(init, dict) and "path" in init and not (Path(init["path"]) / "config.json").is_file():
+            raise RecipeError(f"`stages.{i}.init.path`: {init['path']!r} is not a saved model (no config.json there); "
+                              "give a directory written by save_pretrained(), or init from an earlier stage.")
+    if cfg.data.cache_dir and Path(cfg.data.cache_dir).exists() and not Path(cfg.data.cache_dir).is_dir():
+        raise RecipeError(f"`data.cache_dir`: {cfg.data.cache_dir!r} is a file; give a directory (it is created "
+                          "if missing).")
+    for i, task in enumerate(cfg.tasks):
+        path = task.get("path")
+        if task.get("source") in ("json", "csv", "tsv") and isinstance(path, str) and not glob.has_magic(path):
+            if not Path(path).expanduser().is_file():
+                raise RecipeError(f"`tasks.{i}.path` (task `{task.get('name')}`): file {path!r} does not exist; fix "
+                                  "the path (relative paths are from the directory you run in).")
