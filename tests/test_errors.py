@@ -94,6 +94,7 @@ CONFIG_CASES = {
     "high_resource_not_a_list": (["method_args.high_resource={en-fr: 1}"],
                                  ["`method_args.high_resource` must be a list of task names", "[en-fr]"]),
     "model_path_missing": (["model.name_or_path=./no-such-model"], ["`model.name_or_path`", "does not exist"]),
+    "tau_named_where_written": (["method_args.mixture.tau=-2"], ["`method_args.mixture` (expanded into stage `joint`)"]),
 }
 
 
@@ -283,4 +284,30 @@ def test_start_over_with_a_typo_deletes_nothing(previous_run, tokenizer):
     before = files_sha256(previous_run)
     fails([*tiny_args(previous_run, tokenizer, "tokenizer.path=/nonexistent/tok", "learning_rate=1e-3"), "--start-over"],
           "`tokenizer.path`", "does not exist")
+    assert files_sha256(previous_run) == before
+
+
+def test_data_file_with_a_bad_json_line(tmp_path, previous_run, tokenizer):
+    data = tmp_path / "pairs.jsonl"
+    data.write_text('{"source": "a b", "target": "c d"}\n{"source": "e f", "target": "g h"}\n{"source": oops}\n')
+    recipe = write_recipe(tmp_path / "recipe.yaml", tasks=[
+        {"name": "en-fr", "source": "bible", "src_versions": ["WEB"], "tgt_versions": ["Segond"], "lang": "fr",
+         "train_size": 100},
+        {"name": "en-xx", "source": "json", "path": str(data), "lang": "xx"}])
+    before = files_sha256(previous_run)
+    fails([recipe, f"output_dir={tmp_path / 'run'}"], "task `en-xx`", f"{data} line 3 is not valid JSON",
+          "each line must be one JSON object")
+    assert files_sha256(previous_run) == before
+
+
+def test_not_enough_disk_for_a_checkpoint(tmp_path, previous_run, tokenizer, monkeypatch):
+    import shutil as shutil_module
+
+    import hf_ptjf.runner.preflight as preflight
+
+    usage = shutil_module.disk_usage(tmp_path)
+    monkeypatch.setattr(preflight.shutil, "disk_usage", lambda p: usage._replace(free=10_000))
+    before = files_sha256(previous_run)
+    fails([*tiny_args(previous_run, tokenizer, "learning_rate=1e-3"), "--start-over"],
+          f"output_dir `{previous_run}`", "MiB free", "one checkpoint", "free some space")
     assert files_sha256(previous_run) == before

@@ -62,7 +62,7 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from ..hints import did_you_mean
-from ..runner.results import cumulative_counts
+from ..runner.results import best_loss, cumulative_counts
 from ..recipe import METHODS, RecipeError, apply_overrides, expand_method, parse_recipe, read_recipe, read_yaml
 
 logger = logging.getLogger(__name__)
@@ -499,11 +499,7 @@ def _record(t: Trial, cfg: SweepConfig, by_id: Mapping[str, Trial], status: str 
         stages = list(pre.get("stages", [])) + stages
     history = cumulative_counts(history, stages)
     final = {k: v.get("final_loss") for k, v in res["tasks"].items()}
-    best = {}
-    for task in res["tasks"]:
-        losses = [h[f"eval_{task}_loss"] for h in history if h.get(f"eval_{task}_loss") is not None]
-        losses += [final[task]] if final[task] is not None else []
-        best[task] = min(losses) if losses else None
+    best = {task: best_loss(history, task, final[task]) for task in res["tasks"]}
     return {
         "trial": t.trial,
         "method": t.label,

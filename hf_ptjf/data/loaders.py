@@ -77,6 +77,9 @@ def load_tasks(
                 except Exception as e:  # the user's data is at fault (empty file, bad rows): say which task
                     if isinstance(e, ValueError) and spec.name in str(e):
                         raise
+                    bad_line = _first_bad_json_line(spec)
+                    if bad_line:
+                        raise ValueError(f"task `{spec.name}`: {bad_line}") from e
                     where = spec.path or spec.data_files or spec.dataset
                     raise ValueError(
                         f"task `{spec.name}` could not load its {spec.source} data {where} "
@@ -86,6 +89,26 @@ def load_tasks(
                         ", ".join(f"{len(ds):,} {split}" for split, ds in out[spec.name].items()), time.time() - start)
         out, _ = share_heldout_texts(out, specs)
     return out
+
+
+def _first_bad_json_line(spec: TaskSpec) -> str | None:
+    """For a JSON-lines file that failed to load: which line is not a JSON object, and why."""
+    import json
+
+    if spec.source != "json" or not isinstance(spec.path, str) or not os.path.isfile(spec.path):
+        return None
+    with open(spec.path, encoding="utf-8", errors="replace") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                return (f"{spec.path} line {number} is not valid JSON ({e.msg}, column {e.colno}); each line must be one "
+                        'JSON object, e.g. {"source": "...", "target": "..."}.')
+            if not isinstance(row, dict):
+                return f"{spec.path} line {number} is a JSON {type(row).__name__}, not an object; each line must be one object."
+    return None
 
 
 def verse_of(example_id: str) -> int:

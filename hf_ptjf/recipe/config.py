@@ -311,7 +311,18 @@ def parse_recipe(raw: Mapping[str, Any], *, expanded: bool = False) -> RecipeCon
         raw["stages"] = expand_method(method, method_args or {}, names)
     elif method_args is not None:
         raise RecipeError("`method_args` needs `method` (one of ptjf, scalarization, restart, transfer).")
-    stages = [_parse_stage(s, i, names) for i, s in enumerate(raw.get("stages") or [])]
+    from_method = method is not None and not expanded  # (expanded: the user also edited the stages directly)
+    stages = []
+    for i, stage in enumerate(raw.get("stages") or []):
+        try:
+            stages.append(_parse_stage(stage, i, names))
+        except RecipeError as e:
+            if not from_method:
+                raise
+            # name the field the user wrote first: the stage exists only as the expansion of `method_args`
+            origin = "method_args.high_resource / pretrain_mixture" if stage.get("name") == "pretrain" else \
+                "method_args.mixture"
+            raise RecipeError(f"`{origin}` (expanded into stage `{stage.get('name')}`): {e}") from None
     if not stages:
         raise RecipeError("`stages` is empty: give at least one stage, or a `method` shorthand.")
     _check_inits(stages)

@@ -57,6 +57,7 @@ class RecipeRunner:
         self.state.wait_for_everyone()
         with offline_hub(self.cfg, self.run_dir.path / "hub", self.state):
             self.data = prepare_recipe_data(self.cfg, self.run_dir.path / "tokenizer", self.state.main_process_first())
+            self._check_every_stages_rates()
             for index, stage in enumerate(self.cfg.stages):
                 result = self.run_dir.finished_stage(index, stage) or self.run_stage(index, stage)
                 self.handoff.remember(result)
@@ -113,6 +114,15 @@ class RecipeRunner:
         self.run_dir.record_stage(stage, result)
         _release(trainer)
         return result
+
+    def _check_every_stages_rates(self) -> None:
+        """Rates of every stage, computed before the first one trains: a stage that cannot mix its tasks (an empty
+        task, a UniMax budget) fails now, not after an hour of pre-training."""
+        for index, stage in enumerate(self.cfg.stages):
+            try:
+                self.cfg.stage_rates(stage, self.data.train_sizes(), num_processes=self.state.num_processes)
+            except ValueError as e:
+                raise RecipeError(f"`stages.{index}.mixture` (stage `{stage.name}`): {e}") from e
 
     def training_arguments(self, index: int, stage: StageSpec) -> Any:
         """Training arguments of one stage (create them before the model: ZeRO-3 needs that order)."""

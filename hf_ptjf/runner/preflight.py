@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import os
 import re
+import shutil
 from pathlib import Path
 
 from ..recipe import RecipeConfig, RecipeError
@@ -32,8 +33,34 @@ def _local_or_hub(value: str, field: str, what: str) -> None:
                       f"give {what}.")
 
 
+BYTES_PER_PARAMETER = 16  # a checkpoint: fp32 weights + two Adam moments, plus the stage's final weights
+
+
+def _free_space(cfg: RecipeConfig) -> None:
+    """Enough free disk under ``output_dir`` for one checkpoint of a model built from sizes (a full disk mid-save
+    ends in an unreadable C++ stream error)."""
+    if cfg.model.get("name_or_path"):
+        return  # its size is known once loaded
+    from ..modeling import ModelArguments, build_config, count_parameters
+
+    try:
+        margs = ModelArguments.from_dict(cfg.model)
+        params = count_parameters(build_config(margs, vocab_size=margs.vocab_size or cfg.tokenizer.vocab_size))
+    except ValueError as e:
+        raise RecipeError(f"`model`: {e}") from e
+    where = Path(cfg.output_dir).resolve()
+    while not where.exists():
+        where = where.parent
+    need, free = params * BYTES_PER_PARAMETER, shutil.disk_usage(where).free
+    if free < need:
+        raise RecipeError(f"output_dir `{cfg.output_dir}`: {free / 2**20:,.0f} MiB free on its disk, but one checkpoint "
+                          f"of this {params / 1e6:,.1f}M-parameter model needs about {need / 2**20:,.0f} MiB; free some "
+                          "space or choose another output_dir=...")
+
+
 def check_before_work(cfg: RecipeConfig) -> None:
     """Raise a :class:`RecipeError` naming the field for anything missing; writes nothing."""
+    _free_space(cfg)
     if cfg.tokenizer.path:
         _local_or_hub(cfg.tokenizer.path, "tokenizer.path", "the directory of a saved tokenizer (save_pretrained) or a "
                       "Hub id, or remove `tokenizer.path` to train one on the recipe's tasks")

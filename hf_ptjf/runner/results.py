@@ -10,7 +10,7 @@ from typing import Any, Mapping, Sequence
 from ..recipe import RecipeConfig
 from .records import StageResult
 
-__all__ = ["cumulative_counts", "render_report", "summarize", "where_everything_is"]
+__all__ = ["best_loss", "cumulative_counts", "render_report", "summarize", "where_everything_is"]
 
 
 def summarize(cfg: RecipeConfig, stages: list[StageResult]) -> dict[str, Any]:
@@ -23,13 +23,10 @@ def summarize(cfg: RecipeConfig, stages: list[StageResult]) -> dict[str, Any]:
     tasks: dict[str, dict[str, Any]] = {}
     last = stages[-1] if stages else None
     for name in cfg.task_names:
-        losses = [h[f"eval_{name}_loss"] for h in history if f"eval_{name}_loss" in h]
-        if last:
-            losses.append(last.metrics.get(f"eval_{name}_loss"))
-        losses = [x for x in losses if x is not None]
+        final = last.metrics.get(f"eval_{name}_loss") if last else None
         tasks[name] = {
-            "final_loss": last.metrics.get(f"eval_{name}_loss") if last else None,
-            "best_loss": min(losses) if losses else None,
+            "final_loss": final,
+            "best_loss": best_loss(history, name, final),
             "bleu": last.metrics.get(f"eval_{name}_bleu") if last else None,
             "examples_seen": sum(s.examples_seen.get(name, 0) for s in stages),
             "target_tokens_seen": sum(s.target_tokens_seen.get(name, 0) for s in stages),
@@ -44,6 +41,13 @@ def summarize(cfg: RecipeConfig, stages: list[StageResult]) -> dict[str, Any]:
         "samples": next((s.samples for s in reversed(stages) if s.samples), {}),
         "history": history,
     }
+
+
+def best_loss(history: Sequence[Mapping[str, Any]], task: str, final: float | None) -> float | None:
+    """The lowest validation loss of ``task`` over a history and its final evaluation (None if never evaluated)."""
+    losses = [h[f"eval_{task}_loss"] for h in history if h.get(f"eval_{task}_loss") is not None]
+    losses += [final] if final is not None else []
+    return min(losses) if losses else None
 
 
 def render_report(results: dict[str, Any], figures: Mapping[str, str] | None = None) -> str:
