@@ -94,6 +94,8 @@ CONFIG_CASES = {
     "high_resource_not_a_list": (["method_args.high_resource={en-fr: 1}"],
                                  ["`method_args.high_resource` must be a list of task names", "[en-fr]"]),
     "model_path_missing": (["model.name_or_path=./no-such-model"], ["`model.name_or_path`", "does not exist"]),
+    "section_value_of_the_wrong_type": (["data.num_dev=abc"], ["`data`", "num_dev must be an integer >= 0", "'abc'"]),
+    "beam_count_zero": (["eval.num_beams=0"], ["`eval`", "num_beams must be an integer >= 1"]),
     "tau_named_where_written": (["method_args.mixture.tau=-2"], ["`method_args.mixture` (expanded into stage `joint`)"]),
 }
 

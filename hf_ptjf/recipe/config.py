@@ -74,6 +74,13 @@ def _from_dict(cls: type, data: Mapping[str, Any] | None, where: str) -> Any:
         raise RecipeError(f"`{where}`: {e}") from e
 
 
+def _integers(spec: Any, names: tuple[str, ...], minimum: int) -> None:
+    for name in names:
+        value = getattr(spec, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
 @dataclass
 class StageSpec:
     """One training stage: fresh optimizer and LR schedule, weights from ``init``."""
@@ -135,6 +142,15 @@ class EvalSpec:
     max_new_tokens: int = 64
     split: str = "validation"
 
+    def __post_init__(self) -> None:
+        _integers(self, ("bleu_examples", "num_beams", "max_new_tokens"), minimum=1)
+        if self.loss_examples is not None:
+            _integers(self, ("loss_examples",), minimum=1)
+        if not isinstance(self.bleu, bool):
+            raise ValueError(f"bleu must be true or false, got {self.bleu!r}")
+        if self.split not in ("validation", "test"):
+            raise ValueError(f"split must be validation or test, got {self.split!r}")
+
 
 @dataclass
 class TokenizerSpec:
@@ -164,6 +180,12 @@ class DataSpec:
     seed: int = 0
     max_source_length: int = 128
     max_target_length: int = 128
+
+    def __post_init__(self) -> None:
+        _integers(self, ("num_dev", "num_test", "seed"), minimum=0)
+        _integers(self, ("max_source_length", "max_target_length"), minimum=2)
+        if self.cache_dir is not None and not isinstance(self.cache_dir, str):
+            raise ValueError(f"cache_dir must be a directory path, got {self.cache_dir!r}")
 
 
 @dataclass
