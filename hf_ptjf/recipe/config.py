@@ -277,7 +277,8 @@ def _check_training_values(values: Mapping[str, Any], where: str) -> None:
         if expected is None and number and key in _NON_NEGATIVE and not (value >= 0 and math.isfinite(value)):
             expected = "a finite number >= 0"
         if expected is not None:
-            raise RecipeError(f"`{where}{key}` must be {expected}, got {value!r}; e.g. {key}={_EXAMPLES.get(key, 1)}.")
+            example = _EXAMPLES.get(key, TRAINING_DEFAULTS.get(key, "true" if expected == "true or false" else 1))
+            raise RecipeError(f"`{where}{key}` must be {expected}, got {value!r}; e.g. {key}={example}.")
     report_to = values.get("report_to")
     if report_to not in (None, "none", "all", []):
         from transformers.integrations import get_available_reporting_integrations
@@ -290,8 +291,18 @@ def _check_training_values(values: Mapping[str, Any], where: str) -> None:
                                   "report_to=[tensorboard].")
 
 
-_EXAMPLES = {"learning_rate": "2e-3", "per_device_train_batch_size": 32, "eval_steps": 100, "save_steps": 100,
-             "logging_steps": 25, "warmup_steps": 0.1, "seed": 0}
+_EXAMPLES = {"learning_rate": "2e-3", "eval_steps": 100, "save_steps": 100, "seed": 0}
+
+
+def _check_tasks(tasks: list[Mapping[str, Any]]) -> None:
+    """Every task spec, as the data loader will read it (sources, columns, Bible versions, languages)."""
+    from ..data.spec import TaskSpec  # torch-free
+
+    for i, task in enumerate(tasks):
+        try:
+            TaskSpec.from_dict(task)
+        except (TypeError, ValueError) as e:
+            raise RecipeError(f"`tasks.{i}` (task `{task.get('name')}`): {e}") from e
 
 
 def _training_fields() -> set[str]:
@@ -325,6 +336,7 @@ def parse_recipe(raw: Mapping[str, Any], *, expanded: bool = False) -> RecipeCon
     names = [t.get("name") if isinstance(t, Mapping) else None for t in tasks]
     if None in names or len(set(names)) != len(names):
         raise RecipeError(f"every task needs a unique `name`; got {names}.")
+    _check_tasks(tasks)
     method = raw.get("method")
     method_args = raw.pop("method_args", None)
     if method is not None and not expanded:
