@@ -174,8 +174,8 @@ class MixtureTrainer(Seq2SeqTrainer):
         k = len(self.task_names)
         self._examples = torch.zeros(k, dtype=torch.long)  # this rank, since (re)start
         self._tokens = torch.zeros(k, dtype=torch.long)
-        self._loss_sums = torch.zeros(k, dtype=torch.float64)  # this rank, this logging window
-        self._loss_tokens = torch.zeros(k, dtype=torch.float64)
+        self._loss_sums = torch.zeros(k, dtype=torch.float32)  # this rank, this logging window (on the model's device)
+        self._loss_tokens = torch.zeros(k, dtype=torch.float32)
         self._examples_base = np.zeros(k, dtype=np.int64)  # all ranks, restored from a checkpoint
         self._tokens_base = np.zeros(k, dtype=np.int64)
         self._pending_sampler_state: dict[str, Any] | None = None
@@ -308,10 +308,13 @@ class MixtureTrainer(Seq2SeqTrainer):
                 nll = -logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
                 per_token[start : start + 4096] = (1 - eps) * nll - eps * logp.mean(-1) if eps else nll
             active = (flat != -100).reshape(labels.shape)
-            per_example = (per_token.reshape(labels.shape) * active).sum(-1).cpu().double()
-            k = len(self.task_names)
-            self._loss_sums += torch.bincount(task_id, weights=per_example, minlength=k)
-            self._loss_tokens += torch.bincount(task_id, weights=active.sum(-1).cpu().double(), minlength=k)
+            per_example = (per_token.reshape(labels.shape) * active).sum(-1)
+            if self._loss_sums.device != per_example.device:  # kept where the logits are: no sync per step
+                self._loss_sums = self._loss_sums.to(per_example.device)
+                self._loss_tokens = self._loss_tokens.to(per_example.device)
+            ids = task_id.to(per_example.device)
+            self._loss_sums.index_add_(0, ids, per_example)
+            self._loss_tokens.index_add_(0, ids, active.sum(-1).float())
 
     def _task_train_losses(self) -> dict[str, float]:
         """``train_<task>_loss`` over the logging window (summed over ranks), then a new window (a collective)."""
@@ -320,7 +323,7 @@ class MixtureTrainer(Seq2SeqTrainer):
             device = self.args.device if dist.get_backend() == "nccl" else torch.device("cpu")
             window = window.to(device)
             dist.all_reduce(window, op=dist.ReduceOp.SUM)
-        sums, tokens = window.cpu()
+        sums, tokens = window.cpu().double()
         self._loss_sums.zero_()
         self._loss_tokens.zero_()
         return {f"train_{name}_loss": round(float(sums[i] / tokens[i]), 4)
