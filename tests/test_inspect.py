@@ -100,9 +100,13 @@ def test_verdicts_agree_with_every_measured_sweep(case, sizes, budget, expected,
     assert kind == expected, (case, measured, verdict)
 
 
+def _task(name):
+    """A task spec that parses (sizes are given to the report, so its file is never read)."""
+    return {"name": name, "source": "json", "path": f"{name}.jsonl", "lang": "xx"}
+
+
 def _config(stages, **top):
-    return parse_recipe({"output_dir": "unused", "tasks": [{"name": "en-fr"}, {"name": "en-ro"}], "stages": stages,
-                         **top})
+    return parse_recipe({"output_dir": "unused", "tasks": [_task("en-fr"), _task("en-ro")], "stages": stages, **top})
 
 
 RECIPE_STAGES = [
@@ -156,7 +160,7 @@ def test_recipe_mixture_strategies_and_errors():
     sizes, tokens = {"a": 100_000, "b": 1_000}, {"a": 1, "b": 1}
 
     def cfg(mixture, steps=100):
-        return parse_recipe({"output_dir": "o", "tasks": [{"name": "a"}, {"name": "b"}],
+        return parse_recipe({"output_dir": "o", "tasks": [_task("a"), _task("b")],
                              "stages": [{"name": "s", "max_steps": steps, "mixture": mixture}],
                              "per_device_train_batch_size": 10})
 
@@ -173,7 +177,7 @@ def test_recipe_mixture_strategies_and_errors():
     with pytest.raises(RecipeError, match="unknown task `c`"):
         cfg({"tasks": ["c"]})
     with pytest.raises(RecipeError, match="max_steps"):
-        parse_recipe({"output_dir": "o", "tasks": [{"name": "a"}], "stages": [{"name": "s", "mixture": {}}]})
+        parse_recipe({"output_dir": "o", "tasks": [_task("a")], "stages": [{"name": "s", "mixture": {}}]})
 
 
 def _write_recipe(tmp_path):
