@@ -37,12 +37,7 @@ class RecipeData:
 
 
 def _specs(cfg: RecipeConfig) -> list[TaskSpec]:
-    from ..recipe import RecipeError
-
-    try:
-        return [TaskSpec.from_dict(t) for t in cfg.tasks]
-    except ValueError as e:
-        raise RecipeError(f"`tasks`: {e}") from e
+    return [TaskSpec.from_dict(t) for t in cfg.tasks]  # valid: parse_recipe checked every task spec
 
 
 def load_recipe_corpora(cfg: RecipeConfig) -> dict[str, Any]:

@@ -49,6 +49,7 @@ class RecipeRunner:
         self.handoff = StageHandoff(config, self.state)
         self.stages: list[StageResult] = []
         self.data: RecipeData | None = None
+        self.rates: dict[str, dict[str, float]] = {}  # stage name -> task -> sampling rate
 
     def run(self) -> dict[str, Any]:
         """Run every stage (skipping recorded ones); write results.json after each and report.md at the end."""
@@ -57,7 +58,7 @@ class RecipeRunner:
         self.state.wait_for_everyone()
         with offline_hub(self.cfg, self.run_dir.path / "hub", self.state):
             self.data = prepare_recipe_data(self.cfg, self.run_dir.path / "tokenizer", self.state.main_process_first())
-            self._check_every_stages_rates()
+            self.rates = self._every_stages_rates()
             for index, stage in enumerate(self.cfg.stages):
                 result = self.run_dir.finished_stage(index, stage) or self.run_stage(index, stage)
                 self.handoff.remember(result)
@@ -77,16 +78,16 @@ class RecipeRunner:
         args = self.training_arguments(index, stage)
         # 2. The initial weights: scratch (seeded), an earlier stage at its pinned Hub revision, a Hub id or a path.
         model = self._init_model(index, stage)
-        # 3. The stage's mixture: rates computed once, from its mixture spec and the task sizes.
+        # 3. The stage's mixture, at the rates computed for it before the first stage trained.
         tasks = self.cfg.stage_tasks(stage)
-        rates = self.cfg.stage_rates(stage, self.data.train_sizes(), num_processes=args.world_size)
+        steps_before = sum(s.steps for s in self.stages)
         trainer = MixtureTrainer(
-            model=model, args=args, rates=rates,
+            model=model, args=args, rates=self.rates[stage.name],
             train_datasets={t: self.data.tokenized[t]["train"] for t in tasks},
             eval_dataset=eval_sets(self.data, self.cfg.eval.split, self.cfg.eval.loss_examples),
             data_collator=self.data.collator, processing_class=self.data.tokenizer,
         )
-        use_run_tensorboard(trainer, self.run_dir.path / "tensorboard", step_offset=sum(s.steps for s in self.stages))
+        use_run_tensorboard(trainer, self.run_dir.path / "tensorboard", step_offset=steps_before)
         # 4. The paper's reset: a NEW optimizer (empty state) and LR schedule (warmup restarts at step 0). Only
         #    the weights carry over from `init`: new tasks learn slowly under a decayed LR and stale moments.
         #    A crash resume restores this stage's own optimizer state from its checkpoint, never an earlier stage's.
@@ -108,21 +109,22 @@ class RecipeRunner:
         )
         # 6. Push (the next stage loads exactly this commit), then record the stage as finished.
         if stage.push_to_hub if stage.push_to_hub is not None else self.cfg.hub.mode != "none":
-            self.handoff.push(stage, final, result, self._languages(),
-                              run_steps=sum(s.steps for s in self.stages) + result.steps)
+            self.handoff.push(stage, final, result, self._languages(), run_steps=steps_before + result.steps)
         result.wall_time_s = round(time.time() - start, 2)
         self.run_dir.record_stage(stage, result)
         _release(trainer)
         return result
 
-    def _check_every_stages_rates(self) -> None:
-        """Rates of every stage, computed before the first one trains: a stage that cannot mix its tasks (an empty
-        task, a UniMax budget) fails now, not after an hour of pre-training."""
+    def _every_stages_rates(self) -> dict[str, dict[str, float]]:
+        """Every stage's rates, computed once, before the first stage trains: a stage that cannot mix its tasks
+        (an empty task, a UniMax budget) fails now, not after an hour of pre-training."""
+        rates = {}
         for index, stage in enumerate(self.cfg.stages):
             try:
-                self.cfg.stage_rates(stage, self.data.train_sizes(), num_processes=self.state.num_processes)
+                rates[stage.name] = self.cfg.stage_rates(stage, self.data.train_sizes(), self.state.num_processes)
             except ValueError as e:
                 raise RecipeError(f"`stages.{index}.mixture` (stage `{stage.name}`): {e}") from e
+        return rates
 
     def training_arguments(self, index: int, stage: StageSpec) -> Any:
         """Training arguments of one stage (create them before the model: ZeRO-3 needs that order)."""
