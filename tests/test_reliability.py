@@ -239,10 +239,20 @@ def test_transient_hub_faults_are_retried_and_records_are_atomic(tmp_path, token
 
 
 @pytest.mark.slow
-def test_hub_down_stops_before_the_next_stage_and_a_rerun_finishes(tmp_path, tokenizer, reference, hub):
+def test_hub_down_stops_before_the_next_stage_and_a_rerun_finishes(tmp_path, tokenizer, reference, hub, monkeypatch):
+    from hf_ptjf.runner.loop import RecipeRunner
+
     out = tmp_path / "run"
-    hub.stop()  # the Hub is down when stage 1 is pushed
+    run_stage = RecipeRunner.run_stage
+
+    def hub_goes_down(self, index, stage):  # the Hub answered the check before work, then went down
+        if index == 0:
+            hub.stop()
+        return run_stage(self, index, stage)
+
+    monkeypatch.setattr(RecipeRunner, "run_stage", hub_goes_down)
     code, err = run_cli(hub_args(out, tokenizer))
+    monkeypatch.setattr(RecipeRunner, "run_stage", run_stage)
     assert code == 2
     line = error_line(err)
     assert "stage `pretrain`" in line and "push was not confirmed" in line and "after 3 attempts" in line
@@ -389,3 +399,13 @@ def test_a_run_that_failed_before_any_stage_finished_accepts_the_corrected_confi
     code, err = run_cli(tiny_args(out, tokenizer, "method=scalarization", "method_args.total_steps=2"))
     assert code == 0, err
     assert json.loads((out / "recipe.resolved.json").read_text())["method"] == "scalarization"
+
+
+@pytest.mark.slow
+def test_hub_down_before_the_run_is_reported_before_any_work(tmp_path, tokenizer, hub):
+    out = tmp_path / "run"
+    hub.stop()
+    code, err = run_cli(hub_args(out, tokenizer))
+    line = error_line(err)
+    assert code == 2 and "`hub.mode: remote`" in line and hub.url in line and "does not answer" in line
+    assert not out.exists()  # nothing trained, nothing written

@@ -2,7 +2,17 @@
 (:mod:`~hf_ptjf.hub.client`), and the Hub-compatible offline server the main job pushes to
 (:mod:`~hf_ptjf.hub.server`)."""
 
-from .client import HubError, current_endpoint, metrics_by_task, push_folder, redact, snapshot_at, verify_revision, write_model_card
+from .client import (
+    HubError,
+    current_endpoint,
+    metrics_by_task,
+    push_folder,
+    redact,
+    snapshot_at,
+    unreachable,
+    verify_revision,
+    write_model_card,
+)
 from .server import FAKE_USER, HubServer, Intercept, RequestRecord, hub_endpoint_env, use_endpoint
 
 __all__ = [
@@ -17,6 +27,7 @@ __all__ = [
     "push_folder",
     "redact",
     "snapshot_at",
+    "unreachable",
     "use_endpoint",
     "verify_revision",
     "write_model_card",

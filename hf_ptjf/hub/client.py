@@ -25,7 +25,7 @@ from typing import Callable, Iterator, Mapping, Sequence, TypeVar
 from huggingface_hub import HfApi, ModelCard, ModelCardData, constants, get_token, snapshot_download
 from huggingface_hub.errors import IncompleteSnapshotError, LocalEntryNotFoundError
 from huggingface_hub.file_download import repo_folder_name
-from huggingface_hub.utils import DEFAULT_IGNORE_PATTERNS, filter_repo_objects, get_session
+from huggingface_hub.utils import DEFAULT_IGNORE_PATTERNS, build_hf_headers, filter_repo_objects, get_session
 from huggingface_hub.utils import httpx as _httpx
 from huggingface_hub.utils.sha import git_hash
 
@@ -38,6 +38,7 @@ __all__ = [
     "push_folder",
     "redact",
     "snapshot_at",
+    "unreachable",
     "verify_revision",
     "write_model_card",
 ]
@@ -270,6 +271,18 @@ def push_folder(
         )
     logger.info("pushed %s to %s@%s (%s)", folder, repo_id, sha, current_endpoint())
     return sha
+
+
+def unreachable(timeout: float = 10.0) -> str | None:
+    """Why the Hub at :func:`current_endpoint` cannot be reached (connection refused, timeout), or None if it
+    answers at all (any HTTP status: auth is checked when pushing)."""
+    url = f"{current_endpoint()}/api/whoami-v2"
+    try:
+        with _client_timeout(timeout):
+            get_session().get(url, headers=build_hf_headers(token=_local_token()), timeout=timeout)
+    except Exception as e:  # noqa: BLE001 - any transport failure means: not reachable
+        return f"{type(e).__name__}: {redact(' '.join(str(e).split()))[:200]}"
+    return None
 
 
 def _local_files(folder: Path) -> dict[str, Path]:

@@ -28,15 +28,19 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("httpx", "httpx2", "httpcore", "httpcore2", "urllib3", "filelock"):  # a line per Hub request
         logging.getLogger(noisy).setLevel(logging.WARNING)
     debug = os.environ.get("HF_PTJF_DEBUG", "") not in ("", "0")
+    reading = True  # every rank reads the same recipe and fails the same way: rank 0 alone reports it
     try:
         from .loop import run_recipe
 
         config = load_recipe(args.config, args.overrides)
+        reading = False
         results = run_recipe(config, start_over=args.start_over)
     except Exception as e:  # one clear line, unless debugging
         if debug or not _is_user_error(e):
             raise
-        print(f"error: {e}", file=sys.stderr)
+        if _is_main_process() or not reading:
+            rank = "" if _is_main_process() else f" (rank {os.environ.get('RANK')})"
+            print(f"error{rank}: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     from .results import render_report, where_everything_is
 

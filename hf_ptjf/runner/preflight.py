@@ -58,9 +58,23 @@ def _free_space(cfg: RecipeConfig) -> None:
                           "space or choose another output_dir=...")
 
 
+def _hub_reachable(cfg: RecipeConfig) -> None:
+    """With ``hub.mode: remote`` and a stage that pushes, the Hub must answer now, not after stage 1 trained."""
+    pushes = any(s.push_to_hub if s.push_to_hub is not None else cfg.hub.mode != "none" for s in cfg.stages)
+    if cfg.hub.mode != "remote" or not pushes:
+        return  # `local` serves its own Hub for the run
+    from .. import hub
+
+    why = hub.unreachable(timeout=cfg.hub.timeout)
+    if why:
+        raise RecipeError(f"`hub.mode: remote`: the Hub at {hub.current_endpoint()} does not answer ({why}); start it "
+                          "or fix HF_ENDPOINT, or set hub.mode=local (an offline Hub for this run) or hub.mode=none.")
+
+
 def check_before_work(cfg: RecipeConfig) -> None:
     """Raise a :class:`RecipeError` naming the field for anything missing; writes nothing."""
     _free_space(cfg)
+    _hub_reachable(cfg)
     if cfg.tokenizer.path:
         _local_or_hub(cfg.tokenizer.path, "tokenizer.path", "the directory of a saved tokenizer (save_pretrained) or a "
                       "Hub id, or remove `tokenizer.path` to train one on the recipe's tasks")
