@@ -347,3 +347,27 @@ def test_a_config_error_under_a_two_process_launch_is_one_line_and_no_rank_hangs
     lines = [line for line in proc.stderr.splitlines() if line.startswith("error")]
     assert lines == ["error: `learning_rate` must be a number, got 'fast'; e.g. learning_rate=2e-3."]
     assert proc.returncode != 0 and not out.exists()  # accelerate's launcher turns the ranks' 2 into its own 1
+
+
+def test_a_hub_id_that_names_nothing_is_reported_at_once(tmp_path, tokenizer):
+    with HubServer(tmp_path / "hub") as server, use_endpoint(server.url, cache_dir=tmp_path / "hf_cache"):
+        fails(tiny_args(tmp_path / "run", None, "tokenizer.path=someone/no-such-tokenizer"),
+              "`tokenizer.path`", "'someone/no-such-tokenizer' is neither a local path nor a repo", server.url)
+        url = server.url
+    with use_endpoint(url, cache_dir=tmp_path / "hf_cache"):  # the Hub is down: a bounded check, not a minute of retries
+        fails(tiny_args(tmp_path / "run", None, "model.name_or_path=someone/no-such-model"),
+              "`model.name_or_path`", "does not answer")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_disk_that_fills_while_saving_is_one_line(tmp_path, tokenizer, monkeypatch):
+    from hf_ptjf.trainer import MixtureTrainer
+
+    def full(self, *a, **k):  # what torch reports when a checkpoint write hits ENOSPC
+        raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 64 vs 0 "
+                           "basic_ios::clear: iostream error")
+
+    monkeypatch.setattr(MixtureTrainer, "_save_checkpoint", full)
+    out = tmp_path / "run"
+    fails(tiny_args(out, tokenizer, *ONE_STAGE), f"output_dir `{out}`", "the disk filled up while saving",
+          "free some space and rerun the same command")

@@ -37,6 +37,7 @@ __all__ = [
     "metrics_by_task",
     "push_folder",
     "redact",
+    "repo_exists",
     "snapshot_at",
     "unreachable",
     "verify_revision",
@@ -283,6 +284,12 @@ def unreachable(timeout: float = 10.0) -> str | None:
     except Exception as e:  # noqa: BLE001 - any transport failure means: not reachable
         return f"{type(e).__name__}: {redact(' '.join(str(e).split()))[:200]}"
     return None
+
+
+def repo_exists(repo_id: str, timeout: float = 10.0) -> bool:
+    """Whether the Hub at :func:`current_endpoint` has model repo ``repo_id`` (visible with the local token)."""
+    with _client_timeout(timeout):
+        return _api(_local_token()).repo_exists(repo_id)
 
 
 def _local_files(folder: Path) -> dict[str, Path]:

@@ -37,7 +37,10 @@ def main(argv: list[str] | None = None) -> int:
         results = run_recipe(config, start_over=args.start_over)
     except Exception as e:  # one clear line, unless debugging
         if debug or not _is_user_error(e):
-            raise
+            full = None if reading else _disk_full(e)
+            if debug or full is None:
+                raise
+            e = RecipeError(f"output_dir `{config.output_dir}`: {full}")
         if _is_main_process() or not reading:
             rank = "" if _is_main_process() else f" (rank {os.environ.get('RANK')})"
             print(f"error{rank}: {e}", file=sys.stderr)
@@ -54,6 +57,20 @@ def _is_user_error(e: BaseException) -> bool:
     from ..hub import HubError
 
     return isinstance(e, (RecipeError, HubError, ValueError, FileNotFoundError, PermissionError))
+
+
+def _disk_full(e: BaseException) -> str | None:
+    """The one-line story of a save that ran out of disk (torch and safetensors report it as C++ stream errors)."""
+    text = f"{type(e).__name__}: {e}"
+    cause = e
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.errno == 28 or any(
+            marker in str(cause) for marker in ("iostream error", "No space left", "file write failed")
+        ):
+            return ("the disk filled up while saving (" + " ".join(text.split())[:160] + "); free some space and rerun "
+                    "the same command: the run resumes from its newest complete checkpoint.")
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def _is_main_process() -> bool:

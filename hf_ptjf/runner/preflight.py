@@ -28,7 +28,17 @@ def _local_or_hub(value: str, field: str, what: str) -> None:
     if Path(value).expanduser().exists():
         return
     if _HUB_ID.fullmatch(value) and not value.startswith(".") and not _offline():
-        return  # a Hub id: checked when it is downloaded
+        from .. import hub
+
+        # a bounded look instead of the client's retries (about a minute) before an OSError
+        why = hub.unreachable(timeout=5.0)
+        if why:
+            raise RecipeError(f"`{field}`: {value!r} is not a local path, and the Hub at {hub.current_endpoint()} "
+                              f"does not answer ({why}); give {what}.")
+        if not hub.repo_exists(value):
+            raise RecipeError(f"`{field}`: {value!r} is neither a local path nor a repo on the Hub at "
+                              f"{hub.current_endpoint()}; give {what}.")
+        return
     raise RecipeError(f"`{field}`: {value!r} does not exist{' (and the Hub is offline)' if _HUB_ID.fullmatch(value) else ''}; "
                       f"give {what}.")
 
