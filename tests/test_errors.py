@@ -195,7 +195,7 @@ def test_tokenizer_model_vocab_mismatch_at_reload(tmp_path, tokenizer):
     assert not list(out.rglob("final"))
 
 
-def test_hub_unreachable_keeps_the_trained_stage(tmp_path, tokenizer):
+def test_hub_unreachable_keeps_the_trained_stage(tmp_path, tokenizer, monkeypatch):
     server = HubServer(tmp_path / "hub").start()
     url = server.url
     server.stop()  # nothing listens there any more
@@ -209,10 +209,13 @@ def test_hub_unreachable_keeps_the_trained_stage(tmp_path, tokenizer):
     # down when a stage loads its init from the Hub (pinned to a commit sha)
     sha = "0123456789abcdef0123456789abcdef01234567"
     stages = [{"name": "finetune", "max_steps": 2, "init": {"hub": "someone/model", "revision": sha}}]
+    args = [stages_recipe(tmp_path, stages), f"output_dir={tmp_path / 'run2'}", f"tokenizer.path={tokenizer}",
+            "hub.max_retries=1"]
     with use_endpoint(url, cache_dir=tmp_path / "hf_cache"):
-        fails([stages_recipe(tmp_path, stages), f"output_dir={tmp_path / 'run2'}", f"tokenizer.path={tokenizer}",
-               "hub.max_retries=1"],
-              "`stages.0.init`", "Could not reach the Hub", f"download revision {sha} of 'someone/model'",
+        fails(args, "`stages.0.init.hub`", "'someone/model'", "does not answer")  # before any work
+        # the Hub answered that check, then went down before the stage downloaded its init
+        monkeypatch.setattr("hf_ptjf.runner.preflight._local_or_hub", lambda *a: None)
+        fails(args, "`stages.0.init`", "Could not reach the Hub", f"download revision {sha} of 'someone/model'",
               "is the Hub server at $HF_ENDPOINT", "rerun the same command")
 
 

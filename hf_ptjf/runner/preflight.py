@@ -93,6 +93,9 @@ def check_before_work(cfg: RecipeConfig) -> None:
                       "a local model directory or a Hub id, or build the model from sizes (d_model, num_layers, ...)")
     for i, stage in enumerate(cfg.stages):
         init = stage.init
+        if isinstance(init, dict) and "hub" in init:  # a later stage's Hub init must not fail after stage 1 trained
+            _local_or_hub(str(init["hub"]), f"stages.{i}.init.hub", "a model repo on the Hub (with `revision:` a "
+                          "commit sha), a `path:`, or an earlier stage")
         if isinstance(init, dict) and "path" in init and not (Path(init["path"]) / "config.json").is_file():
             raise RecipeError(f"`stages.{i}.init.path`: {init['path']!r} is not a saved model (no config.json there); "
                               "give a directory written by save_pretrained(), or init from an earlier stage.")
