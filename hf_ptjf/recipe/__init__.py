@@ -2,7 +2,8 @@
 
 * :mod:`~hf_ptjf.recipe.reading`: the YAML loader (``3e-4`` is a float) and ``dotted.key=value`` overrides;
 * :mod:`~hf_ptjf.recipe.methods`: ``method:`` shorthands -> stages (ptjf, scalarization, restart, transfer);
-* :mod:`~hf_ptjf.recipe.config`: :class:`RecipeConfig` and its sections, training defaults, stage budgets and rates.
+* :mod:`~hf_ptjf.recipe.training`: the pass-through training arguments: defaults, allowed names, value checks;
+* :mod:`~hf_ptjf.recipe.config`: :class:`RecipeConfig` and its sections, stage budgets and rates.
 
 Runner, sweep, ``hf-ptjf-inspect`` and ``hf-ptjf-plan`` all go through :func:`load_recipe` (or, for a recipe
 dict, :func:`parse_recipe`). Only the check of training-argument names imports transformers.
@@ -12,7 +13,6 @@ from ..mixing import MixtureSpec
 from .config import (
     LR_SCHEDULERS,
     OPTIMIZERS,
-    TRAINING_DEFAULTS,
     DataSpec,
     EvalSpec,
     HubSpec,
@@ -25,6 +25,7 @@ from .config import (
 from .errors import RecipeError
 from .methods import METHODS, expand_method
 from .reading import apply_overrides, read_recipe, read_yaml
+from .training import TRAINING_DEFAULTS
 
 __all__ = [
     "LR_SCHEDULERS",

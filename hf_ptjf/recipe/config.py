@@ -19,9 +19,9 @@ from ..mixing import MixtureSpec
 from .errors import RecipeError
 from .methods import expand_method
 from .reading import apply_overrides, read_recipe
+from .training import TRAINING_DEFAULTS, check_training_values, training_fields
 
 __all__ = [
-    "TRAINING_DEFAULTS",
     "DataSpec",
     "EvalSpec",
     "HubSpec",
@@ -44,22 +44,6 @@ LR_SCHEDULERS = {  # our names -> lr_scheduler_type (transformers' names, or hf_
     "constant_then_rsqrt": "constant_then_rsqrt",  # constant LR, then 1/sqrt(step) (pre-training, baselines)
     "warmup_then_rsqrt": "warmup_then_rsqrt",  # linear warmup, then 1/sqrt(step) (fine-tuning after a reset)
 }
-
-# Defaults of the pass-through training arguments; the recipe's own keys win, then a stage's `training`.
-TRAINING_DEFAULTS: dict[str, Any] = {
-    "per_device_train_batch_size": 32,
-    "per_device_eval_batch_size": 64,
-    "learning_rate": 2e-3,
-    "warmup_steps": 0.1,  # a fraction of the stage: warmup restarts with every stage
-    "weight_decay": 0.0,
-    "label_smoothing_factor": 0.1,
-    "logging_steps": 25,
-    "save_total_limit": 2,
-    "report_to": ["tensorboard"],
-    "disable_tqdm": False,
-    "dataloader_num_workers": 0,
-}
-
 
 def _from_dict(cls: type, data: Mapping[str, Any] | None, where: str) -> Any:
     """Build dataclass ``cls`` from ``data``, refusing unknown keys with a did-you-mean."""
@@ -246,54 +230,6 @@ _RUNNER_OWNED = {
 }
 
 
-_POSITIVE = ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
-             "logging_steps", "eval_steps", "save_steps")
-_NON_NEGATIVE = ("learning_rate", "weight_decay", "warmup_steps", "label_smoothing_factor", "max_grad_norm")
-
-
-def _check_training_values(values: Mapping[str, Any], where: str) -> None:
-    """Types and ranges of pass-through training arguments, checked when the recipe is read (the Trainer would
-    take ``learning_rate=fast`` and fail in the optimizer, or ``eval_steps=-3`` and silently never checkpoint)."""
-    import math
-    import typing
-
-    from ..trainer import MixtureTrainingArguments
-
-    hints = typing.get_type_hints(MixtureTrainingArguments)
-    for key, value in values.items():
-        kinds = set(typing.get_args(hints.get(key))) or {hints.get(key)}
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        expected = None
-        if kinds <= {int, type(None)} and not (isinstance(value, int) and not isinstance(value, bool)):
-            expected = "an integer"
-        elif kinds <= {float, type(None)} and not number:
-            expected = "a number"
-        elif kinds <= {bool, type(None)} and not isinstance(value, bool):
-            expected = "true or false"
-        if value is None and type(None) in kinds:
-            expected = None
-        if expected is None and number and key in _POSITIVE and not value > 0:
-            expected = "a number > 0"
-        if expected is None and number and key in _NON_NEGATIVE and not (value >= 0 and math.isfinite(value)):
-            expected = "a finite number >= 0"
-        if expected is not None:
-            example = _EXAMPLES.get(key, TRAINING_DEFAULTS.get(key, "true" if expected == "true or false" else 1))
-            raise RecipeError(f"`{where}{key}` must be {expected}, got {value!r}; e.g. {key}={example}.")
-    report_to = values.get("report_to")
-    if report_to not in (None, "none", "all", []):
-        from transformers.integrations import get_available_reporting_integrations
-
-        available = get_available_reporting_integrations()
-        for name in [report_to] if isinstance(report_to, str) else list(report_to):
-            if name not in available and name not in ("none", "all"):
-                raise RecipeError(f"`{where}report_to` names `{name}`, which is not installed here (available: "
-                                  f"{', '.join(available) or 'none'}); `pip install {name}` or remove it, e.g. "
-                                  "report_to=[tensorboard].")
-
-
-_EXAMPLES = {"learning_rate": "2e-3", "eval_steps": 100, "save_steps": 100, "seed": 0}
-
-
 def _check_tasks(tasks: list[Mapping[str, Any]]) -> None:
     """Every task spec, as the data loader will read it (sources, columns, Bible versions, languages)."""
     from ..data.spec import TaskSpec  # torch-free
@@ -305,17 +241,11 @@ def _check_tasks(tasks: list[Mapping[str, Any]]) -> None:
             raise RecipeError(f"`tasks.{i}` (task `{task.get('name')}`): {e}") from e
 
 
-def _training_fields() -> set[str]:
-    from ..trainer import MixtureTrainingArguments  # lazily: the rest of this module is torch-free
-
-    return {f.name for f in dataclasses.fields(MixtureTrainingArguments) if f.init}
-
-
 def parse_recipe(raw: Mapping[str, Any], *, expanded: bool = False) -> RecipeConfig:
     """Validate a recipe dict and expand its method shorthand (``expanded``: its ``stages`` already are the
     expansion of its ``method``, edited by stage overrides; ``method`` then only names the method)."""
     raw = dict(raw)
-    training_fields = _training_fields()
+    allowed = training_fields()
     training: dict[str, Any] = {}
     for key in list(raw):
         if key in _RECIPE_KEYS:
@@ -324,8 +254,8 @@ def parse_recipe(raw: Mapping[str, Any], *, expanded: bool = False) -> RecipeCon
             raise RecipeError(_SECRET_MESSAGE.format(key=key))
         if key in _RUNNER_OWNED:
             raise RecipeError(f"`{key}` is set per stage by the runner; set it in a stage (or the recipe section) instead.")
-        if key not in training_fields:
-            hint = did_you_mean(key, sorted(_RECIPE_KEYS | training_fields))
+        if key not in allowed:
+            hint = did_you_mean(key, sorted(_RECIPE_KEYS | allowed))
             raise RecipeError(f"unknown config key `{key}`.{hint} (Not a recipe section nor a Seq2SeqTrainingArguments field.)")
         training[key] = raw.pop(key)
     if "output_dir" not in raw:
@@ -367,21 +297,21 @@ def parse_recipe(raw: Mapping[str, Any], *, expanded: bool = False) -> RecipeCon
     for i, stage in enumerate(stages):
         if set(stage.training) & _SECRET_KEYS:
             raise RecipeError(_SECRET_MESSAGE.format(key=f"stages.{i}.training.{sorted(set(stage.training) & _SECRET_KEYS)[0]}"))
-        bad = set(stage.training) - training_fields
+        bad = set(stage.training) - allowed
         if bad:
             key = sorted(bad)[0]
-            raise RecipeError(f"unknown key `stages.{i}.training.{key}`.{did_you_mean(key, sorted(training_fields))}")
+            raise RecipeError(f"unknown key `stages.{i}.training.{key}`.{did_you_mean(key, sorted(allowed))}")
         prefix = OPTIMIZER_ARGS_PREFIX[stage.optimizer] + "_"
-        options = sorted(f[len(prefix):] for f in training_fields if f.startswith(prefix))
+        options = sorted(f[len(prefix):] for f in allowed if f.startswith(prefix))
         for key in stage.optimizer_args:
             if key not in options:
                 raise RecipeError(
                     f"unknown key `stages.{i}.optimizer_args.{key}` for optimizer `{stage.optimizer}`."
                     f"{did_you_mean(key, options)} Allowed: {', '.join(options)}."
                 )
-    _check_training_values({**TRAINING_DEFAULTS, **training}, "")
+    check_training_values({**TRAINING_DEFAULTS, **training}, "")
     for i, stage in enumerate(stages):
-        _check_training_values(stage.training, f"stages.{i}.training.")
+        check_training_values(stage.training, f"stages.{i}.training.")
     if isinstance(raw.get("seed", 0), bool) or not isinstance(raw.get("seed", 0), int):
         raise RecipeError(f"`seed` must be an integer, got {raw['seed']!r}; e.g. seed=0.")
     raw["stages"] = stages
