@@ -14,7 +14,18 @@ from .client import (
     verify_revision,
     write_model_card,
 )
-from .server import FAKE_USER, HubServer, Intercept, RequestRecord, hub_endpoint_env, use_endpoint
+
+# the server loads on first use, so that `python -m hf_ptjf.hub.server` runs it without a second import
+_SERVER = ("FAKE_USER", "HubServer", "Intercept", "RequestRecord", "hub_endpoint_env", "use_endpoint")
+
+
+def __getattr__(name: str):
+    if name in _SERVER:
+        from . import server
+
+        return getattr(server, name)
+    raise AttributeError(f"module 'hf_ptjf.hub' has no attribute {name!r}")
+
 
 __all__ = [
     "FAKE_USER",
