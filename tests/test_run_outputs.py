@@ -80,6 +80,10 @@ def test_model_cards_name_each_metrics_task_pin_the_base_and_give_both_step_coun
     loss = joint["metrics"]["eval_en-ro_loss"]
     assert f"| en-ro | loss | {loss:.4g} |" in card.text and "| en-ro | bleu |" in card.text
     assert "| all |" not in card.text
+    # the final loss without label smoothing (0.1 here) is reported beside it, and is lower
+    ce = joint["metrics"]["eval_en-ro_ce"]
+    assert f"| en-ro | ce | {ce:.4g} |" in card.text and ce < loss
+    assert results["tasks"]["en-ro"]["final_ce"] == ce
     assert "| joint (this stage) | 16 |" in card.text and "| whole run so far | 40 |" in card.text
     assert "| whole recipe | 40 |" in card.text
     from huggingface_hub import HfApi

@@ -513,6 +513,7 @@ def _record(t: Trial, cfg: SweepConfig, by_id: Mapping[str, Trial], status: str 
         "status": status or "complete",
         "wall_time_s": round(sum(float(s.get("wall_time_s") or 0) for s in stages), 2),
         "final": final,
+        "final_ce": {k: v.get("final_ce") for k, v in res["tasks"].items()},  # without label smoothing (if logged)
         "best": best,
         "bleu": {k: v.get("bleu") for k, v in res["tasks"].items() if v.get("bleu") is not None},
         "examples_seen": seen,
@@ -577,7 +578,7 @@ def _csv_row(rec: Mapping[str, Any], tasks: Sequence[str]) -> dict[str, Any]:
     row = {k: rec.get(k) for k in ("trial", "method", "base_method", "rate", "lr", "seed", "first_stage_steps",
                                    "total_steps", "pretrain", "status", "wall_time_s")}
     for task in tasks:
-        for key in ("final", "best", "bleu", "examples_seen"):
+        for key in ("final", "final_ce", "best", "bleu", "examples_seen"):
             row[f"{key}_{task}"] = (rec.get(key) or {}).get(task)
     row["output_dir"] = rec.get("output_dir")
     return row
@@ -616,10 +617,11 @@ def summary_markdown(cfg: SweepConfig, records: Sequence[Mapping[str, Any]]) -> 
         groups.setdefault((r["method"], r["rate"] if r["rate"] is not None else -1.0, r["lr"]), []).append(r)
     order = {m: i for i, m in enumerate(METHODS)}
     lines = [f"# Sweep summary: {hr} (high-resource) vs {lr} (low-resource)", "",
-             "Mean over seeds (min-max). Final = last evaluation; best = lowest evaluation during training "
-             "(early stopping, for reference only: the fronts use final losses).", "",
-             f"| method | rate | lr | seeds | final {hr} | final {lr} | best {lr} | best {lr} at step | "
-             f"{lr} examples seen | wall time (s) |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "Mean over seeds (min-max). Final = last evaluation (with the recipe's label smoothing); CE = the same "
+             "without label smoothing (`-` for runs made before it was logged); best = lowest evaluation during "
+             "training (early stopping, for reference only: the fronts use final losses).", "",
+             f"| method | rate | lr | seeds | final {hr} | final {lr} | final {lr} CE | best {lr} | best {lr} at step | "
+             f"{lr} examples seen | wall time (s) |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for (method, rate, lr_), rs in sorted(groups.items(), key=lambda kv: (order.get(kv[0][0].split("@")[0], 9),
                                                                            kv[0][0], kv[0][1], str(kv[0][2]))):
         steps = []
@@ -630,6 +632,7 @@ def summary_markdown(cfg: SweepConfig, records: Sequence[Mapping[str, Any]]) -> 
         lines.append(
             f"| {method} | {'n/a' if rate < 0 else f'{rate:g}'} | {lr_ if lr_ is not None else '-'} | {len(rs)} | "
             f"{stat([r['final'].get(hr) for r in rs])} | {stat([r['final'].get(lr) for r in rs])} | "
+            f"{stat([(r.get('final_ce') or {}).get(lr) for r in rs])} | "
             f"{stat([r['best'].get(lr) for r in rs])} | {'/'.join(str(s) for s in steps) or '-'} | "
             f"{stat([float(r['examples_seen'].get(lr) or 0) for r in rs]).split('.')[0]} | "
             f"{sum(float(r['wall_time_s']) for r in rs) / len(rs):.0f} |")

@@ -25,12 +25,26 @@ def evaluate_stage(trainer: Any, data: RecipeData, spec: EvalSpec) -> tuple[dict
     metrics = _final_losses(trainer, list(data.tokenized)) or {
         k: v for k, v in trainer.evaluate().items() if k.endswith("_loss")
     }
+    metrics.update(_plain_cross_entropy(trainer, list(data.tokenized)))
     samples: dict[str, list] = {}
     if spec.bleu and data.task_type == "translation":
         bleu, samples = _bleu(trainer, data, spec)
         metrics.update(bleu)
         trainer.log(dict(bleu))  # to TensorBoard and the log history, at the stage's last step
     return metrics, samples
+
+
+def _plain_cross_entropy(trainer: Any, tasks: list[str]) -> dict[str, float]:
+    """``eval_<task>_ce``: the final validation loss without label smoothing (nats/token, comparable across
+    recipes and with the literature), when the losses above include it; ``{}`` when they already are plain."""
+    if not trainer.args.label_smoothing_factor or not getattr(trainer.args, "label_smoothing_in_eval", True):
+        return {}
+    smoother, trainer.label_smoother = trainer.label_smoother, None
+    try:
+        plain = trainer.evaluate(metric_key_prefix="ce")
+    finally:
+        trainer.label_smoother = smoother
+    return {f"eval_{t}_ce": plain[f"ce_{t}_loss"] for t in tasks if f"ce_{t}_loss" in plain}
 
 
 def _final_losses(trainer: Any, tasks: list[str]) -> dict[str, float]:

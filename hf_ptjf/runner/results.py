@@ -26,6 +26,7 @@ def summarize(cfg: RecipeConfig, stages: list[StageResult]) -> dict[str, Any]:
         final = last.metrics.get(f"eval_{name}_loss") if last else None
         tasks[name] = {
             "final_loss": final,
+            "final_ce": last.metrics.get(f"eval_{name}_ce", final) if last else None,  # without label smoothing
             "best_loss": best_loss(history, name, final),
             "bleu": last.metrics.get(f"eval_{name}_bleu") if last else None,
             "examples_seen": sum(s.examples_seen.get(name, 0) for s in stages),
@@ -54,10 +55,11 @@ def render_report(results: dict[str, Any], figures: Mapping[str, str] | None = N
     """report.md: the results as Markdown tables, the curves (``figures``: name -> path relative to the
     report) and a few decoded translations per task."""
     lines = [f"# {results['run_name']} ({results['method'] or 'custom stages'})", "", "## Tasks", "",
-             "| task | final val loss | best val loss | BLEU | examples seen | target tokens seen |",
-             "|---|---|---|---|---|---|"]
+             "| task | final val loss | final cross-entropy | best val loss | BLEU | examples seen | target tokens seen |",
+             "|---|---|---|---|---|---|---|"]
     for name, t in results["tasks"].items():
-        cells = [_fmt(t[k]) for k in ("final_loss", "best_loss", "bleu", "examples_seen", "target_tokens_seen")]
+        cells = [_fmt(t.get(k)) for k in ("final_loss", "final_ce", "best_loss", "bleu", "examples_seen",
+                                          "target_tokens_seen")]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "## Stages", "", "| # | stage | steps | wall time (s) | tasks (rate) | Hub repo @ sha |", "|---|---|---|---|---|---|"]
     for s in results["stages"]:
