@@ -81,3 +81,11 @@ def test_a_capped_carved_split_is_reported_with_the_fix(tmp_path, caplog):
     assert len(corpora["en-ro"]["validation"]) == 30
     (msg,) = [r.getMessage() for r in caplog.records]
     assert "num_dev: 200 -> 30 rows" in msg and "num_test" not in msg.split("(")[0] and "validation_split" in msg
+
+
+def test_train_size_is_drawn_after_the_shared_heldout_texts_are_removed(tmp_path):
+    specs = _corpus(tmp_path)
+    specs[1]["train_size"] = 200  # en-ro: 260 rows after its own carve, fewer after en-fr's held-out texts go
+    corpora = load_tasks(specs, cache_dir=tmp_path / "cache", num_dev=20, num_test=20, seed=0)
+    held = set().union(*(_sources(d[s]) for d in corpora.values() for s in ("validation", "test")))
+    assert len(corpora["en-ro"]["train"]) == 200 and not _sources(corpora["en-ro"]["train"]) & held

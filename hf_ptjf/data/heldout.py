@@ -5,7 +5,7 @@ such ids, and tasks that share a source side (en-fr and en-ro from one English c
 dev/test splits independently; so after loading, every text in a user-data task's validation/test
 split is removed from the training split of every task, and every Bible task's held-out text from the
 training split of every user-data task. Texts are compared normalised (NFKC, case-folded, whitespace
-collapsed). A task with ``heldout: own`` keeps its training split as given.
+collapsed). A task with ``heldout: own`` loses only the rows that repeat its own held-out texts.
 """
 
 from __future__ import annotations
@@ -51,13 +51,13 @@ def share_heldout_texts(
     }
     out, removed = dict(corpora), {}
     for spec in specs:
-        if spec.heldout == "own":
-            continue
-        # Bible tasks already exclude each other's held-out verses by id; user-data tasks are guarded by text
-        others = [o for o in specs if o.name != spec.name and (o.source != "bible" or spec.source != "bible")]
+        # Bible tasks already exclude their own and each other's held-out verses by id; user-data tasks are
+        # guarded by text, from their own held-out texts always and from every other task's unless `heldout: own`
+        others = [] if spec.heldout == "own" else [
+            o for o in specs if o.name != spec.name and (o.source != "bible" or spec.source != "bible")]
         banned = set().union(*(held[o.name] for o in others)) if others else set()
         if spec.source != "bible":
-            banned |= held[spec.name]  # its own held-out texts, compared normalised too
+            banned |= held[spec.name]
         train = corpora[spec.name]["train"]
         if not banned or len(train) == 0:
             continue

@@ -25,7 +25,7 @@ from .bible_tasks import load_bible_task
 from .cache import resolve_cache_dir
 from .heldout import share_heldout_texts
 from .spec import TaskSpec
-from .user_tasks import load_user_task
+from .user_tasks import load_user_task, subsample_train
 
 __all__ = ["load_tasks", "verse_of"]
 
@@ -88,6 +88,7 @@ def load_tasks(
             logger.info("[%d/%d] task %s: %s (%.1f s)", i, len(specs), spec.name,
                         ", ".join(f"{len(ds):,} {split}" for split, ds in out[spec.name].items()), time.time() - start)
         out, _ = share_heldout_texts(out, specs)
+        out.update({s.name: subsample_train(out[s.name], s, seed) for s in specs if s.source != "bible"})
     return out
 
 

@@ -3,8 +3,8 @@
 Columns are renamed with the spec's ``columns`` mapping (dotted names reach into nested fields,
 e.g. ``translation.en`` in WMT datasets), whitespace is normalised, rows without letters and pairs
 with an outlying length ratio are dropped. The user's validation/test splits are used when present;
-missing ones are carved out of train with the seed. Training rows whose source (or LM text) also
-appears in validation/test are dropped.
+missing ones are carved out of train with the seed. Training rows whose source (or LM text) appears in
+any task's validation/test split are dropped after loading (:mod:`hf_ptjf.data.heldout`).
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ import pyarrow.compute as pc
 
 from .cache import cached_dataset_dict, stable_hash
 from .cleaning import CLEANING_VERSION, clean_text, has_letter
-from .columns import column_arrow, column_list
+from .columns import column_arrow
 from .features import FORMAT, features_for
 from .meta import set_task_meta
 from .spec import TaskSpec
 from .splits import carve_indices, subsample_indices, task_rng
 
-__all__ = ["load_user_task"]
+__all__ = ["load_user_task", "subsample_train"]
 
 logger = logging.getLogger(__name__)
 
@@ -145,9 +145,6 @@ def load_user_task(spec: TaskSpec, root: Path, *, num_dev: int, num_test: int, s
             val = train.select(dv) if val is None else val
             test = train.select(te) if test is None else test
             train = train.select(tr)
-        train = _drop_heldout_texts(train, [val, test], spec)
-        rng = task_rng(spec.seed if spec.seed is not None else seed, spec.name)
-        train = train.select(subsample_indices(len(train), spec.train_size, rng))
         dsd = datasets.DatasetDict({"train": train, "validation": val, "test": test})
         return set_task_meta(dsd, name=spec.name, type=spec.type, lang=spec.lang)
 
@@ -167,10 +164,16 @@ def _say_if_capped(spec: TaskSpec, dsd: datasets.DatasetDict, num_dev: int, num_
             "`data.num_dev` / `data.num_test` to silence this.", spec.name, "; ".join(short))
 
 
-def _drop_heldout_texts(train: datasets.Dataset, held: list[datasets.Dataset], spec: TaskSpec) -> datasets.Dataset:
-    """Remove training rows whose source (or LM text) also appears in validation/test."""
-    col = "source" if spec.type == "translation" else "text"
-    seen = {x for ds in held for x in column_list(ds, col)}
-    if not seen:
-        return train
-    return train.filter(lambda batch: [x not in seen for x in batch[col]], batched=True)
+def subsample_train(dsd: datasets.DatasetDict, spec: TaskSpec, seed: int) -> datasets.DatasetDict:
+    """``train_size`` rows of the training split (seeded), drawn after the held-out texts of every task were
+    removed, so a low-resource task gets exactly the rows it asks for."""
+    if spec.train_size is None:
+        return dsd
+    rng = task_rng(spec.seed if spec.seed is not None else seed, spec.name)
+    try:
+        rows = subsample_indices(len(dsd["train"]), spec.train_size, rng)
+    except ValueError as e:
+        raise ValueError(f"task `{spec.name}`: {e}") from None
+    out = datasets.DatasetDict(dsd)
+    out["train"] = dsd["train"].select(rows)
+    return out
