@@ -71,6 +71,6 @@ def share_heldout_texts(
             out[spec.name] = dsd
     for name, n in removed.items():
         logger.info("task %s: %d of %d training rows removed: their text is in a task's validation/test split "
-                    "(held-out texts are shared across tasks; `heldout: own` on the task keeps its split as given)",
+                    "(held-out texts are shared across tasks; `heldout: own` on the task ignores the other tasks')",
                     name, n, len(corpora[name]["train"]))
     return out, removed

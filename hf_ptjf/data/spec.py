@@ -54,7 +54,7 @@ class TaskSpec:
         seed: overrides ``load_tasks(seed=...)`` for this task's subsample (not for the held-out verses).
         heldout: ``shared`` (default): a text in any task's validation/test split is removed from this task's
             training split (compared normalised), so no task trains on another task's held-out sources;
-            ``own``: keep this task's training split as given (only its own held-out texts are removed).
+            ``own``: ignore other tasks' held-out texts (rows repeating this task's own are still removed).
     """
 
     name: str
