@@ -318,12 +318,7 @@ class MixtureTrainer(Seq2SeqTrainer):
 
     def _task_train_losses(self) -> dict[str, float]:
         """``train_<task>_loss`` over the logging window (summed over ranks), then a new window (a collective)."""
-        window = torch.stack([self._loss_sums, self._loss_tokens])
-        if dist.is_available() and dist.is_initialized() and self.args.world_size > 1:
-            device = self.args.device if dist.get_backend() == "nccl" else torch.device("cpu")
-            window = window.to(device)
-            dist.all_reduce(window, op=dist.ReduceOp.SUM)
-        sums, tokens = window.cpu().double()
+        sums, tokens = self._sum_over_ranks(torch.stack([self._loss_sums, self._loss_tokens])).double()
         self._loss_sums.zero_()
         self._loss_tokens.zero_()
         return {f"train_{name}_loss": round(float(sums[i] / tokens[i]), 4)
@@ -363,15 +358,18 @@ class MixtureTrainer(Seq2SeqTrainer):
             if config is not None:
                 config.max_length = max_length
 
-    def seen_counts(self) -> dict[str, dict[str, int]]:
-        """Cumulative per-task examples and target tokens consumed by all ranks (a collective call)."""
-        local = torch.stack([self._examples, self._tokens])
+    def _sum_over_ranks(self, local: torch.Tensor) -> torch.Tensor:
+        """``local`` summed over all ranks (a collective call when distributed), on the CPU."""
         if dist.is_available() and dist.is_initialized() and self.args.world_size > 1:
             # gloo and nccl both reduce; nccl needs the tensor on the device
             device = self.args.device if dist.get_backend() == "nccl" else torch.device("cpu")
             local = local.to(device)
             dist.all_reduce(local, op=dist.ReduceOp.SUM)
-        total = local.cpu().numpy()
+        return local.cpu()
+
+    def seen_counts(self) -> dict[str, dict[str, int]]:
+        """Cumulative per-task examples and target tokens consumed by all ranks (a collective call)."""
+        total = self._sum_over_ranks(torch.stack([self._examples, self._tokens])).numpy()
         examples, tokens = self._examples_base + total[0], self._tokens_base + total[1]
         return {
             name: {"examples": int(examples[i]), "target_tokens": int(tokens[i])} for i, name in enumerate(self.task_names)

@@ -60,15 +60,11 @@ class StageHandoff:
         return stage.init if isinstance(stage.init, str) and stage.init != "scratch" else None
 
     def base_model(self, index: int, stage: StageSpec) -> tuple[str | None, str | None]:
-        """What the model card names as the base, and the revision it was loaded at: the source stage's repo and
-        pinned sha, or the init's Hub id and revision (or path)."""
-        source = self.source_stage(index, stage)
-        if source is not None:
-            out = self.outputs.get(source, {})
-            return out.get("repo") or out.get("path"), out.get("sha")
-        if isinstance(stage.init, dict):
-            return stage.init.get("hub") or stage.init.get("path"), stage.init.get("revision")
-        return None, None
+        """What the model card names as the base, and the revision it was loaded at (None, None: scratch)."""
+        if stage.init == "scratch":
+            return None, None
+        margs = self._init_source(index, stage)
+        return margs.name_or_path, margs.revision
 
     # ------------------------------------------------------------------ loading
     def load_model(self, index: int, stage: StageSpec, tokenizer: Any) -> Any:
