@@ -1,9 +1,12 @@
-"""Model construction: a T5-style encoder-decoder from sizes (from scratch) or from a checkpoint.
+"""Model construction: from sizes (from scratch) or from a checkpoint, encoder-decoder or decoder-only.
 
-T5 is already a pre-LN (pre-norm, RMSNorm) encoder-decoder, so no architecture patching is needed here.
+``model.family`` says which architecture sizes build: ``t5`` (a pre-LN, RMSNorm encoder-decoder, T5 / mT5) or
+``llama`` (a decoder-only causal LM: pre-norm RMSNorm, RoPE, SwiGLU, the architecture of Llama, Qwen, Gemma).
+A checkpoint (``name_or_path``) is whatever its config says: any ``AutoModelForSeq2SeqLM`` or
+``AutoModelForCausalLM``, safetensors only.
 
-* :class:`ModelArguments`: the recipe's ``model:`` section (sizes, or ``name_or_path``).
-* :func:`build_config` / :func:`build_model`: a ``T5Config`` / ``T5ForConditionalGeneration``.
+* :class:`ModelArguments`: the recipe's ``model:`` section (sizes, or ``name_or_path``); ``.causal``.
+* :func:`build_config` / :func:`build_model`: a ``T5Config`` / ``LlamaConfig`` and its model.
 * :func:`build_meta_model` / :func:`count_parameters`: shape-only models for planning, no memory.
 * :func:`check_vocab`: refuse a tokenizer that does not match a checkpoint's embedding table.
 
@@ -27,7 +30,10 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
     AutoModelForSeq2SeqLM,
+    LlamaConfig,
     PretrainedConfig,
     PreTrainedModel,
     T5Config,
@@ -44,7 +50,13 @@ __all__ = [
     "build_model",
     "check_vocab",
     "count_parameters",
+    "is_causal",
 ]
+
+FAMILIES = ("t5", "llama")  # what `model.family` builds from sizes: encoder-decoder, decoder-only
+# sizes that only one family has; a non-default value in the other family is refused, not ignored
+_T5_ONLY = ("num_decoder_layers", "d_kv", "relative_attention_num_buckets", "feed_forward_proj")
+_LLAMA_ONLY = ("num_kv_heads", "max_position_embeddings", "rope_theta")
 
 logger = logging.getLogger(__name__)
 
@@ -60,16 +72,25 @@ _SIZE_FIELDS = (
     "tie_word_embeddings",
     "vocab_size",
     "relative_attention_num_buckets",
+    "family",
+    "num_kv_heads",
+    "max_position_embeddings",
+    "rope_theta",
 )
 
 
 @dataclass
 class ModelArguments:
-    """The recipe's ``model:`` section: a checkpoint to load, or the sizes of a T5 built from scratch."""
+    """The recipe's ``model:`` section: a checkpoint to load, or the family and sizes of a model built from scratch."""
 
     name_or_path: str | None = field(
         default=None,
-        metadata={"help": "Hub id or local path of a seq2seq checkpoint. When set, the size fields are ignored."},
+        metadata={"help": "Hub id or local path of a seq2seq or causal-LM checkpoint. When set, the size fields are "
+                  "ignored."},
+    )
+    family: str = field(
+        default="t5",
+        metadata={"help": "What sizes build: 't5' (encoder-decoder) or 'llama' (decoder-only: RMSNorm, RoPE, SwiGLU)."},
     )
     revision: str | None = field(
         default=None, metadata={"help": "Hub revision (commit sha) to pin `name_or_path` to, for reproducibility."}
@@ -96,6 +117,13 @@ class ModelArguments:
     relative_attention_num_buckets: int = field(
         default=32, metadata={"help": "Buckets of T5's relative position bias."}
     )
+    num_kv_heads: int | None = field(
+        default=None, metadata={"help": "llama: key/value heads (grouped-query attention; default: num_heads)."}
+    )
+    max_position_embeddings: int = field(
+        default=2048, metadata={"help": "llama: the longest sequence (RoPE positions); longer inputs are refused."}
+    )
+    rope_theta: float = field(default=10000.0, metadata={"help": "llama: RoPE base frequency."})
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Allow custom modeling code from `name_or_path` (only for trusted repos)."}
     )
@@ -105,8 +133,22 @@ class ModelArguments:
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
                 raise ValueError(f"model.{name} must be a positive integer, got {value!r}; fix it in the recipe.")
 
-        for name in ("num_layers", "num_decoder_layers", "d_model", "d_ff", "num_heads", "d_kv", "vocab_size"):
+        if self.family not in FAMILIES:
+            raise ValueError(f"model.family must be one of {', '.join(FAMILIES)}, got {self.family!r}"
+                             f"{did_you_mean(str(self.family), FAMILIES)}")
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        other = _T5_ONLY if self.family == "llama" else _LLAMA_ONLY
+        for name in other:
+            if getattr(self, name) != defaults[name] and self.name_or_path is None:
+                raise ValueError(f"model.{name} is a size of the {'t5' if self.family == 'llama' else 'llama'} family, "
+                                 f"but model.family is {self.family!r}; remove it or change model.family.")
+        for name in ("num_layers", "num_decoder_layers", "d_model", "d_ff", "num_heads", "d_kv", "vocab_size",
+                     "num_kv_heads", "max_position_embeddings"):
             positive(name, getattr(self, name))
+        if self.num_kv_heads is not None and self.num_heads % self.num_kv_heads:
+            raise ValueError(f"model.num_heads={self.num_heads} is not a multiple of model.num_kv_heads="
+                             f"{self.num_kv_heads}; grouped-query attention shares each key/value head among a whole "
+                             "number of query heads.")
         positive("relative_attention_num_buckets", self.relative_attention_num_buckets)
         if self.d_kv is None and self.d_model % self.num_heads:
             raise ValueError(
@@ -138,6 +180,15 @@ class ModelArguments:
         return cls(**dict(d))
 
     @property
+    def causal(self) -> bool:
+        """Decoder-only (a causal LM)? For a checkpoint, what its config says (read, not loaded)."""
+        if self.name_or_path is None:
+            return self.family == "llama"
+        config = AutoConfig.from_pretrained(self.name_or_path, revision=self.revision,
+                                            trust_remote_code=self.trust_remote_code)
+        return not getattr(config, "is_encoder_decoder", False)
+
+    @property
     def resolved_d_kv(self) -> int:
         """Head size: ``d_kv`` or ``d_model // num_heads``."""
         return self.d_kv if self.d_kv is not None else self.d_model // self.num_heads
@@ -150,17 +201,35 @@ def build_config(
     pad_token_id: int = 0,
     eos_token_id: int = 1,
     decoder_start_token_id: int = 0,
-) -> T5Config:
-    """A from-scratch ``T5Config`` for ``args``.
+) -> T5Config | LlamaConfig:
+    """A from-scratch config for ``args``: a ``T5Config``, or a ``LlamaConfig`` for ``family: llama``.
 
-    ``vocab_size`` wins over ``args.vocab_size``; one of them must be given. ``config.tie_word_embeddings`` reads
-    True whatever ``args`` says (transformers 5 forces it); the untying happens in :func:`build_model`.
+    ``vocab_size`` wins over ``args.vocab_size``; one of them must be given. ``config.tie_word_embeddings`` of a
+    T5Config reads True whatever ``args`` says (transformers 5 forces it); the untying happens in :func:`build_model`.
     """
     vocab = vocab_size if vocab_size is not None else args.vocab_size
     if vocab is None or vocab <= 0:
         raise ValueError(
             f"vocab_size must be a positive integer, got {vocab!r}; set model.vocab_size in the recipe "
             "or pass a tokenizer / --vocab-size."
+        )
+    if args.family == "llama":
+        return LlamaConfig(
+            vocab_size=int(vocab),
+            hidden_size=args.d_model,
+            intermediate_size=args.d_ff,
+            num_hidden_layers=args.num_layers,
+            num_attention_heads=args.num_heads,
+            num_key_value_heads=args.num_kv_heads or args.num_heads,
+            max_position_embeddings=args.max_position_embeddings,
+            rope_parameters={"rope_type": "default", "rope_theta": float(args.rope_theta)},
+            attention_dropout=args.dropout_rate,
+            hidden_act="silu",  # SwiGLU
+            tie_word_embeddings=args.tie_word_embeddings,
+            pad_token_id=pad_token_id,
+            eos_token_id=eos_token_id,
+            bos_token_id=None,  # prompts start with the task tag, not a BOS token
+            use_cache=False,  # see build_model
         )
     return T5Config(
         vocab_size=int(vocab),
@@ -180,6 +249,16 @@ def build_config(
         decoder_start_token_id=decoder_start_token_id,
         is_encoder_decoder=True,
     )
+
+
+def is_causal(model_or_config: Any) -> bool:
+    """A decoder-only (causal) model or config, as opposed to an encoder-decoder."""
+    config = getattr(model_or_config, "config", model_or_config)
+    return not getattr(config, "is_encoder_decoder", False)
+
+
+def _auto_class(config: PretrainedConfig) -> Any:
+    return AutoModelForCausalLM if is_causal(config) else AutoModelForSeq2SeqLM
 
 
 def _wants_untied(config: T5Config) -> bool:
@@ -293,7 +372,9 @@ def build_model(args: ModelArguments, tokenizer: Any | None = None) -> PreTraine
         ignored = [f for f in _SIZE_FIELDS if getattr(args, f) != getattr(defaults, f)]
         if ignored:
             logger.warning("model.name_or_path is set, so these model fields are ignored: %s", ", ".join(ignored))
-        model = AutoModelForSeq2SeqLM.from_pretrained(
+        config = AutoConfig.from_pretrained(args.name_or_path, revision=args.revision,
+                                            trust_remote_code=args.trust_remote_code)
+        model = _auto_class(config).from_pretrained(
             args.name_or_path,
             revision=args.revision,
             use_safetensors=True,
@@ -307,26 +388,28 @@ def build_model(args: ModelArguments, tokenizer: Any | None = None) -> PreTraine
         ids = _tokenizer_ids(tokenizer) if tokenizer is not None else {}
         config = build_config(args, vocab_size=vocab, **ids)
         # from_config (not the class constructor) so that an active HF ZeRO-3 config builds under zero.Init.
-        model = AutoModelForSeq2SeqLM.from_config(config)
-        if not args.tie_word_embeddings:
-            _untie_lm_head(model)
+        model = _auto_class(config).from_config(config)
+        if not args.tie_word_embeddings and not is_causal(config):
+            _untie_lm_head(model)  # (LlamaConfig honours tie_word_embeddings itself)
+    if is_causal(model.config):
+        # No KV cache in forward passes outside generate() (which turns it on itself): with one, transformers
+        # ignores the per-document position ids of packed rows and lets documents attend to each other.
+        model.config.use_cache = False
+        if model.generation_config is not None:
+            model.generation_config.use_cache = True
     if tokenizer is not None:
         check_vocab(model, tokenizer)
     return model
 
 
 def build_meta_model(config: PretrainedConfig, *, tie_word_embeddings: bool | None = None) -> PreTrainedModel:
-    """A seq2seq LM for ``config`` whose tensors live on the meta device: shapes only, no memory, fast.
+    """A seq2seq or causal LM for ``config`` whose tensors live on the meta device: shapes only, no memory, fast.
 
     ``tie_word_embeddings=False`` gives the LM head its own weight; None infers it from a T5Config built by
     :func:`build_config` (pass it explicitly for configs read from checkpoints, e.g. mT5's).
     """
     with torch.device("meta"):
-        model = (
-            T5ForConditionalGeneration(config)
-            if type(config) is T5Config
-            else AutoModelForSeq2SeqLM.from_config(config)
-        )
+        model = T5ForConditionalGeneration(config) if type(config) is T5Config else _auto_class(config).from_config(config)
     untied = _wants_untied(config) if tie_word_embeddings is None else not tie_word_embeddings
     if untied and hasattr(model, "lm_head") and hasattr(model, "shared"):
         _untie_lm_head(model)
@@ -342,7 +425,7 @@ def count_parameters(config_or_model: PretrainedConfig | nn.Module) -> int:
     """Number of distinct parameters (tied weights counted once) of a model, or of a config via a meta model."""
     model = build_meta_model(config_or_model) if isinstance(config_or_model, PretrainedConfig) else config_or_model
     if not isinstance(model, nn.Module):
-        raise ValueError(f"count_parameters expects a T5Config or a torch.nn.Module, got {type(config_or_model)!r}.")
+        raise ValueError(f"count_parameters expects a model config or a torch.nn.Module, got {type(config_or_model)!r}.")
     return sum(_numel(p) for p in model.parameters())  # parameters() already de-duplicates shared tensors
 
 

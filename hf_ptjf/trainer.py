@@ -1,4 +1,5 @@
-"""`MixtureTrainer`: a `Seq2SeqTrainer` that trains on a mixture of named tasks.
+"""`MixtureTrainer`: a `Seq2SeqTrainer` that trains an encoder-decoder or a decoder-only model on a mixture of
+named tasks.
 
 It only overrides hooks (sampler, signature columns, loss, logging, checkpointing), never the loop:
 
@@ -273,8 +274,8 @@ class MixtureTrainer(Seq2SeqTrainer):
             k = len(self.task_names)
             task_id = task_id.detach().to("cpu", torch.long)
             self._examples += torch.bincount(task_id, minlength=k)
-            if labels is not None:
-                per_example = (labels != -100).sum(dim=-1).detach().to("cpu", torch.long)
+            if labels is not None:  # loss tokens: what the model is scored on
+                per_example = (self._scored(labels) != -100).sum(dim=-1).detach().to("cpu", torch.long)
                 self._tokens += torch.bincount(task_id, weights=per_example, minlength=k).long()
         if self.label_smoother is not None and "labels" in inputs and "decoder_input_ids" not in inputs:
             # label smoothing pops `labels` before forward, so the decoder needs its inputs explicitly
@@ -294,10 +295,10 @@ class MixtureTrainer(Seq2SeqTrainer):
         Computed without gradients from the logits the loss was computed from, in row chunks so that the extra
         log-softmax stays small for large vocabularies.
         """
-        config = getattr(self.accelerator.unwrap_model(self.model), "config", None)
         with torch.no_grad():
-            if not getattr(config, "is_encoder_decoder", True):  # causal LM: position t predicts token t + 1
-                logits, labels = logits[:, :-1], labels[:, 1:]
+            if self._causal:
+                logits = logits[:, :-1]
+            labels = self._scored(labels)
             eps = self.args.label_smoothing_factor
             rows = logits.reshape(-1, logits.shape[-1])
             flat = labels.reshape(-1).to(rows.device)
@@ -315,6 +316,14 @@ class MixtureTrainer(Seq2SeqTrainer):
             ids = task_id.to(per_example.device)
             self._loss_sums.index_add_(0, ids, per_example)
             self._loss_tokens.index_add_(0, ids, active.sum(-1).float())
+
+    @property
+    def _causal(self) -> bool:
+        return not getattr(getattr(self.model, "config", None), "is_encoder_decoder", False)
+
+    def _scored(self, labels: torch.Tensor) -> torch.Tensor:
+        """The labels the loss scores: a causal LM predicts token t + 1 at position t, so its first label never is."""
+        return labels[:, 1:] if self._causal else labels
 
     def _task_train_losses(self) -> dict[str, float]:
         """``train_<task>_loss`` over the logging window (summed over ranks), then a new window (a collective)."""
@@ -352,11 +361,17 @@ class MixtureTrainer(Seq2SeqTrainer):
         # each generate, so every later batch warns that max_new_tokens and max_length are both set: undo it.
         config = getattr(self.model, "generation_config", None)
         max_length = getattr(config, "max_length", None)
+        generating = self.args.predict_with_generate and not prediction_loss_only
+        prompt_length = inputs["input_ids"].shape[1] if generating and self._causal else 0
         try:
-            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys, **gen_kwargs)
+            loss, tokens, labels = super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys,
+                                                           **gen_kwargs)
         finally:
             if config is not None:
                 config.max_length = max_length
+        if prompt_length and tokens is not None:  # a causal LM generates after its (left-padded) prompt
+            tokens = tokens[:, prompt_length:]
+        return loss, tokens, labels
 
     def _sum_over_ranks(self, local: torch.Tensor) -> torch.Tensor:
         """``local`` summed over all ranks (a collective call when distributed), on the CPU."""

@@ -173,7 +173,34 @@ def test_empty_task_dataset(tmp_path, tokenizer):
     out = tmp_path / "run"
     fails([with_task(tmp_path, blank_task(tmp_path)), f"output_dir={out}", f"tokenizer.path={tokenizer}"],
           "task `en-xx`", "no training examples", "remove it from `tasks`")
-    assert not (out / "stages").exists()
+    assert not out.exists()  # the data is read before the run directory is made: nothing to refuse a rerun
+
+
+def test_a_data_error_with_start_over_deletes_nothing(tmp_path, previous_run, tokenizer):
+    # the data and every stage's rates are checked before --start-over may discard the previous run
+    before = files_sha256(previous_run)
+    fails([with_task(tmp_path, blank_task(tmp_path)), f"output_dir={previous_run}", f"tokenizer.path={tokenizer}",
+           "--start-over"], "task `en-xx`", "no training examples")
+    assert files_sha256(previous_run) == before
+
+
+def test_not_enough_disk_for_a_pretrained_checkpoint(tmp_path, previous_run, tokenizer, monkeypatch):
+    import shutil as shutil_module
+
+    import hf_ptjf.runner.preflight as preflight
+
+    from .toy import tiny_t5
+
+    model_dir = tmp_path / "pretrained"
+    model = tiny_t5()
+    model.save_pretrained(model_dir)  # sized from its safetensors headers, not loaded
+    usage = shutil_module.disk_usage(tmp_path)
+    monkeypatch.setattr(preflight.shutil, "disk_usage", lambda p: usage._replace(free=10_000))
+    before = files_sha256(previous_run)
+    line = fails([*tiny_args(previous_run, tokenizer, f"model.name_or_path={model_dir}"), "--start-over"],
+                 f"output_dir `{previous_run}`", "MiB free", str(model_dir), "free some space")
+    assert f"{model.num_parameters() / 1e6:,.1f}M parameters" in line
+    assert files_sha256(previous_run) == before
 
 
 def test_missing_target_column(tmp_path, tokenizer):
@@ -350,6 +377,33 @@ def test_a_config_error_under_a_two_process_launch_is_one_line_and_no_rank_hangs
     lines = [line for line in proc.stderr.splitlines() if line.startswith("error")]
     assert lines == ["error: `learning_rate` must be a number, got 'fast'; e.g. learning_rate=2e-3."]
     assert proc.returncode != 0 and not out.exists()  # accelerate's launcher turns the ranks' 2 into its own 1
+
+
+@pytest.mark.slow
+def test_the_launch_option_gives_one_line_and_exit_2_from_the_ranks(tmp_path, tokenizer):
+    """`--launch`: checked here first (a config error never starts the ranks); an error a rank meets (the data)
+    comes back as its one line and status 2, without accelerate's or torchrun's traceback."""
+    from .distributed import ROOT
+
+    config = str(ROOT / "accelerate_configs" / "cpu_ddp2.yaml")
+    out = tmp_path / "run"
+    proc = run_process([TINY, f"output_dir={out}", "learning_rate=fast", "--launch", config], timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert error_line(proc.stderr).startswith("error: `learning_rate` must be a number")
+    assert "torch.distributed" not in proc.stderr and not out.exists()  # refused before any rank started
+
+    proc = run_process([with_task(tmp_path, blank_task(tmp_path)), f"output_dir={out}", f"tokenizer.path={tokenizer}",
+                        "--launch", config], timeout=240)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and "ChildFailedError" not in proc.stderr, proc.stderr
+    assert "task `en-xx`" in error_line(proc.stderr) and not out.exists()
+
+
+def test_the_launch_option_with_a_missing_accelerate_config(tmp_path, previous_run, tokenizer):
+    before = files_sha256(previous_run)
+    fails([*tiny_args(previous_run, tokenizer), "--launch", str(tmp_path / "nope.yaml")],
+          "`--launch`", "nope.yaml' does not exist", "accelerate_configs/cpu_ddp2.yaml")
+    assert files_sha256(previous_run) == before
 
 
 def test_a_hub_id_that_names_nothing_is_reported_at_once(tmp_path, tokenizer):

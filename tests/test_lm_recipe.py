@@ -112,3 +112,63 @@ def test_lm_cpu_recipe_end_to_end_reports_a_loss_per_language(tmp_path):
     assert joint["rates"]["lm-tl"] > 0.05  # tau 3.33 up-samples the smallest language
     report = (tmp_path / "run" / "report.md").read_text()
     assert all(f"| {n} |" in report for n in names)
+
+
+LLAMA = CONFIGS / "llama2_13b_lm.yaml"
+
+
+def test_llama2_13b_recipe_is_a_13b_decoder_only_ptjf_run():
+    cfg = load_recipe(LLAMA)
+    margs = ModelArguments.from_dict(cfg.model)
+    assert margs.causal and margs.family == "llama" and not margs.tie_word_embeddings
+    config = build_config(margs)
+    assert (config.hidden_size, config.intermediate_size, config.num_hidden_layers) == (5120, 13824, 40)
+    assert (config.num_attention_heads, config.num_key_value_heads, config.vocab_size) == (40, 40, 32000)
+    assert count_parameters(config) == 13_015_864_320  # Llama-2-13B, counted on the meta device
+    pretrain, joint = cfg.stages
+    assert pretrain.mixture.tasks == ["lm-en"] and (joint.mixture.strategy, joint.mixture.tau) == ("temperature", 3.33)
+    t = cfg.training
+    assert t["bf16"] and t["activation_checkpointing"]
+    assert t["per_device_train_batch_size"] * t["gradient_accumulation_steps"] * 8 * cfg.data.max_source_length == 2**22
+    assert "--launch accelerate_configs/gpu8_zero3_bf16.yaml" in LLAMA.read_text()  # the 8-GPU launch line
+
+
+def test_planner_on_the_llama_recipe(capsys):
+    common = ["--micro-batch-size", "4", "--source-length", "4096", "--target-length", "0", "--gradient-checkpointing"]
+    assert plan_main([str(LLAMA), "--accelerate-config", str(ACCELERATE / "gpu8_zero3_bf16.yaml"), *common,
+                      "--strict"]) == 0
+    out = capsys.readouterr().out
+    assert "13.016B" in out and "8 GPU(s)" in out and "-> fits" in out
+    # the decoder-only activation estimate: linear in the micro-batch, far smaller with checkpointing
+    config = build_config(ModelArguments.from_dict(load_recipe(LLAMA).model))
+    plan = plan_memory(config, 8, micro_batch_size=4, source_length=4096, target_length=0)
+    checkpointed = plan_memory(config, 8, micro_batch_size=4, source_length=4096, target_length=0,
+                               gradient_checkpointing=True)
+    assert checkpointed.activation_bytes < plan.activation_bytes / 10
+    assert plan_memory(config, 8, micro_batch_size=8, source_length=4096, target_length=0).activation_bytes == \
+        2 * plan.activation_bytes
+    assert not plan.fits  # 4 rows of 4,096 tokens without checkpointing do not fit in 80 GiB
+
+
+@pytest.mark.slow
+def test_lm_cpu_recipe_runs_with_a_decoder_only_model(tmp_path):
+    """The same LM recipe with `model.family: llama`: next-token prediction on rows packed per language."""
+    from hf_ptjf.runner import run_recipe
+
+    overrides = [
+        f"output_dir={tmp_path / 'run'}", f"data.cache_dir={tmp_path / 'cache'}",
+        "method_args.total_steps=4", "method_args.first_stage_steps=2", "logging_steps=1", "eval_steps=2",
+        "tasks.lm-en.versions=[WEB]", "tasks.lm-en.train_size=1500", "tasks.lm-hi.train_size=300",
+        "data.num_dev=40", "data.num_test=8", "eval.loss_examples=16", "tokenizer.vocab_size=1000",
+        "tokenizer.max_sentences=4000", "per_device_train_batch_size=8", "per_device_eval_batch_size=16",
+        "report_to=[]", "model={family: llama, num_layers: 1, d_model: 32, d_ff: 64, num_heads: 2, "
+        "max_position_embeddings: 64}",
+    ]
+    results = run_recipe(load_recipe(CONFIGS / "lm_ptjf_cpu.yaml", overrides))
+    assert results["complete"] and list(results["tasks"]) == ["lm-en", "lm-hi", "lm-sw", "lm-tl"]
+    for name, task in results["tasks"].items():
+        assert math.isfinite(task["final_loss"]) and task["bleu"] is None
+        # every row is packed to the 64-token length: 63 scored tokens a row (a map batch's tail row is shorter)
+        assert 0.9 * 63 * task["examples_seen"] <= task["target_tokens_seen"] <= 63 * task["examples_seen"]
+    config = json.loads((tmp_path / "run" / "stages" / "1-joint" / "final" / "config.json").read_text())
+    assert config["model_type"] == "llama"

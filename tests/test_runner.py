@@ -1,4 +1,5 @@
-"""The recipe runner end to end on CPU: ZeRO-3 over 2 processes with the Hub handoff, and every method."""
+"""The recipe runner end to end on CPU: ZeRO-3 over 2 processes with the Hub handoff (encoder-decoder and
+decoder-only), and every method."""
 
 import json
 from pathlib import Path
@@ -15,10 +16,12 @@ from .distributed import ROOT, accelerate_launch
 TINY = ROOT / "tests" / "recipes" / "tiny_ptjf.yaml"
 
 
-@pytest.fixture(scope="module")
-def zero3_run(tmp_path_factory):
+@pytest.fixture(scope="module", params=["tiny_ptjf.yaml", "tiny_causal_ptjf.yaml"], ids=["t5", "llama"])
+def zero3_run(request, tmp_path_factory):
+    """The tiny PTJF recipe over 2 ZeRO-3 processes, with an encoder-decoder and with a decoder-only model."""
     out = tmp_path_factory.mktemp("zero3")
-    accelerate_launch("cpu_zero3_2proc.yaml", ROOT / "tests" / "scripts" / "zero3_recipe.py", str(out))
+    accelerate_launch("cpu_zero3_2proc.yaml", ROOT / "tests" / "scripts" / "zero3_recipe.py", str(out),
+                      str(ROOT / "tests" / "recipes" / request.param))
     return out, json.loads((out / "probe.json").read_text()), json.loads((out / "run" / "results.json").read_text())
 
 

@@ -24,7 +24,7 @@ import yaml
 from torch import nn
 from transformers import PretrainedConfig, T5Config
 
-from ..modeling import ModelArguments, _numel, build_config, build_meta_model
+from ..modeling import ModelArguments, _numel, build_config, build_meta_model, is_causal
 from ..recipe import read_recipe
 
 __all__ = [
@@ -110,7 +110,8 @@ def activation_bytes(
     gradient_checkpointing: bool = False,
     attn_implementation: str = "sdpa",
 ) -> int:
-    """Rough per-GPU activation memory of one bf16 training micro-batch of a T5.
+    """Rough per-GPU activation memory of one bf16 training micro-batch of a T5 (a decoder-only model: see
+    :func:`_causal_activation_bytes`, over ``source_length + target_length`` tokens).
 
     Korthikanti et al. 2022 ("Reducing Activation Recomputation in Large Transformer Models", sec. 4) count
     34·sbh + 5·a·s²·b bytes per GPT layer (2-byte activations, 1-byte dropout masks). Redone for T5 with
@@ -134,6 +135,9 @@ def activation_bytes(
     scores = {"eager": 5, "sdpa": 2}
     if attn_implementation not in scores:
         raise ValueError(f"attn_implementation must be one of {sorted(scores)}, got {attn_implementation!r}.")
+    if is_causal(config):
+        return _causal_activation_bytes(config, micro_batch_size, source_length + target_length,
+                                        gradient_checkpointing, attn_implementation)
     k = scores[attn_implementation]
     b, s, t = int(micro_batch_size), int(source_length), int(target_length)
     if min(b, s, t) <= 0:
@@ -158,6 +162,32 @@ def activation_bytes(
     if gradient_checkpointing:
         return 2 * b * s * h * n_enc + 2 * b * t * h * n_dec + max(enc_layer, dec_layer) + head
     return enc_layer * n_enc + dec_layer * n_dec + head
+
+
+def _causal_activation_bytes(config: PretrainedConfig, micro_batch_size: int, length: int,
+                             gradient_checkpointing: bool, attn_implementation: str) -> int:
+    """The same count for a decoder-only (Llama-style) layer over n = prompt + target tokens: no dropout, grouped
+    K/V (kv = key/value heads x head size), SwiGLU (gate, up, their product and the SiLU output kept).
+
+    * attention block: 4·bnh (input, norm output) + 2·bn(i + 2·kv) (q, k, v) + 2·bni (context) + k·a·b·n²
+      (k = 4 for eager: the bf16 scores and softmax output; 0 for sdpa: the fused causal kernel keeps only O(n)
+      statistics and Llama passes no additive bias)
+    * MLP block: 4·bnh + 8·bnf;  LM head + loss: 4·b·n·V
+    """
+    b, n = int(micro_batch_size), int(length)
+    if min(b, n) <= 0:
+        raise ValueError(f"micro_batch_size and the sequence length (source + target) must be positive, got {b}, {n}; "
+                         "fix --micro-batch-size / --source-length / --target-length.")
+    h, f, a, vocab = config.hidden_size, config.intermediate_size, config.num_attention_heads, config.vocab_size
+    head_dim = getattr(config, "head_dim", None) or h // a
+    i, kv = a * head_dim, (getattr(config, "num_key_value_heads", None) or a) * head_dim
+    k = {"eager": 4, "sdpa": 0}[attn_implementation]
+    layer = 4 * b * n * h + 2 * b * n * (i + 2 * kv) + 2 * b * n * i + k * a * b * n * n + 4 * b * n * h + 8 * b * n * f
+    head = 4 * b * n * vocab
+    layers = config.num_hidden_layers
+    if gradient_checkpointing:
+        return 2 * b * n * h * layers + layer + head
+    return layer * layers + head
 
 
 def _zero3_estimate(total: int, largest: int, gpus: int, nodes: int, off_opt: bool, off_param: bool,
@@ -188,7 +218,7 @@ def _as_config(model: PretrainedConfig | ModelArguments, vocab_size: int | None)
                 "(transformers.AutoConfig.from_pretrained) instead of ModelArguments."
             )
         return build_config(model, vocab_size=vocab_size)
-    raise ValueError(f"plan_memory expects a T5Config or ModelArguments, got {type(model)!r}.")
+    raise ValueError(f"plan_memory expects a model config or ModelArguments, got {type(model)!r}.")
 
 
 def plan_memory(
@@ -374,8 +404,10 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--gpu-memory-gib", type=float, default=80.0, help="memory of one GPU (default 80)")
     p.add_argument("--cpu-memory-gib", type=float, help="host memory per node, to check offload needs")
     p.add_argument("--micro-batch-size", type=int, help="per-GPU batch, enables the activation estimate")
-    p.add_argument("--source-length", type=int, default=512, help="encoder tokens per example (default 512)")
-    p.add_argument("--target-length", type=int, default=512, help="decoder tokens per example (default 512)")
+    p.add_argument("--source-length", type=int, default=512,
+                   help="encoder tokens per example (decoder-only: prompt or packed-row tokens; default 512)")
+    p.add_argument("--target-length", type=int, default=512,
+                   help="decoder tokens per example (decoder-only: target tokens after the prompt, 0 for lm; default 512)")
     p.add_argument("--gradient-checkpointing", action="store_true", help="activations with per-block recompute")
     p.add_argument("--attn-implementation", choices=["sdpa", "eager"], default="sdpa",
                    help="attention kernel assumed by the activation estimate (default sdpa)")

@@ -9,7 +9,7 @@ Typical use::
     tokenized = tokenize_tasks(corpora, tok)
 """
 
-from .collators import Seq2SeqCollator, SpanCorruptionCollator, random_spans_noise_mask, span_corruption_lengths
+from .collators import CausalLMCollator, Seq2SeqCollator, SpanCorruptionCollator, random_spans_noise_mask, span_corruption_lengths
 from .defaults import paper_default_tasks
 from .loaders import load_tasks, verse_of
 from .meta import set_task_meta, task_meta
@@ -19,6 +19,7 @@ from .tokenizer import sentinel_tokens, train_tokenizer
 from .versions import VERSIONS, resolve_version
 
 __all__ = [
+    "CausalLMCollator",
     "Seq2SeqCollator",
     "SpanCorruptionCollator",
     "TaskSpec",

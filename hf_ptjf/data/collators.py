@@ -1,6 +1,7 @@
-"""Batch collators: T5 span corruption for LM tasks, and a string-tolerant seq2seq collator.
+"""Batch collators: T5 span corruption for LM tasks, a string-tolerant seq2seq collator, and the decoder-only
+collator (prompted translation, packed text with per-document positions, left-padded prompts for generation).
 
-Both pass an integer ``task_id`` feature through as a LongTensor ``task_id`` (the
+All pass an integer ``task_id`` feature through as a LongTensor ``task_id`` (the
 MixtureTrainer counts examples per task with it).
 
 Span corruption follows T5 (Raffel et al. 2020, and HF's ``run_t5_mlm_flax.py``): 15% of the
@@ -15,14 +16,16 @@ tokens it replaced::
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
 from transformers import DataCollatorForSeq2Seq, PreTrainedTokenizerBase
 
 __all__ = [
+    "CausalLMCollator",
     "Seq2SeqCollator",
     "SpanCorruptionCollator",
     "corrupt",
@@ -228,3 +231,76 @@ class Seq2SeqCollator(DataCollatorForSeq2Seq):
         if task_id is not None:
             batch["task_id"] = task_id
         return batch
+
+
+class CausalLMCollator:
+    """Batches for a decoder-only model, from ``tokenize_tasks(..., causal=True)`` rows.
+
+    * Rows with ``labels`` (prompted translation): right-padded; labels padded with -100 (prompt tokens are
+      already -100: no loss on them).
+    * Rows without (packed ``lm`` text): labels are the inputs. Position ids restart after every ``</s>``, and
+      no attention mask is passed, so attention stays within each document (transformers builds the
+      block-diagonal causal mask from the position ids, for every attention implementation); padding at the end
+      of a short row is never attended to by real tokens (it comes after them) and carries no loss.
+    * :meth:`prompts` (for ``generate``, on rows whose ``input_ids`` are a prompt alone, e.g. the ``prompt_ids``
+      of held-out splits): padded on the LEFT, so every row's next token is the first generated one; no labels.
+
+    Returns ``input_ids``, ``labels``, ``attention_mask`` or ``position_ids``, and ``task_id`` when rows carry one.
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, pad_to_multiple_of: int | None = None) -> None:
+        self.tokenizer = tokenizer
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.eos_id = tokenizer.eos_token_id
+        if self.pad_id is None:
+            raise ValueError("the tokenizer has neither a pad nor an eos token; give it one (tokenizer.pad_token = ...).")
+        self.pad_to_multiple_of = pad_to_multiple_of
+        self.generating = False
+
+    @contextlib.contextmanager
+    def prompts(self) -> Iterator[None]:
+        """Within this block, batches are left-padded prompts for generation."""
+        self.generating = True
+        try:
+            yield
+        finally:
+            self.generating = False
+
+    def __call__(self, examples: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        if not examples:
+            raise ValueError("cannot collate an empty batch.")
+        if self.generating:
+            rows = [list(e["input_ids"]) for e in examples]
+            n = max(len(r) for r in rows)
+            if self.pad_to_multiple_of:
+                n = -(-n // self.pad_to_multiple_of) * self.pad_to_multiple_of
+            batch = {
+                "input_ids": torch.tensor([[self.pad_id] * (n - len(r)) + r for r in rows], dtype=torch.long),
+                "attention_mask": torch.tensor([[0] * (n - len(r)) + [1] * len(r) for r in rows], dtype=torch.long),
+            }
+        else:
+            rows = [list(e["input_ids"]) for e in examples]
+            batch = {"input_ids": _pad(rows, self.pad_id, self.pad_to_multiple_of)}
+            if "labels" in examples[0]:
+                batch["labels"] = _pad([list(e["labels"]) for e in examples], -100, self.pad_to_multiple_of)
+                batch["attention_mask"] = _pad([[1] * len(r) for r in rows], 0, self.pad_to_multiple_of)
+            else:
+                batch["labels"] = _pad(rows, -100, self.pad_to_multiple_of)
+                batch["position_ids"] = _document_positions(batch["input_ids"], self.eos_id)
+        task_id = _task_ids(examples)
+        if task_id is not None:
+            batch["task_id"] = task_id
+        return batch
+
+
+def _document_positions(input_ids: torch.Tensor, eos_id: int | None) -> torch.Tensor:
+    """Position ids counting from 0 at the start of each row and after each ``eos_id``."""
+    n = input_ids.shape[1]
+    index = torch.arange(n).expand_as(input_ids)
+    if eos_id is None:
+        return index.clone()
+    starts = torch.zeros_like(input_ids, dtype=torch.bool)
+    starts[:, 1:] = input_ids[:, :-1] == eos_id
+    starts[:, 0] = True
+    last_start = torch.where(starts, index, torch.zeros_like(index)).cummax(dim=1).values
+    return index - last_start

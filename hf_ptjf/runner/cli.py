@@ -23,6 +23,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("config", help="recipe YAML file")
     parser.add_argument("overrides", nargs="*", help="dotted key=value overrides (values parsed as YAML)")
     parser.add_argument("--start-over", action="store_true", help="discard a different run in output_dir")
+    parser.add_argument(
+        "--launch", metavar="ACCELERATE_CONFIG",
+        help="check the recipe here, then start it under `accelerate launch --config_file ACCELERATE_CONFIG`; a user "
+        "error is then one line and exit status 2 however many processes run (a bare `accelerate launch` adds its own "
+        "traceback and exits 1 when a rank fails)",
+    )
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "httpx2", "httpcore", "httpcore2", "urllib3", "filelock"):  # a line per Hub request
@@ -34,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
 
         config = load_recipe(args.config, args.overrides)
         reading = False
+        if args.launch:
+            return _launch(config, args.launch, _without_launch(argv), start_over=args.start_over)
         results = run_recipe(config, start_over=args.start_over)
     except Exception as e:  # one clear line, unless debugging
         if debug or not _is_user_error(e):
@@ -41,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             if debug or full is None:
                 raise
             e = RecipeError(f"output_dir `{config.output_dir}`: {full}")
-        if _is_main_process() or not reading:
+        if _is_main_process() or not (reading or getattr(e, "shared", False)):  # shared: rank 0 reports it
             rank = "" if _is_main_process() else f" (rank {os.environ.get('RANK')})"
             print(f"error{rank}: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -51,6 +60,64 @@ def main(argv: list[str] | None = None) -> int:
         print(render_report(results))
         print(where_everything_is(results, config.output_dir))
     return 0
+
+
+def _without_launch(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for arg in argv:
+        if skip or arg.startswith("--launch="):
+            skip = False
+            continue
+        if arg == "--launch":
+            skip = True
+            continue
+        out.append(str(arg))
+    return out
+
+
+def _launch(config, accelerate_config: str, argv: list[str], *, start_over: bool) -> int:
+    """Check everything checkable in this process, then run this same command under ``accelerate launch``.
+
+    The launcher reports a failed rank with its own traceback (``CalledProcessError`` / ``ChildFailedError``) and
+    exit status 1; here a rank's own status comes back instead (2 for a user error, whose line the rank printed).
+    """
+    import subprocess
+
+    from accelerate.commands.launch import launch_command, launch_command_parser
+
+    from .preflight import check_before_work
+    from .records import RunDirectory
+
+    if not os.path.isfile(accelerate_config):
+        raise RecipeError(f"`--launch`: accelerate config {accelerate_config!r} does not exist; give a file such as "
+                          "accelerate_configs/cpu_ddp2.yaml (or create one with `accelerate config`).")
+    check_before_work(config)
+    RunDirectory(config.output_dir).check_claim(config.to_dict(), start_over=start_over)
+    launch_args = launch_command_parser().parse_args(
+        ["--config_file", accelerate_config, "--module", "hf_ptjf.runner", *argv])
+    if _cpu_only() and "DEEPSPEED" not in open(accelerate_config).read():
+        # DDP on CPU: the torchrun workers must be told (accelerate drops DeepSpeed when this is set, so not then)
+        os.environ.setdefault("ACCELERATE_USE_CPU", "true")
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # the child's line says it all
+    try:
+        launch_command(launch_args)
+    except subprocess.CalledProcessError as e:
+        return e.returncode
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 1
+    except Exception as e:  # torch's ChildFailedError: one entry per failed rank, with its exit code
+        failures = getattr(e, "failures", None)
+        if not failures:
+            raise
+        codes = {f.exitcode for f in failures.values()}
+        return EXIT_BAD_INPUT if EXIT_BAD_INPUT in codes else max(codes)
+    return 0
+
+
+def _cpu_only() -> bool:
+    import torch
+
+    return not torch.cuda.is_available()
 
 
 def _is_user_error(e: BaseException) -> bool:

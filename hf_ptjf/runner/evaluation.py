@@ -1,7 +1,9 @@
-"""End-of-stage evaluation: per-task held-out loss (every task, so forgetting shows) and BLEU with beam search."""
+"""End-of-stage evaluation: per-task held-out loss (every task, so forgetting shows) and BLEU with beam search,
+through the same path for an encoder-decoder and a decoder-only (prompted) model."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from ..data.prepare import RecipeData
@@ -66,8 +68,14 @@ def _bleu(trainer: Any, data: RecipeData, spec: EvalSpec) -> tuple[dict[str, flo
     for name, ds in eval_sets(data, spec.split, spec.bleu_examples).items():
         text = data.corpora[name][spec.split]
         refs = ds["target"] if "target" in ds.column_names else text["target"][: len(ds)]
-        out = trainer.predict(ds, metric_key_prefix=f"bleu_{name}", num_beams=spec.num_beams,
-                              max_new_tokens=spec.max_new_tokens)
+        prompts = contextlib.nullcontext()
+        if data.causal:  # a decoder-only model continues its prompt (left-padded), without the reference after it
+            ds = ds.remove_columns([c for c in ("input_ids", "labels") if c in ds.column_names])
+            ds = ds.rename_column("prompt_ids", "input_ids")
+            prompts = data.collator.prompts()
+        with prompts:
+            out = trainer.predict(ds, metric_key_prefix=f"bleu_{name}", num_beams=spec.num_beams,
+                                  max_new_tokens=spec.max_new_tokens)
         # ranks get consecutive batches round-robin and the last ones are padded with repeats to
         # even out; gathered results are in dataset order, so the first len(ds) rows are the answers
         preds = out.predictions[: len(ds)]

@@ -19,11 +19,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..data.prepare import RecipeData, prepare_recipe_data
+from ..data.prepare import RecipeData, prepare_recipe_data, recipe_tokenizer_cache
 from ..recipe import LR_SCHEDULERS, OPTIMIZERS, RecipeConfig, RecipeError, StageSpec
 from .evaluation import eval_sets, evaluate_stage
 from .handoff import StageHandoff, offline_hub
 from .preflight import check_before_work
+from .ranks import main_process_first
 from .records import RunDirectory, StageResult, latest_checkpoint
 from .results import render_report, summarize
 from .tensorboard import use_run_tensorboard
@@ -53,12 +54,11 @@ class RecipeRunner:
 
     def run(self) -> dict[str, Any]:
         """Run every stage (skipping recorded ones); write results.json after each and report.md at the end."""
-        check_before_work(self.cfg)  # everything checkable, before the first write or deletion
-        self.run_dir.claim(self.cfg.to_dict(), start_over=self.start_over)
-        self.state.wait_for_everyone()
+        # Everything checkable comes before the first write to (or deletion in) output_dir: the config and the
+        # files it names, the run directory's record, then the data and every stage's rates (they need the sizes).
+        # A rank that fails here stops every rank, reported once (ranks.main_process_first).
+        main_process_first(self.state, self._check_and_prepare)
         with offline_hub(self.cfg, self.run_dir.path / "hub", self.state):
-            self.data = prepare_recipe_data(self.cfg, self.run_dir.path / "tokenizer", self.state.main_process_first())
-            self.rates = self._every_stages_rates()
             for index, stage in enumerate(self.cfg.stages):
                 result = self.run_dir.finished_stage(index, stage) or self.run_stage(index, stage)
                 self.handoff.remember(result)
@@ -67,6 +67,16 @@ class RecipeRunner:
         results = summarize(self.cfg, self.stages)
         self.run_dir.write_results(results, render_report(results, self.run_dir.write_plots(results)))
         return results
+
+    def _check_and_prepare(self) -> None:
+        check_before_work(self.cfg)
+        self.run_dir.check_claim(self.cfg.to_dict(), start_over=self.start_over)
+        tokenizer_dir = recipe_tokenizer_cache(self.cfg)
+        self.data = prepare_recipe_data(self.cfg, tokenizer_dir)
+        self.rates = self._every_stages_rates()
+        self.run_dir.claim(self.cfg.to_dict(), start_over=self.start_over)  # main process only: the first write
+        if not self.cfg.tokenizer.path:
+            self.run_dir.keep_tokenizer(tokenizer_dir)
 
     def run_stage(self, index: int, stage: StageSpec) -> StageResult:
         """One stage: arguments, init weights, a NEW optimizer and LR schedule, train, evaluate, save, push, record."""

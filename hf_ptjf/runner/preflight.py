@@ -46,26 +46,47 @@ def _local_or_hub(value: str, field: str, what: str) -> None:
 BYTES_PER_PARAMETER = 16  # a checkpoint: fp32 weights + two Adam moments, plus the stage's final weights
 
 
-def _free_space(cfg: RecipeConfig) -> None:
-    """Enough free disk under ``output_dir`` for one checkpoint of a model built from sizes (a full disk mid-save
-    ends in an unreadable C++ stream error)."""
-    if cfg.model.get("name_or_path"):
-        return  # its size is known once loaded
-    from ..modeling import ModelArguments, build_config, count_parameters
+def _stored_parameters(folder: Path) -> int:
+    """Parameters in a local checkpoint's safetensors files (their headers only); 0 when there are none."""
+    from safetensors import safe_open
 
-    try:
-        margs = ModelArguments.from_dict(cfg.model)
-        params = count_parameters(build_config(margs, vocab_size=margs.vocab_size or cfg.tokenizer.vocab_size))
-    except ValueError as e:
-        raise RecipeError(f"`model`: {e}") from e
+    total = 0
+    for file in folder.glob("*.safetensors") if folder.is_dir() else []:
+        with safe_open(str(file), framework="pt") as f:
+            for key in f.keys():
+                n = 1
+                for dim in f.get_slice(key).get_shape():
+                    n *= dim
+                total += n
+    return total
+
+
+def _free_space(cfg: RecipeConfig) -> None:
+    """Enough free disk under ``output_dir`` for one checkpoint (a full disk mid-save ends in an unreadable C++
+    stream error). The model's size: counted from its sizes, or read from a local checkpoint's weight files."""
+    name = cfg.model.get("name_or_path")
+    if name:
+        params = _stored_parameters(Path(str(name)).expanduser())
+        if not params:
+            return  # a Hub id: its size is known once downloaded
+        what = f"{name}"
+    else:
+        from ..modeling import ModelArguments, build_config, count_parameters
+
+        try:
+            margs = ModelArguments.from_dict(cfg.model)
+            params = count_parameters(build_config(margs, vocab_size=margs.vocab_size or cfg.tokenizer.vocab_size))
+        except ValueError as e:
+            raise RecipeError(f"`model`: {e}") from e
+        what = "this model"
     where = Path(cfg.output_dir).resolve()
     while not where.exists():
         where = where.parent
     need, free = params * BYTES_PER_PARAMETER, shutil.disk_usage(where).free
     if free < need:
         raise RecipeError(f"output_dir `{cfg.output_dir}`: {free / 2**20:,.0f} MiB free on its disk, but one checkpoint "
-                          f"of this {params / 1e6:,.1f}M-parameter model needs about {need / 2**20:,.0f} MiB; free some "
-                          "space or choose another output_dir=...")
+                          f"of {what} ({params / 1e6:,.1f}M parameters) needs about {need / 2**20:,.0f} MiB; free "
+                          "some space or choose another output_dir=...")
 
 
 def _hub_reachable(cfg: RecipeConfig) -> None:
@@ -81,6 +102,39 @@ def _hub_reachable(cfg: RecipeConfig) -> None:
                           "or fix HF_ENDPOINT, or set hub.mode=local (an offline Hub for this run) or hub.mode=none.")
 
 
+def _model_fits_tasks(cfg: RecipeConfig) -> None:
+    """The model can learn every task (an lm objective it has), and its positions hold the longest sequence."""
+    from ..modeling import ModelArguments
+
+    margs = ModelArguments.from_dict(cfg.model)
+    if margs.name_or_path:
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(margs.name_or_path, revision=margs.revision,
+                                            trust_remote_code=margs.trust_remote_code)
+        causal, positions = not getattr(config, "is_encoder_decoder", False), getattr(config, "max_position_embeddings", None)
+        what = f"model.name_or_path {margs.name_or_path!r} is {'decoder-only' if causal else 'an encoder-decoder'}"
+    else:
+        causal, positions = margs.causal, margs.max_position_embeddings if margs.causal else None
+        what = f"model.family is {margs.family!r} ({'decoder-only' if causal else 'encoder-decoder'})"
+    wanted = "next_token" if causal else "span_corruption"
+    for i, task in enumerate(cfg.tasks):
+        objective = task.get("objective")
+        if task.get("type") == "lm" and objective not in (None, wanted):
+            fix = "model.family: llama (a decoder-only model)" if not causal else "model.family: t5 (an encoder-decoder)"
+            raise RecipeError(f"`tasks.{i}.objective` (task `{task.get('name')}`): {objective} cannot be learned: {what}, "
+                              f"which learns lm tasks by {wanted}; drop `objective` (or set {wanted}), or use {fix}.")
+    if causal and positions:
+        d = cfg.data
+        translation = any(task.get("type", "translation") == "translation" for task in cfg.tasks)
+        longest = d.max_source_length + (d.max_target_length if translation else 0)
+        if longest > positions:
+            fields = "data.max_source_length + data.max_target_length" if translation else "data.max_source_length"
+            raise RecipeError(f"`{fields}` = {longest} tokens, but the model has {positions} positions "
+                              f"(max_position_embeddings); shorten the sequences or give the model more positions"
+                              f"{'' if margs.name_or_path else ' (model.max_position_embeddings)'}.")
+
+
 def check_before_work(cfg: RecipeConfig) -> None:
     """Raise a :class:`RecipeError` naming the field for anything missing; writes nothing."""
     _free_space(cfg)
@@ -91,6 +145,7 @@ def check_before_work(cfg: RecipeConfig) -> None:
     if cfg.model.get("name_or_path"):
         _local_or_hub(str(cfg.model["name_or_path"]), "model.name_or_path",
                       "a local model directory or a Hub id, or build the model from sizes (d_model, num_layers, ...)")
+    _model_fits_tasks(cfg)
     for i, stage in enumerate(cfg.stages):
         init = stage.init
         if isinstance(init, dict) and "hub" in init:  # a later stage's Hub init must not fail after stage 1 trained

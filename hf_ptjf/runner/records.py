@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shutil
 import time
@@ -172,15 +173,28 @@ class RunDirectory:
     def stage_dir(self, index: int, stage: StageSpec) -> Path:
         return self.path / "stages" / f"{index}-{stage.name}"
 
+    def check_claim(self, config: dict[str, Any], *, start_over: bool = False) -> None:
+        """What :meth:`claim` would refuse, checked without writing anything: an output_dir that cannot be
+        written, or (without ``start_over``) a config that differs from the recorded one in a finished stage."""
+        where = self.path
+        while not where.exists():
+            where = where.parent
+        if not where.is_dir() or not os.access(where, os.W_OK | os.X_OK):
+            raise RecipeError(f"output_dir `{self.path}` is not writable (`{where}` is not a writable directory); "
+                              "choose another output_dir=...")
+        record = self.path / CONFIG_RECORD
+        if record.exists() and not start_over:
+            self._finished_stages_unchanged(json.loads(record.read_text()), _plain(config))
+
     def claim(self, config: dict[str, Any], *, start_over: bool = False) -> None:
         """Record the resolved config. A directory made with another config is continued when only stages that
         have not finished changed (their partial checkpoints are moved aside, not deleted); a change that touches
         a finished stage is refused, naming the key, unless ``start_over`` (then the old run is discarded).
-        Call it only once the whole config has been checked: it is the first write."""
+        Call it only once the whole config has been checked (:meth:`check_claim` first): it is the first write."""
         if not self.is_main:
             return
         record = self.path / CONFIG_RECORD
-        mine = json.loads(json.dumps(config, sort_keys=True, default=str))
+        mine = _plain(config)
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             probe = self.path / ".write_test"
@@ -197,10 +211,11 @@ class RunDirectory:
                 for child in sorted(self.path.iterdir(), key=lambda c: c == record):
                     shutil.rmtree(child) if child.is_dir() else child.unlink()
             else:
-                self._continue_with_changed_config(old, mine)
+                self._set_aside_unfinished(old, self._finished_stages_unchanged(old, mine))
         atomic_write_text(record, json.dumps(mine, indent=2, sort_keys=True))
 
-    def _continue_with_changed_config(self, old: dict[str, Any], new: dict[str, Any]) -> None:
+    def _finished_stages_unchanged(self, old: dict[str, Any], new: dict[str, Any]) -> int:
+        """How many stages of the recorded run finished; raises if the new config changes any of them."""
         stages = old.get("stages") or []
         done = 0
         while done < len(stages) and (self.path / "stages" / f"{done}-{stages[done]['name']}" / STAGE_RECORD).is_file():
@@ -214,6 +229,10 @@ class RunDirectory:
                 "changed. Change only stages that have not finished, use a new output_dir=..., or pass --start-over "
                 "to discard that run."
             )
+        return done
+
+    def _set_aside_unfinished(self, old: dict[str, Any], done: int) -> None:
+        stages = old.get("stages") or []
         aside = self.path / "stages" / f".superseded-{time.strftime('%Y%m%d-%H%M%S')}"
         for i, stage in enumerate(stages[done:], start=done):
             partial = self.path / "stages" / f"{i}-{stage['name']}"
@@ -225,6 +244,11 @@ class RunDirectory:
             self.path, ", ".join(s["name"] for s in stages[:done]) or "(none)",
             f"; partial checkpoints moved to {aside}" if aside.is_dir() else "",
         )
+
+    def keep_tokenizer(self, source: str | Path) -> None:
+        """A copy of the tokenizer the run trained (it lives in the data cache) in the run directory."""
+        if self.is_main:
+            shutil.copytree(source, self.path / "tokenizer", dirs_exist_ok=True)
 
     def finished_stage(self, index: int, stage: StageSpec) -> StageResult | None:
         """A stage recorded as finished (and whose output is intact), else None."""
@@ -273,3 +297,8 @@ class RunDirectory:
             atomic_write_text(self.path / RESULTS_NAME, json.dumps(results, indent=2, default=str))
             if report is not None:
                 atomic_write_text(self.path / REPORT_NAME, report)
+
+
+def _plain(config: dict[str, Any]) -> dict[str, Any]:
+    """The config as its JSON record reads back (tuples as lists, paths as strings)."""
+    return json.loads(json.dumps(config, sort_keys=True, default=str))

@@ -1,6 +1,6 @@
 """Run the tiny PTJF recipe under `accelerate launch` (2 processes, DeepSpeed ZeRO-3 on CPU) with probes.
 
-Usage: zero3_recipe.py OUT_DIR. Writes OUT_DIR/probe.json and OUT_DIR/loaded.safetensors (rank 0):
+Usage: zero3_recipe.py OUT_DIR [RECIPE] (default: tests/recipes/tiny_ptjf.yaml). Writes OUT_DIR/probe.json and OUT_DIR/loaded.safetensors (rank 0):
 the weights stage 2 was initialised with (gathered from the ZeRO-3 partitions), and, per stage, the
 optimizer step count and learning rate right after the first optimizer step.
 """
@@ -20,6 +20,7 @@ from hf_ptjf.recipe import load_recipe  # noqa: E402
 from hf_ptjf.trainer import MixtureTrainer  # noqa: E402
 
 OUT = Path(sys.argv[1])
+RECIPE = Path(sys.argv[2]) if len(sys.argv) > 2 else ROOT / "tests" / "recipes" / "tiny_ptjf.yaml"
 probe: dict = {"stages": {}}
 
 
@@ -75,7 +76,7 @@ def init_model(self, index, stage):
 runner_module.RecipeRunner._init_model = init_model
 
 config = load_recipe(
-    ROOT / "tests" / "recipes" / "tiny_ptjf.yaml",
+    RECIPE,
     [f"output_dir={OUT / 'run'}", "hub.mode=local", "per_device_train_batch_size=4", "report_to=[tensorboard]"],
 )
 runner_module.run_recipe(config)
