@@ -74,10 +74,10 @@ def tokenize_tasks(
                     f"task {name!r}: the tokenizer has no token {tag}; train it on these tasks with "
                     "hf_ptjf.data.train_tokenizer (it adds every task's tag)."
                 )
-            tokenize = _tokenize_prompted if causal else _tokenize_translation
             out[name] = datasets.DatasetDict(
                 {
-                    split: tokenize(ds, tokenizer, tag, split, max_source_length, max_target_length, num_proc, tok_fp)
+                    split: _tokenize_translation(ds, tokenizer, tag, split, max_source_length, max_target_length,
+                                                 num_proc, tok_fp, causal)
                     for split, ds in dsd.items()
                 }
             )
@@ -90,6 +90,11 @@ def tokenize_tasks(
     return out
 
 
+def _ending_in(ids: list[int], eos: int | None) -> list[int]:
+    """``ids`` with a final end-of-sequence token (T5 tokenizers add one; Llama-style ones add a BOS instead)."""
+    return ids if eos is None or (ids and ids[-1] == eos) else [*ids, eos]
+
+
 def _tokenize_translation(
     ds: datasets.Dataset,
     tokenizer: PreTrainedTokenizerBase,
@@ -99,38 +104,16 @@ def _tokenize_translation(
     max_target_length: int,
     num_proc: int | None,
     tok_fp: str,
+    causal: bool,
 ) -> datasets.Dataset:
-    def fn(batch: dict[str, list]) -> dict[str, list]:
+    eos = tokenizer.eos_token_id
+
+    def seq2seq(batch: dict[str, list]) -> dict[str, list]:
         enc = tokenizer([f"{tag} {s}" for s in batch["source"]], max_length=max_source_length, truncation=True)
         labels = tokenizer(text_target=batch["target"], max_length=max_target_length, truncation=True)
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": labels["input_ids"]}
 
-    # raw strings stay in eval splits for BLEU; training batches need ids only
-    drop = [c for c in ds.column_names if c != "id"] if split == "train" else []
-    fp = stable_hash([ds._fingerprint, tok_fp, "translation", tag, drop, max_source_length, max_target_length, 1])
-    return ds.map(
-        fn, batched=True, remove_columns=drop, num_proc=num_proc, new_fingerprint=fp, desc=f"tokenize {split}"
-    )
-
-
-def _ending_in(ids: list[int], eos: int | None) -> list[int]:
-    """``ids`` with a final end-of-sequence token (T5 tokenizers add one; Llama-style ones add a BOS instead)."""
-    return ids if eos is None or (ids and ids[-1] == eos) else [*ids, eos]
-
-
-def _tokenize_prompted(
-    ds: datasets.Dataset,
-    tokenizer: PreTrainedTokenizerBase,
-    tag: str,
-    split: str,
-    max_source_length: int,
-    max_target_length: int,
-    num_proc: int | None,
-    tok_fp: str,
-) -> datasets.Dataset:
-    eos = tokenizer.eos_token_id
-
-    def fn(batch: dict[str, list]) -> dict[str, list]:
+    def prompted(batch: dict[str, list]) -> dict[str, list]:
         prompts = tokenizer([f"{tag} {s}" for s in batch["source"]], max_length=max_source_length - 1,
                             truncation=True)["input_ids"]
         targets = tokenizer(batch["target"], max_length=max_target_length - 1, truncation=True)["input_ids"]
@@ -138,17 +121,18 @@ def _tokenize_prompted(
         targets = [_ending_in(t, eos) for t in targets]
         out = {
             "input_ids": [p + t for p, t in zip(prompts, targets)],
-            "labels": [[-100] * len(p) + t for p, t in zip(prompts, targets)],
+            "labels": [[-100] * len(p) + t for p, t in zip(prompts, targets)],  # no loss on the prompt
         }
         if split != "train":
-            out["prompt_ids"] = prompts
+            out["prompt_ids"] = prompts  # what generate() continues, for BLEU
         return out
 
+    # raw strings stay in eval splits for BLEU; training batches need ids only
     drop = [c for c in ds.column_names if c != "id"] if split == "train" else []
-    fp = stable_hash([ds._fingerprint, tok_fp, "prompted", tag, drop, max_source_length, max_target_length, 1])
-    return ds.map(
-        fn, batched=True, remove_columns=drop, num_proc=num_proc, new_fingerprint=fp, desc=f"tokenize {split}"
-    )
+    kind = "prompted" if causal else "translation"
+    fp = stable_hash([ds._fingerprint, tok_fp, kind, tag, drop, max_source_length, max_target_length, 1])
+    return ds.map(prompted if causal else seq2seq, batched=True, remove_columns=drop, num_proc=num_proc,
+                  new_fingerprint=fp, desc=f"tokenize {split}")
 
 
 def _tokenize_lm(
