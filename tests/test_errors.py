@@ -380,12 +380,13 @@ def test_a_config_error_under_a_two_process_launch_is_one_line_and_no_rank_hangs
 
 
 @pytest.mark.slow
-def test_the_launch_option_gives_one_line_and_exit_2_from_the_ranks(tmp_path, tokenizer):
+@pytest.mark.parametrize("launch", ["cpu_ddp2.yaml", "cpu_single.yaml"])
+def test_the_launch_option_gives_one_line_and_exit_2_from_the_ranks(tmp_path, tokenizer, launch):
     """`--launch`: checked here first (a config error never starts the ranks); an error a rank meets (the data)
     comes back as its one line and status 2, without accelerate's or torchrun's traceback."""
     from .distributed import ROOT
 
-    config = str(ROOT / "accelerate_configs" / "cpu_ddp2.yaml")
+    config = str(ROOT / "accelerate_configs" / launch)
     out = tmp_path / "run"
     proc = run_process([TINY, f"output_dir={out}", "learning_rate=fast", "--launch", config], timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
