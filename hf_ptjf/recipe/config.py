@@ -66,6 +66,43 @@ def _integers(spec: Any, names: tuple[str, ...], minimum: int) -> None:
 
 
 @dataclass
+class PeftSpec:
+    """A stage that trains LoRA adapters (the ``peft`` library) on top of its init weights, which stay frozen.
+
+    The stage's output (pushed, and what the next stage loads) is the adapter, whose config names its base at
+    the pinned revision, or with ``merge: true`` the merged weights. A stage that starts from an adapter
+    continues it with ``continue_adapter: true``; otherwise the adapter is merged into its base as it loads.
+    """
+
+    r: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.0
+    target_modules: Any = "all-linear"  # module names (e.g. [q, v] for T5, [q_proj, v_proj] for Llama) or all-linear
+    merge: bool = False
+    continue_adapter: bool = False
+
+    def __post_init__(self) -> None:
+        _integers(self, ("r",), minimum=1)
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not self.alpha > 0:
+            raise ValueError(f"alpha must be a number > 0, got {self.alpha!r}; e.g. alpha: 16 (twice r)")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        names = [self.target_modules] if isinstance(self.target_modules, str) else self.target_modules
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+            raise ValueError(f"target_modules must be a list of module names or all-linear, got {self.target_modules!r}")
+        for flag in ("merge", "continue_adapter"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ValueError(f"{flag} must be true or false, got {getattr(self, flag)!r}")
+
+    def lora_config(self, task_type: str) -> Any:
+        """The ``peft.LoraConfig`` of this spec (``task_type``: SEQ_2_SEQ_LM or CAUSAL_LM)."""
+        from peft import LoraConfig
+
+        return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
+                          target_modules=self.target_modules, task_type=task_type)
+
+
+@dataclass
 class StageSpec:
     """One training stage: fresh optimizer and LR schedule, weights from ``init``."""
 
@@ -78,6 +115,7 @@ class StageSpec:
     lr_scheduler: str = "cosine"
     push_to_hub: bool | None = None  # default: the recipe's hub.mode != "none"
     training: dict[str, Any] = field(default_factory=dict)  # per-stage TrainingArguments overrides
+    peft: PeftSpec | None = None  # LoRA adapters on frozen init weights
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_steps, int) or self.max_steps <= 0:
@@ -348,6 +386,8 @@ def _parse_stage(raw: Mapping[str, Any], index: int, task_names: list[str]) -> S
                 f"`{where}.mixture.weights` are all zero for the stage's tasks {listed}; give at least one task a weight > 0."
             )
     raw["mixture"] = mixture
+    if raw.get("peft") is not None:
+        raw["peft"] = _from_dict(PeftSpec, raw["peft"], f"{where}.peft")
     if "max_steps" not in raw:
         raise RecipeError(f"`{where}.max_steps` is required (a positive integer).")
     return _from_dict(StageSpec, raw, where)
@@ -373,6 +413,27 @@ def _check_inits(stages: list[StageSpec]) -> None:
                 )
         if isinstance(init, Mapping) and not ({"hub"} <= set(init) <= {"hub", "revision"} or set(init) == {"path"}):
             raise RecipeError(f"`stages.{i}.init` must be scratch, previous, a stage name, {{hub, revision}} or {{path}}.")
+        _check_peft(stages, i)
+
+
+def _check_peft(stages: list[StageSpec], i: int) -> None:
+    """LoRA stages must be reloadable: an adapter needs saved base weights, and its base is what it was trained on."""
+    stage = stages[i]
+    source = stages[i - 1] if stage.init == "previous" else next((s for s in stages if s.name == stage.init), None)
+    from_adapter = source is not None and source.peft is not None and not source.peft.merge
+    if stage.peft is not None and stage.init == "scratch":
+        raise RecipeError(f"`stages.{i}.peft`: stage `{stage.name}` trains LoRA adapters on random weights that are "
+                          "never saved, so its adapter could not be reloaded; initialise it from an earlier stage, a "
+                          "Hub id or a path, or drop `peft` to train the whole model.")
+    if stage.peft is not None and stage.peft.continue_adapter and not from_adapter:
+        raise RecipeError(f"`stages.{i}.peft.continue_adapter`: stage `{stage.name}` starts from "
+                          f"{'`' + source.name + '`' if source else repr(stage.init)}, whose output is not an adapter; "
+                          "drop continue_adapter (a new adapter starts), or start from a LoRA stage without `merge`.")
+    if stage.peft is not None and from_adapter and not stage.peft.continue_adapter:
+        raise RecipeError(f"`stages.{i}.peft`: stage `{stage.name}` would start a new adapter on `{source.name}`'s "
+                          "adapter merged into its base, weights that are saved nowhere, so the new adapter could "
+                          f"not be reloaded; set `peft.merge: true` on `{source.name}` (its output is then the merged "
+                          "model) or `peft.continue_adapter: true` here.")
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> RecipeConfig:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -18,7 +19,9 @@ from .. import hub
 from ..recipe import RecipeConfig, RecipeError, StageSpec
 from .records import StageResult
 
-__all__ = ["StageHandoff", "offline_hub"]
+__all__ = ["StageHandoff", "check_adapter_base", "offline_hub"]
+
+_REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
 
 
 @contextlib.contextmanager
@@ -40,6 +43,49 @@ def offline_hub(cfg: RecipeConfig, root: Path, state: Any) -> Iterator[None]:
         state.wait_for_everyone()
         if server is not None:
             server.stop()
+
+
+def _adapter_config(margs: Any) -> dict | None:
+    """The ``adapter_config.json`` of a LoRA adapter at ``margs`` (a path, or a repo at its revision), else None."""
+    import json
+
+    from transformers.utils import cached_file
+
+    path = cached_file(margs.name_or_path, "adapter_config.json", revision=margs.revision,
+                       _raise_exceptions_for_missing_entries=False, _raise_exceptions_for_connection_errors=False)
+    return json.loads(Path(path).read_text()) if path else None
+
+
+def check_adapter_base(adapter: dict, where: str, field: str) -> None:
+    """Refuse a LoRA adapter whose base (``adapter_config.json``'s ``base_model_name_or_path``) is gone: a local
+    path that no longer exists (a Hub repo is checked when it downloads)."""
+    name = adapter.get("base_model_name_or_path") or ""
+    if not name or (adapter.get("revision") is None and not Path(name).exists() and not _REPO_ID.fullmatch(name)):
+        raise RecipeError(
+            f"`{field}`: {where} is a LoRA adapter whose base model {name!r} cannot be found; restore that base "
+            "(its path or Hub repo), or start the stage from merged weights (`peft.merge: true` on the stage that "
+            "trained the adapter).")
+
+
+def _new_adapter(model: Any, stage: StageSpec, index: int, base: Any) -> Any:
+    """``model`` wrapped with the stage's new LoRA adapter, whose config pins its base (name and revision)."""
+    from peft import get_peft_model
+
+    from ..modeling import is_causal
+
+    config = stage.peft.lora_config("CAUSAL_LM" if is_causal(model) else "SEQ_2_SEQ_LM")
+    config.base_model_name_or_path, config.revision = base.name_or_path, base.revision
+    try:
+        wrapped = get_peft_model(model, config)
+    except ValueError as e:  # (checked before work for the recipe's own model; an `init` model may differ)
+        from .preflight import linear_module_names
+
+        raise RecipeError(f"`stages.{index}.peft.target_modules`: {stage.peft.target_modules!r} match no module of "
+                          f"{type(model).__name__} ({' '.join(str(e).split())[:120]}); its linear layers are named "
+                          f"{', '.join(linear_module_names(model))}. Or use target_modules: all-linear.") from e
+    wrapped.peft_config["default"].base_model_name_or_path = base.name_or_path
+    wrapped.peft_config["default"].revision = base.revision
+    return wrapped
 
 
 class StageHandoff:
@@ -68,7 +114,11 @@ class StageHandoff:
 
     # ------------------------------------------------------------------ loading
     def load_model(self, index: int, stage: StageSpec, tokenizer: Any) -> Any:
-        """The stage's initial model: seeded from scratch, or loaded from its ``init`` (pinned revision)."""
+        """The stage's initial model: seeded from scratch, or loaded from its ``init`` (pinned revision).
+
+        An ``init`` that is a LoRA adapter loads its base (at the revision its config pins), then the adapter:
+        kept trainable with ``peft.continue_adapter``, else merged. A stage with ``peft`` then gets a new adapter.
+        """
         from ..modeling import ModelArguments, build_model
 
         if stage.init == "scratch":
@@ -83,6 +133,18 @@ class StageHandoff:
         margs = self._init_source(index, stage)
         if margs.revision is not None:
             self._download(margs, index)
+        adapter = _adapter_config(margs)
+        if adapter is None:
+            model = self._build(margs, index, tokenizer)
+        else:
+            model = self._adapter_on_its_base(margs, adapter, index, stage, tokenizer)
+        if stage.peft is not None and not (adapter is not None and stage.peft.continue_adapter):
+            model = _new_adapter(model, stage, index, margs)
+        return model
+
+    def _build(self, margs: Any, index: int, tokenizer: Any) -> Any:
+        from ..modeling import build_model
+
         # every rank together: under ZeRO-3 loading partitions the weights collectively
         try:
             return build_model(margs, tokenizer)
@@ -98,6 +160,22 @@ class StageHandoff:
                 "Weights load from safetensors only (model.safetensors); check the path or repo id, or re-save "
                 "a trusted checkpoint with save_pretrained(), which writes safetensors."
             ) from e
+
+    def _adapter_on_its_base(self, margs: Any, adapter: dict, index: int, stage: StageSpec, tokenizer: Any) -> Any:
+        from peft import PeftModel
+
+        from ..modeling import ModelArguments
+
+        base = ModelArguments(name_or_path=adapter.get("base_model_name_or_path"), revision=adapter.get("revision"),
+                              trust_remote_code=self.cfg.model.get("trust_remote_code") is True)
+        where = margs.name_or_path + (f" at {margs.revision}" if margs.revision else "")
+        check_adapter_base(adapter, where, f"stages.{index}.init")
+        if base.revision is not None:
+            self._download(base, index)
+        model = self._build(base, index, tokenizer)
+        keep = stage.peft is not None and stage.peft.continue_adapter
+        model = PeftModel.from_pretrained(model, margs.name_or_path, revision=margs.revision, is_trainable=keep)
+        return model if keep else model.merge_and_unload()
 
     def _init_source(self, index: int, stage: StageSpec) -> Any:
         """ModelArguments naming where a non-scratch stage's weights come from."""

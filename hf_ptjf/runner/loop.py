@@ -70,6 +70,11 @@ class RecipeRunner:
 
     def _check_and_prepare(self) -> None:
         check_before_work(self.cfg)
+        lora = [i for i, s in enumerate(self.cfg.stages) if s.peft is not None]
+        if lora and self.state.distributed_type == "DEEPSPEED":  # (a str enum)
+            raise RecipeError(f"`stages.{lora[0]}.peft`: LoRA stages do not run under DeepSpeed in hf_ptjf yet (the "
+                              "adapter save and merge are not gathered from ZeRO-3 partitions); launch them with DDP "
+                              "(e.g. accelerate_configs/cpu_ddp2.yaml, or a multi-GPU config without DeepSpeed).")
         self.run_dir.check_claim(self.cfg.to_dict(), start_over=self.start_over)
         tokenizer_dir = recipe_tokenizer_cache(self.cfg)
         self.data = prepare_recipe_data(self.cfg, tokenizer_dir)
@@ -88,6 +93,7 @@ class RecipeRunner:
         args = self.training_arguments(index, stage)
         # 2. The initial weights: scratch (seeded), an earlier stage at its pinned Hub revision, a Hub id or a path.
         model = self._init_model(index, stage)
+        parameters, trainable = _parameter_counts(model)
         # 3. The stage's mixture, at the rates computed for it before the first stage trained.
         tasks = self.cfg.stage_tasks(stage)
         steps_before = sum(s.steps for s in self.stages)
@@ -106,7 +112,7 @@ class RecipeRunner:
         trainer.train(resume_from_checkpoint=latest_checkpoint(stage_dir, stage.name))
         metrics, samples = evaluate_stage(trainer, self.data, self.cfg.eval)
         self.run_dir.write_samples(index, stage, samples)
-        final = self._save(trainer, stage_dir / "final")
+        final = self._save(trainer, stage_dir / "final", merge=stage.peft is not None and stage.peft.merge)
         seen = trainer.seen_counts()
         result = StageResult(
             index=index, name=stage.name, steps=trainer.state.global_step, wall_time_s=0.0, tasks=tasks,
@@ -116,6 +122,8 @@ class RecipeRunner:
             target_tokens_seen={t: c["target_tokens"] for t, c in seen.items()},
             history=[h for h in trainer.state.log_history if any(k.endswith("_loss") or k == "loss" for k in h)],
             samples={t: rows[:SAMPLES_IN_REPORT] for t, rows in samples.items()},
+            parameters=parameters, trainable_parameters=trainable,
+            adapter=stage.peft is not None and not stage.peft.merge,
         )
         # 6. Push (the next stage loads exactly this commit), then record the stage as finished.
         if stage.push_to_hub if stage.push_to_hub is not None else self.cfg.hub.mode != "none":
@@ -170,9 +178,14 @@ class RecipeRunner:
     def _init_model(self, index: int, stage: StageSpec) -> Any:
         return self.handoff.load_model(index, stage, self.data.tokenizer)
 
-    def _save(self, trainer: Any, final: Path) -> Path:
-        """The stage output, consolidated under ZeRO-3 (stage3_gather_16bit_weights_on_model_save), + tokenizer."""
-        trainer.save_model(str(final))
+    def _save(self, trainer: Any, final: Path, merge: bool = False) -> Path:
+        """The stage output, consolidated under ZeRO-3 (stage3_gather_16bit_weights_on_model_save), + tokenizer.
+        A LoRA stage saves its adapter (``adapter_config.json`` names the base), or with ``merge`` merged weights."""
+        if merge:
+            if self.state.is_main_process:
+                trainer.model.merge_and_unload().save_pretrained(str(final))
+        else:
+            trainer.save_model(str(final))
         if self.state.is_main_process:
             self.data.tokenizer.save_pretrained(str(final))
         self.state.wait_for_everyone()
@@ -184,6 +197,13 @@ class RecipeRunner:
             if spec.lang and spec.lang not in langs:
                 langs.append(spec.lang)
         return langs
+
+
+def _parameter_counts(model: Any) -> tuple[int, int]:
+    """(all parameters, trainable ones), counted once each; ZeRO-3 partitions by their full size."""
+    params = list(model.parameters())
+    size = [int(getattr(p, "ds_numel", p.numel())) for p in params]
+    return sum(size), sum(n for n, p in zip(size, params) if p.requires_grad)
 
 
 def _release(trainer: Any) -> None:

@@ -8,10 +8,12 @@ stop the run before ``--start-over`` deletes anything and before stage 1 trains 
 from __future__ import annotations
 
 import glob
+import json
 import os
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 from ..recipe import RecipeConfig, RecipeError
 
@@ -135,6 +137,38 @@ def _model_fits_tasks(cfg: RecipeConfig) -> None:
                               f"{'' if margs.name_or_path else ' (model.max_position_embeddings)'}.")
 
 
+def linear_module_names(model: Any) -> list[str]:
+    """The names LoRA's ``target_modules`` match against: the last part of every linear layer's name."""
+    from torch import nn
+
+    return sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, nn.Linear)})
+
+
+def _lora_targets_exist(cfg: RecipeConfig) -> None:
+    """Every LoRA stage's target modules name linear layers of the model (read on the meta device, no memory)."""
+    stages = [(i, s) for i, s in enumerate(cfg.stages) if s.peft is not None and isinstance(s.peft.target_modules, list)]
+    if not stages:
+        return
+    from ..hints import did_you_mean
+    from ..modeling import ModelArguments, build_config, build_meta_model
+
+    margs = ModelArguments.from_dict(cfg.model)
+    if margs.name_or_path:
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(margs.name_or_path, revision=margs.revision,
+                                            trust_remote_code=margs.trust_remote_code)
+    else:
+        config = build_config(margs, vocab_size=margs.vocab_size or cfg.tokenizer.vocab_size)
+    linear = linear_module_names(build_meta_model(config))
+    for i, stage in stages:
+        wanted = stage.peft.target_modules
+        if not set(wanted) & set(linear):
+            hint = did_you_mean(wanted[0], linear) if len(wanted) == 1 else ""
+            raise RecipeError(f"`stages.{i}.peft.target_modules`: {wanted!r} match no module of the model; its linear "
+                              f"layers are named {', '.join(linear)}.{hint} Or use target_modules: all-linear.")
+
+
 def check_before_work(cfg: RecipeConfig) -> None:
     """Raise a :class:`RecipeError` naming the field for anything missing; writes nothing."""
     _free_space(cfg)
@@ -146,12 +180,18 @@ def check_before_work(cfg: RecipeConfig) -> None:
         _local_or_hub(str(cfg.model["name_or_path"]), "model.name_or_path",
                       "a local model directory or a Hub id, or build the model from sizes (d_model, num_layers, ...)")
     _model_fits_tasks(cfg)
+    _lora_targets_exist(cfg)
     for i, stage in enumerate(cfg.stages):
         init = stage.init
         if isinstance(init, dict) and "hub" in init:  # a later stage's Hub init must not fail after stage 1 trained
             _local_or_hub(str(init["hub"]), f"stages.{i}.init.hub", "a model repo on the Hub (with `revision:` a "
                           "commit sha), a `path:`, or an earlier stage")
-        if isinstance(init, dict) and "path" in init and not (Path(init["path"]) / "config.json").is_file():
+        adapter = Path(init["path"]) / "adapter_config.json" if isinstance(init, dict) and "path" in init else None
+        if adapter is not None and adapter.is_file():  # a LoRA adapter: its base must still be there
+            from .handoff import check_adapter_base
+
+            check_adapter_base(json.loads(adapter.read_text()), repr(init["path"]), f"stages.{i}.init.path")
+        elif isinstance(init, dict) and "path" in init and not (Path(init["path"]) / "config.json").is_file():
             raise RecipeError(f"`stages.{i}.init.path`: {init['path']!r} is not a saved model (no config.json there); "
                               "give a directory written by save_pretrained(), or init from an earlier stage.")
     if cfg.data.cache_dir and Path(cfg.data.cache_dir).exists() and not Path(cfg.data.cache_dir).is_dir():

@@ -55,6 +55,9 @@ class StageResult:
     target_tokens_seen: dict[str, int] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     samples: dict[str, list[dict[str, str]]] = field(default_factory=dict)  # a few decoded BLEU hypotheses per task
+    parameters: int | None = None  # of the model the stage trained (LoRA: base + adapter)
+    trainable_parameters: int | None = None  # what the optimizer updated (LoRA: the adapter only)
+    adapter: bool = False  # the output is a LoRA adapter (its config pins the base), not full weights
 
 
 def _checkpoint_problem(folder: Path) -> tuple[str, str] | None:
