@@ -128,3 +128,16 @@ def test_an_adapter_whose_base_is_gone_is_refused(tmp_path, lora_run, tokenizer)
     stages = [{**JOINT, "name": "finetune", "init": {"path": str(adapter)}}]
     fails([lora_recipe(tmp_path, stages, hub={"mode": "none"}), f"tokenizer.path={tokenizer}"],
           "`stages.0.init.path`", "is a LoRA adapter whose base model", "deleted-base", "cannot be found", "peft.merge: true")
+
+
+@pytest.mark.slow
+def test_lora_under_deepspeed_is_refused_before_any_work(tmp_path, tokenizer):
+    from .distributed import accelerate_launch
+
+    recipe = lora_recipe(tmp_path, [PRETRAIN, {**JOINT, "peft": {"r": 4}}])
+    proc = accelerate_launch("cpu_zero3_2proc.yaml", ROOT / "recipes" / "run.py", str(recipe),
+                             f"tokenizer.path={tokenizer}", timeout=300, check=False)
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error")]
+    assert proc.returncode != 0 and len(lines) == 1, proc.stderr[-3000:]
+    assert lines[0].startswith("error: `stages.1.peft`: LoRA stages do not run under DeepSpeed")
+    assert not list((tmp_path / "run").rglob("checkpoint-*"))
