@@ -238,3 +238,24 @@ def test_cli_module_entry_point(tmp_path):
 def test_shipped_configs_read_the_same_in_inspect_and_runner():
     cfg = load_recipe(ROOT / "recipes" / "configs" / "quickstart.yaml")
     assert [cfg.stage_budget(s) for s in cfg.stages] == [560 * 32, 240 * 32]
+
+
+@pytest.mark.slow
+def test_lm_tasks_are_sized_in_the_packed_rows_the_run_samples(tmp_path, capsys):
+    """An lm task is sampled as packed rows: inspect sizes it with the runner's own data (not in documents)."""
+    from hf_ptjf.analysis.inspect import main
+    from hf_ptjf.data.prepare import prepare_recipe_data, recipe_tokenizer_cache
+
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "configs" / "lm_scalarization_cpu.yaml"
+    overrides = [f"output_dir={tmp_path / 'run'}", f"data.cache_dir={tmp_path / 'cache'}", "tasks.lm-en.versions=[WEB]",
+                 "tasks.lm-en.train_size=1500", "tasks.lm-hi.train_size=300", "data.num_dev=40", "data.num_test=8",
+                 "tokenizer.vocab_size=1000", "tokenizer.max_sentences=4000"]
+    assert main([str(recipe), *overrides]) == 0
+    out = capsys.readouterr().out
+    cfg = load_recipe(recipe, overrides)
+    sizes = prepare_recipe_data(cfg, recipe_tokenizer_cache(cfg)).train_sizes()
+    assert "sizes of lm tasks are packed rows" in out
+    for task, size in sizes.items():
+        row = next(line for line in out.splitlines() if line.startswith(task + " "))
+        assert row.split()[1] == f"{size:,}", row
+    assert sizes["lm-tl"] < 200  # fewer rows than its 200 verses: several verses pack into one row

@@ -369,20 +369,31 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         cfg = load_recipe(args.config, args.overrides)
-        corpora = load_recipe_corpora(cfg)
-        tokenizer = None
-        if args.tokenizer:
-            from transformers import AutoTokenizer
+        note = ""
+        if any(t.get("type") == "lm" for t in cfg.tasks):
+            # an lm task is sampled as packed rows, not documents: size it as the run does (its tokenizer, its rows)
+            from ..data.prepare import prepare_recipe_data, recipe_tokenizer_cache
 
-            tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
-        sizes = {n: len(d["train"]) for n, d in corpora.items()}
-        tokens = {n: _count_tokens(d, tokenizer) for n, d in corpora.items()}
+            data = prepare_recipe_data(cfg, recipe_tokenizer_cache(cfg))
+            sizes = data.train_sizes()
+            tokens = {n: sum(len(x) for x in d["train"]["input_ids"][:]) for n, d in data.tokenized.items()}
+            note = ("sizes of lm tasks are packed rows (what the run samples), tokens the recipe's tokenizer's; "
+                    "translation tasks are sentence pairs\n")
+        else:
+            corpora = load_recipe_corpora(cfg)
+            tokenizer = None
+            if args.tokenizer:
+                from transformers import AutoTokenizer
+
+                tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+            sizes = {n: len(d["train"]) for n, d in corpora.items()}
+            tokens = {n: _count_tokens(d, tokenizer) for n, d in corpora.items()}
         report = recipe_report(cfg, sizes, tokens, num_processes=args.num_processes, overfit_passes=args.overfit_passes,
                                min_static_rate=args.min_static_rate, hr_min_size=args.hr_min_size)
     except (RecipeError, ValueError, OSError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(format_report(report))
+    print(note + format_report(report))
     return 0
 
 
