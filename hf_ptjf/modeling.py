@@ -25,7 +25,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -361,11 +361,38 @@ def _tokenizer_ids(tokenizer: Any) -> dict[str, int]:
     return ids
 
 
-def build_model(args: ModelArguments, tokenizer: Any | None = None) -> PreTrainedModel:
+def add_token_rows(model: PreTrainedModel, tokenizer: Any, new_tokens: Sequence[str]) -> None:
+    """Rows for ``new_tokens`` (just added to ``tokenizer``, e.g. language tags a pretrained checkpoint lacks): the
+    embedding table (and an untied LM head) grow to ``len(tokenizer)`` if needed, and each new token's row starts
+    at the mean of the rows the checkpoint trained, not at random."""
+    ids = [i for i in tokenizer.convert_tokens_to_ids(list(new_tokens)) if i is not None]
+    if not ids:
+        return
+    rows = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > rows:
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    trained = min(ids)  # the rows before the first added token are the checkpoint's own
+    tables = [model.get_input_embeddings().weight]
+    head = model.get_output_embeddings()
+    if head is not None and head.weight is not tables[0]:
+        tables.append(head.weight)
+    gathered = contextlib.nullcontext()
+    if any(hasattr(w, "ds_id") for w in tables):  # ZeRO-3: change the full tensors once, on rank 0
+        import deepspeed
+
+        gathered = deepspeed.zero.GatheredParameters(tables, modifier_rank=0)
+    with gathered, torch.no_grad():
+        for w in tables:
+            w[ids] = w[:trained].mean(dim=0).to(w.dtype)
+
+
+def build_model(args: ModelArguments, tokenizer: Any | None = None, new_tokens: Sequence[str] = ()) -> PreTrainedModel:
     """Load ``args.name_or_path`` (safetensors only, pinned to ``args.revision``) or build a T5 from scratch.
 
     From scratch, the vocabulary is ``args.vocab_size`` or ``len(tokenizer)`` and the special-token ids come
     from the tokenizer. With a tokenizer, :func:`check_vocab` guards against a mismatched tokenizer.
+    ``new_tokens``: tokens the recipe added to a checkpoint's tokenizer (its language tags), given rows by
+    :func:`add_token_rows` when the loaded model does not have them yet.
     """
     if args.name_or_path is not None:
         defaults = ModelArguments()
@@ -398,6 +425,13 @@ def build_model(args: ModelArguments, tokenizer: Any | None = None) -> PreTraine
         if model.generation_config is not None:
             model.generation_config.use_cache = True
     if tokenizer is not None:
+        # rows for tokens the recipe added to a checkpoint's tokenizer, once: a checkpoint this recipe already
+        # trained (a later stage's init) lists them in its config and keeps its trained rows
+        done = set(getattr(model.config, "hf_ptjf_added_tokens", None) or [])
+        todo = [t for t in new_tokens if t not in done] if args.name_or_path is not None else []
+        if todo:
+            add_token_rows(model, tokenizer, todo)
+            model.config.hf_ptjf_added_tokens = sorted(done | set(todo))
         check_vocab(model, tokenizer)
     return model
 

@@ -15,10 +15,11 @@ from .loaders import load_tasks, verse_of
 from .meta import set_task_meta, task_meta
 from .preprocess import tokenize_tasks
 from .spec import TaskSpec
-from .tokenizer import sentinel_tokens, train_tokenizer
+from .tokenizer import add_language_tags, sentinel_tokens, train_tokenizer
 from .versions import VERSIONS, resolve_version
 
 __all__ = [
+    "add_language_tags",
     "CausalLMCollator",
     "Seq2SeqCollator",
     "SpanCorruptionCollator",

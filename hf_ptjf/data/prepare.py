@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ContextManager
 
@@ -31,6 +31,7 @@ class RecipeData:
     tokenized: dict[str, Any]  # task -> DatasetDict of token ids
     collator: Any
     causal: bool = False  # for a decoder-only model (prompted translation, packed next-token LM)
+    added_tokens: list[str] = field(default_factory=list)  # language tags added to a pretrained model's tokenizer
 
     def train_sizes(self) -> dict[str, int]:
         """Training examples per task, as the sampler counts them (LM tasks: packed chunks)."""
@@ -91,6 +92,7 @@ def prepare_recipe_data(
     from ..recipe import RecipeError
     from .collators import CausalLMCollator, Seq2SeqCollator, SpanCorruptionCollator
     from .preprocess import tokenize_tasks
+    from .tokenizer import add_language_tags
 
     specs = _specs(cfg)
     types = {s.type for s in specs}
@@ -99,12 +101,17 @@ def prepare_recipe_data(
     d = cfg.data
     with main_process_first or contextlib.nullcontext():
         corpora = load_recipe_corpora(cfg)
+        added: list[str] = []
         if cfg.tokenizer.path:
             tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer.path)
             if tokenizer.pad_token is None and tokenizer.eos_token is not None:  # Llama-style tokenizers have none
                 logger.warning("tokenizer.path %s has no pad token: padding with its eos token %s (padding never "
                                "carries loss)", cfg.tokenizer.path, tokenizer.eos_token)
                 tokenizer.pad_token = tokenizer.eos_token
+            added = add_language_tags(tokenizer, corpora)
+            if added:
+                logger.warning("added the language tags %s to tokenizer.path %s; the model's embeddings get rows for "
+                               "them (the mean of its trained rows) when it loads", ", ".join(added), cfg.tokenizer.path)
         else:
             start = time.time()
             logger.info("training the SentencePiece tokenizer (%d pieces, tau %g) into %s", cfg.tokenizer.vocab_size,
@@ -124,4 +131,4 @@ def prepare_recipe_data(
         collator = SpanCorruptionCollator(tokenizer, seed=cfg.seed)
     else:
         collator = Seq2SeqCollator(tokenizer, label_pad_token_id=-100)
-    return RecipeData(specs, task_type, corpora, tokenizer, tokenized, collator, causal)
+    return RecipeData(specs, task_type, corpora, tokenizer, tokenized, collator, causal, added)

@@ -72,7 +72,8 @@ def tokenize_tasks(
             if tag not in tokenizer.get_vocab():
                 raise ValueError(
                     f"task {name!r}: the tokenizer has no token {tag}; train it on these tasks with "
-                    "hf_ptjf.data.train_tokenizer (it adds every task's tag)."
+                    "hf_ptjf.data.train_tokenizer (it adds every task's tag), or add the tags with "
+                    "hf_ptjf.data.add_language_tags (a recipe with `tokenizer.path` does)."
                 )
             out[name] = datasets.DatasetDict(
                 {

@@ -83,6 +83,17 @@ def _default_extra_tokens(corpora: Mapping[str, datasets.DatasetDict]) -> list[s
     return sorted({t for t in tags if t})
 
 
+def add_language_tags(tokenizer: PreTrainedTokenizerBase, corpora: Mapping[str, datasets.DatasetDict]) -> list[str]:
+    """Add the ``<2xx>`` tag of every translation task that ``tokenizer`` (a pretrained model's) lacks, as special
+    tokens (never split); returns the tokens added, in order, for the model to give them rows
+    (:func:`hf_ptjf.modeling.add_token_rows`)."""
+    vocab = tokenizer.get_vocab()
+    missing = [t for t in _default_extra_tokens(corpora) if t not in vocab]
+    if missing:
+        tokenizer.add_tokens(missing, special_tokens=True)
+    return missing
+
+
 def train_tokenizer(
     corpora: Mapping[str, datasets.DatasetDict],
     *,

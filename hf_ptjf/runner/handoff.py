@@ -13,7 +13,7 @@ import contextlib
 import os
 import re
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from .. import hub
 from ..recipe import RecipeConfig, RecipeError, StageSpec
@@ -113,11 +113,12 @@ class StageHandoff:
         return margs.name_or_path, margs.revision
 
     # ------------------------------------------------------------------ loading
-    def load_model(self, index: int, stage: StageSpec, tokenizer: Any) -> Any:
+    def load_model(self, index: int, stage: StageSpec, tokenizer: Any, new_tokens: Sequence[str] = ()) -> Any:
         """The stage's initial model: seeded from scratch, or loaded from its ``init`` (pinned revision).
 
         An ``init`` that is a LoRA adapter loads its base (at the revision its config pins), then the adapter:
         kept trainable with ``peft.continue_adapter``, else merged. A stage with ``peft`` then gets a new adapter.
+        ``new_tokens``: language tags the recipe added to a checkpoint's tokenizer (rows are made for them).
         """
         from ..modeling import ModelArguments, build_model
 
@@ -129,25 +130,25 @@ class StageHandoff:
             from transformers import set_seed
 
             set_seed(self.cfg.seed)  # the initial weights are part of the experiment: a rerun draws the same ones
-            return build_model(margs, tokenizer)
+            return build_model(margs, tokenizer, new_tokens)
         margs = self._init_source(index, stage)
         if margs.revision is not None:
             self._download(margs, index)
         adapter = _adapter_config(margs)
         if adapter is None:
-            model = self._build(margs, index, tokenizer)
+            model = self._build(margs, index, tokenizer, new_tokens)
         else:
             model = self._adapter_on_its_base(margs, adapter, index, stage, tokenizer)
         if stage.peft is not None and not (adapter is not None and stage.peft.continue_adapter):
             model = _new_adapter(model, stage, index, margs)
         return model
 
-    def _build(self, margs: Any, index: int, tokenizer: Any) -> Any:
+    def _build(self, margs: Any, index: int, tokenizer: Any, new_tokens: Sequence[str] = ()) -> Any:
         from ..modeling import build_model
 
         # every rank together: under ZeRO-3 loading partitions the weights collectively
         try:
-            return build_model(margs, tokenizer)
+            return build_model(margs, tokenizer, new_tokens)
         except ValueError as e:  # e.g. the tokenizer does not fit the loaded model's embeddings
             raise RecipeError(
                 f"`stages.{index}.init` ({margs.name_or_path}): {e} Set `tokenizer.path` to that model's "

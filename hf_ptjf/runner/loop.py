@@ -176,7 +176,7 @@ class RecipeRunner:
             raise RecipeError(f"stage `{stage.name}` training arguments: {e}") from e
 
     def _init_model(self, index: int, stage: StageSpec) -> Any:
-        return self.handoff.load_model(index, stage, self.data.tokenizer)
+        return self.handoff.load_model(index, stage, self.data.tokenizer, self.data.added_tokens)
 
     def _save(self, trainer: Any, final: Path, merge: bool = False) -> Path:
         """The stage output, consolidated under ZeRO-3 (stage3_gather_16bit_weights_on_model_save), + tokenizer.

@@ -1,0 +1,87 @@
+"""Starting from a pretrained seq2seq checkpoint and its own tokenizer: the recipe adds the language tags it lacks,
+the model's embeddings grow to match (new rows at the mean of the trained ones), and the pinned-sha reload of
+the next stage keeps both."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from hf_ptjf.data import load_tasks, train_tokenizer
+from hf_ptjf.data.spec import TaskSpec
+from hf_ptjf.modeling import ModelArguments, build_model
+
+from .fixtures.recipe_runs import run_cli
+from .distributed import ROOT
+
+TINY = ROOT / "tests" / "recipes" / "tiny_ptjf.yaml"
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    """A 'pretrained' tiny T5 saved with its own SentencePiece tokenizer, which has no <2fr> / <2ro> tags."""
+    out = tmp_path_factory.mktemp("pretrained") / "t5"
+    specs = [TaskSpec.from_dict({"name": "en-fr", "src_versions": ["WEB"], "tgt_versions": ["Segond"], "lang": "fr",
+                                 "train_size": 600})]
+    corpora = load_tasks(specs, num_dev=20, num_test=20)
+    tok = train_tokenizer(corpora, vocab_size=400, max_sentences=2000, extra_tokens=[], num_sentinels=20,
+                          output_dir=str(out))
+    assert "<2fr>" not in tok.get_vocab()
+    model = build_model(ModelArguments(num_layers=1, d_model=32, d_ff=64, num_heads=2, dropout_rate=0.0), tok)
+    model.save_pretrained(out)
+    return out, len(tok)
+
+
+def test_language_tags_are_added_and_get_mean_rows(pretrained):
+    from transformers import AutoTokenizer
+
+    from hf_ptjf.data import add_language_tags, set_task_meta
+
+    path, n = pretrained
+    tok = AutoTokenizer.from_pretrained(path)
+    corpora = {name: set_task_meta(load_tasks([TaskSpec.from_dict({"name": name, "src_versions": ["WEB"],
+                                                                   "tgt_versions": [v], "lang": lang,
+                                                                   "train_size": 20})], num_dev=5, num_test=5)[name],
+                                   name=name, type="translation", lang=lang)
+               for name, v, lang in (("en-fr", "Segond", "fr"), ("en-ro", "Cornilescu", "ro"))}
+    added = add_language_tags(tok, corpora)
+    assert added == ["<2fr>", "<2ro>"] and len(tok) == n + 2
+    assert tok("<2ro> God", add_special_tokens=False)["input_ids"][0] == tok.convert_tokens_to_ids("<2ro>")
+    original = build_model(ModelArguments(name_or_path=str(path)))
+    grown = build_model(ModelArguments(name_or_path=str(path)), tok, added)
+    emb, old = grown.get_input_embeddings().weight, original.get_input_embeddings().weight
+    assert emb.shape[0] == n + 2
+    torch.testing.assert_close(emb[:n], old)  # the trained rows are untouched
+    for token in added:
+        torch.testing.assert_close(emb[tok.convert_tokens_to_ids(token)], old.mean(dim=0))
+    assert grown.config.hf_ptjf_added_tokens == added
+
+
+@pytest.mark.slow
+def test_a_ptjf_recipe_from_a_pretrained_checkpoint_keeps_the_tags_through_the_hub(tmp_path, pretrained):
+    path, n = pretrained
+    out = tmp_path / "run"
+    code, err = run_cli([TINY, f"output_dir={out}", f"model={{name_or_path: {path}}}", f"tokenizer.path={path}",
+                         "hub.mode=local"])
+    assert code == 0, err
+    results = json.loads((out / "results.json").read_text())
+    pre, joint = results["stages"]
+    assert len(pre["hub_sha"]) == 40 and results["tasks"]["en-ro"]["bleu"] is not None
+    for stage in (pre, joint):
+        final = Path(stage["output_dir"])
+        config = json.loads((final / "config.json").read_text())
+        assert config["vocab_size"] == n + 2 and config["hf_ptjf_added_tokens"] == ["<2fr>", "<2ro>"]
+        added = json.loads((final / "tokenizer.json").read_text())["added_tokens"]
+        assert {"<2fr>", "<2ro>"} <= {t["content"] for t in added}
+    # the tag rows trained in stage 1; loading that output again (as stage 2 does) keeps them: no second reset
+    from transformers import AutoTokenizer
+
+    trained = load_file(Path(pre["output_dir"]) / "model.safetensors")["shared.weight"]
+    assert not torch.allclose(trained[n], trained[:n].mean(dim=0))
+    tok = AutoTokenizer.from_pretrained(pre["output_dir"])
+    again = build_model(ModelArguments(name_or_path=pre["output_dir"]), tok, ["<2fr>", "<2ro>"])
+    torch.testing.assert_close(again.get_input_embeddings().weight, trained)
