@@ -29,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
         "error is then one line and exit status 2 however many processes run (a bare `accelerate launch` adds its own "
         "traceback and exits 1 when a rank fails)",
     )
+    parser.add_argument("--machine-rank", type=int, help="with --launch on several machines: this machine's rank")
+    parser.add_argument("--join-timeout", type=int, default=600, metavar="SECONDS",
+                        help="with --launch on several machines: how long machine 0 waits for the others (default 600)")
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -42,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         config = load_recipe(args.config, args.overrides)
         reading = False
         if args.launch:
-            return _launch(config, args.launch, _without_launch(argv), start_over=args.start_over)
+            return _launch(config, args.launch, _without_launch(argv), start_over=args.start_over,
+                           machine_rank=args.machine_rank, join_timeout=args.join_timeout)
         results = run_recipe(config, start_over=args.start_over)
     except Exception as e:  # one clear line, unless debugging
         if debug or not _is_user_error(e):
@@ -62,20 +66,24 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+_LAUNCH_OPTIONS = ("--launch", "--machine-rank", "--join-timeout")  # for this process, not the ranks
+
+
 def _without_launch(argv: list[str]) -> list[str]:
     out, skip = [], False
-    for arg in argv:
-        if skip or arg.startswith("--launch="):
+    for arg in map(str, argv):
+        if skip or arg.startswith(tuple(f"{o}=" for o in _LAUNCH_OPTIONS)):
             skip = False
             continue
-        if arg == "--launch":
+        if arg in _LAUNCH_OPTIONS:
             skip = True
             continue
-        out.append(str(arg))
+        out.append(arg)
     return out
 
 
-def _launch(config, accelerate_config: str, argv: list[str], *, start_over: bool) -> int:
+def _launch(config, accelerate_config: str, argv: list[str], *, start_over: bool, machine_rank: int | None = None,
+            join_timeout: int = 600) -> int:
     """Check everything checkable in this process, then run this same command under ``accelerate launch``.
 
     The launcher reports a failed rank with its own traceback (``CalledProcessError`` / ``ChildFailedError``) and
@@ -93,8 +101,10 @@ def _launch(config, accelerate_config: str, argv: list[str], *, start_over: bool
                           "accelerate_configs/cpu_ddp2.yaml (or create one with `accelerate config`).")
     check_before_work(config)
     RunDirectory(config.output_dir).check_claim(config.to_dict(), start_over=start_over)
+    machine = ["--machine_rank", str(machine_rank)] if machine_rank is not None else []
     launch_args = launch_command_parser().parse_args(
-        ["--config_file", accelerate_config, "--module", "hf_ptjf.runner", *argv])
+        ["--config_file", accelerate_config, *machine, "--rdzv_conf", f"timeout={join_timeout}",
+         "--module", "hf_ptjf.runner", *argv])
     if _cpu_only() and "DEEPSPEED" not in open(accelerate_config).read():
         # DDP on CPU: the torchrun workers must be told (accelerate drops DeepSpeed when this is set, so not then)
         os.environ.setdefault("ACCELERATE_USE_CPU", "true")
@@ -107,6 +117,14 @@ def _launch(config, accelerate_config: str, argv: list[str], *, start_over: bool
         return e.code if isinstance(e.code, int) else 1
     except Exception as e:  # torch's ChildFailedError: one entry per failed rank, with its exit code
         failures = getattr(e, "failures", None)
+        if not failures and ("timed out" in str(e).lower() or "timeout" in type(e).__name__.lower()):
+            # the rendezvous: machine 0 waited for the others in vain
+            raise RecipeError(
+                f"`--join-timeout`: not every machine joined within {join_timeout} s ({accelerate_config}: "
+                f"num_machines {getattr(launch_args, 'num_machines', '?')}, machine 0 at "
+                f"{getattr(launch_args, 'main_process_ip', '?')}:{getattr(launch_args, 'main_process_port', '?')}); "
+                "start the same command on every machine with its own --machine-rank, check that machine 0's "
+                "address and port are reachable from the others, or raise --join-timeout.") from e
         if not failures:
             raise
         codes = {f.exitcode for f in failures.values()}

@@ -45,7 +45,11 @@ class RecipeRunner:
         # The process state must be set up the way TrainingArguments does it (CPU / DeepSpeed / gloo
         # flags); a bare PartialState() created first would win as the singleton and misread the launch.
         self.state = self.training_arguments(0, config.stages[0]).distributed_state
-        self.run_dir.is_main = self.state.is_main_process  # only the main process writes the run's records
+        # Who writes the run's records and outputs: the main process; with `save_on_each_node` (machines without a
+        # shared filesystem) the main process of every machine, so each disk holds the records a rerun needs.
+        self.writes = self.state.is_local_main_process if config.training.get("save_on_each_node") \
+            else self.state.is_main_process
+        self.run_dir.is_main = self.writes
         self.start_over = start_over
         self.handoff = StageHandoff(config, self.state)
         self.stages: list[StageResult] = []
@@ -182,11 +186,11 @@ class RecipeRunner:
         """The stage output, consolidated under ZeRO-3 (stage3_gather_16bit_weights_on_model_save), + tokenizer.
         A LoRA stage saves its adapter (``adapter_config.json`` names the base), or with ``merge`` merged weights."""
         if merge:
-            if self.state.is_main_process:
+            if self.writes:
                 trainer.model.merge_and_unload().save_pretrained(str(final))
         else:
-            trainer.save_model(str(final))
-        if self.state.is_main_process:
+            trainer.save_model(str(final))  # (on every machine with save_on_each_node, as the Trainer does)
+        if self.writes:
             self.data.tokenizer.save_pretrained(str(final))
         self.state.wait_for_everyone()
         return final
