@@ -296,9 +296,8 @@ class MixtureTrainer(Seq2SeqTrainer):
         log-softmax stays small for large vocabularies.
         """
         with torch.no_grad():
-            if self._causal:
-                logits = logits[:, :-1]
-            labels = self._scored(labels)
+            if self._causal:  # position t predicts label t + 1: shift the labels, not the (large) logits
+                labels = torch.nn.functional.pad(labels[:, 1:], (0, 1), value=-100)
             eps = self.args.label_smoothing_factor
             rows = logits.reshape(-1, logits.shape[-1])
             flat = labels.reshape(-1).to(rows.device)

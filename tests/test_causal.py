@@ -278,3 +278,16 @@ def test_a_tokenizer_without_a_pad_token_pads_with_eos_and_says_so_once(tmp_path
     assert sum("no pad token" in r.getMessage() for r in caplog.records) == 1
     batch = data.collator([data.tokenized["en-ro"]["train"][i] for i in range(4)])
     assert (batch["labels"][batch["attention_mask"] == 0] == -100).all()  # padding never carries loss
+
+
+def test_causal_per_task_training_loss_is_the_training_loss_split_by_task(tmp_path, tok):
+    t = causal_trainer(tmp_path, tok, max_steps=6)
+    t.train()
+    previous: dict = {}
+    logs = [h for h in t.state.log_history if "loss" in h]
+    for h in logs:  # logging_steps=1: one batch per window; weights: the tokens the loss scored
+        tokens = {k: h.get(f"target_tokens_seen_{k}", 0) - previous.get(f"target_tokens_seen_{k}", 0)
+                  for k in ("lm-a", "lm-b")}
+        previous = h
+        mixed = sum(h[f"train_{k}_loss"] * n for k, n in tokens.items() if n) / sum(tokens.values())
+        assert mixed == pytest.approx(h["loss"], abs=2e-3), h

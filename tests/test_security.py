@@ -74,7 +74,12 @@ def test_from_pretrained_gets_safetensors_and_no_remote_code_unless_opted_in(tmp
         calls.append(kw)
         return tiny_t5()
 
+    def fake_config(name, **kw):  # the config is read first (encoder-decoder or causal?): the same opt-in applies
+        calls.append({**kw, "use_safetensors": True, "config": True})
+        return tiny_t5().config
+
     monkeypatch.setattr(modeling.AutoModelForSeq2SeqLM, "from_pretrained", fake_from_pretrained)
+    monkeypatch.setattr(modeling.AutoConfig, "from_pretrained", fake_config)
     stages = [{"name": "finetune", "max_steps": 2, "init": {"path": str(tmp_path)}},
               {**TWO_STAGES[1], "init": {"hub": "someone/model", "revision": None}}]
     recipe = write_recipe(tmp_path / "recipe.yaml", method=None, method_args=None, stages=stages)
@@ -82,10 +87,10 @@ def test_from_pretrained_gets_safetensors_and_no_remote_code_unless_opted_in(tmp
                               (True, ["model.trust_remote_code=true"])):
         calls.clear()
         runner = RecipeRunner(load_recipe(recipe, [f"output_dir={tmp_path / 'run'}", *overrides]))
-        runner.data = SimpleNamespace(tokenizer=None)  # no data needed to load weights
+        runner.data = SimpleNamespace(tokenizer=None, added_tokens=[])  # no data needed to load weights
         for index, stage in enumerate(runner.cfg.stages):
             runner._init_model(index, stage)
-        assert len(calls) == 2
+        assert len(calls) == 4 and sum("config" in kw for kw in calls) == 2
         assert all(kw["use_safetensors"] is True and kw["trust_remote_code"] is opt_in for kw in calls), calls
 
 
