@@ -107,7 +107,7 @@ def bench_packing(corpora: dict, packed: dict, tok, batches: int = 30, batch_siz
             for _ in range(batches):
                 pick = rng.choice(len(source), size=batch_size, replace=False)
                 batch = collator([{"input_ids": source[i]} for i in pick])
-                real += int((batch["labels"] != -100).sum()) + batch_size  # + the first token of each row
+                real += int((batch["labels"] != -100).sum())  # real tokens: an lm row's labels are its ids
                 total += batch["input_ids"].numel()
                 batch_sets[kind].append(batch)
             shares[(name, kind)] = real / total

@@ -291,3 +291,16 @@ def test_causal_per_task_training_loss_is_the_training_loss_split_by_task(tmp_pa
         previous = h
         mixed = sum(h[f"train_{k}_loss"] * n for k, n in tokens.items() if n) / sum(tokens.values())
         assert mixed == pytest.approx(h["loss"], abs=2e-3), h
+
+
+def test_plain_packing_attends_across_the_row(tok):
+    """`data.packed_attention: row`: the classic packing (an attention mask, no position reset): the second document
+    of a row then sees the first, unlike the default per-document attention."""
+    first, second = tok(["God said light.", "And there was light over the water."])["input_ids"]
+    plain = CausalLMCollator(tok, per_document=False)([{"input_ids": first + second}])
+    assert "position_ids" not in plain and plain["attention_mask"].tolist() == [[1] * (len(first) + len(second))]
+    model = tiny_llama(len(tok)).eval()
+    with torch.no_grad():
+        packed = model(input_ids=plain["input_ids"], attention_mask=plain["attention_mask"]).logits[0, len(first):]
+        alone = model(input_ids=torch.tensor([second])).logits[0]
+    assert not torch.allclose(packed, alone, atol=1e-3)

@@ -241,15 +241,19 @@ class CausalLMCollator:
     * Rows without (packed ``lm`` text): labels are the inputs. Position ids restart after every ``</s>``, and
       no attention mask is passed, so attention stays within each document (transformers builds the
       block-diagonal causal mask from the position ids, for every attention implementation); padding at the end
-      of a short row is never attended to by real tokens (it comes after them) and carries no loss.
+      of a short row is never attended to by real tokens (it comes after them) and carries no loss. With
+      ``per_document=False`` (plain packing, for models whose attention ignores position ids) an attention mask
+      over the row's real tokens is passed instead, and documents attend to the earlier ones in their row.
     * :meth:`prompts` (for ``generate``, on rows whose ``input_ids`` are a prompt alone, e.g. the ``prompt_ids``
       of held-out splits): padded on the LEFT, so every row's next token is the first generated one; no labels.
 
     Returns ``input_ids``, ``labels``, ``attention_mask`` or ``position_ids``, and ``task_id`` when rows carry one.
     """
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, pad_to_multiple_of: int | None = None) -> None:
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, pad_to_multiple_of: int | None = None,
+                 per_document: bool = True) -> None:
         self.tokenizer = tokenizer
+        self.per_document = per_document  # False: plain packing, attention over the whole row
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.eos_id = tokenizer.eos_token_id
         if self.pad_id is None:
@@ -286,7 +290,10 @@ class CausalLMCollator:
                 batch["attention_mask"] = _pad([[1] * len(r) for r in rows], 0, self.pad_to_multiple_of)
             else:
                 batch["labels"] = _pad(rows, -100, self.pad_to_multiple_of)
-                batch["position_ids"] = _document_positions(batch["input_ids"], self.eos_id)
+                if self.per_document:
+                    batch["position_ids"] = _document_positions(batch["input_ids"], self.eos_id)
+                else:
+                    batch["attention_mask"] = _pad([[1] * len(r) for r in rows], 0, self.pad_to_multiple_of)
         task_id = _task_ids(examples)
         if task_id is not None:
             batch["task_id"] = task_id

@@ -126,7 +126,7 @@ def prepare_recipe_data(
         logger.info("tokenized (%.1f s)", time.time() - start)
     task_type = types.pop()
     if causal:
-        collator = CausalLMCollator(tokenizer)
+        collator = CausalLMCollator(tokenizer, per_document=d.packed_attention == "document")
     elif task_type == "lm":
         collator = SpanCorruptionCollator(tokenizer, seed=cfg.seed)
     else:

@@ -202,10 +202,15 @@ class DataSpec:
     seed: int = 0
     max_source_length: int = 128
     max_target_length: int = 128
+    # decoder-only lm rows: `document` restarts position ids at each document so attention stays inside it;
+    # `row` is plain packing (attention over the whole row), for models whose attention ignores position ids
+    packed_attention: str = "document"
 
     def __post_init__(self) -> None:
         _integers(self, ("num_dev", "num_test", "seed"), minimum=0)
         _integers(self, ("max_source_length", "max_target_length"), minimum=2)
+        if self.packed_attention not in ("document", "row"):
+            raise ValueError(f"packed_attention must be document or row, got {self.packed_attention!r}")
         if self.cache_dir is not None and not isinstance(self.cache_dir, str):
             raise ValueError(f"cache_dir must be a directory path, got {self.cache_dir!r}")
 
