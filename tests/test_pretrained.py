@@ -85,3 +85,88 @@ def test_a_ptjf_recipe_from_a_pretrained_checkpoint_keeps_the_tags_through_the_h
     tok = AutoTokenizer.from_pretrained(pre["output_dir"])
     again = build_model(ModelArguments(name_or_path=pre["output_dir"]), tok, ["<2fr>", "<2ro>"])
     torch.testing.assert_close(again.get_input_embeddings().weight, trained)
+
+
+# ------------------------------------------------------------------ mBART-50-style language codes
+@pytest.fixture(scope="module")
+def mbart50(tmp_path_factory, tokenizer):
+    """A tiny randomly initialised mBART with an mBART-50 tokenizer built from the Bible SentencePiece model (the
+    tiny recipe's), saved locally: no downloads."""
+    from transformers import MBart50Tokenizer, MBartConfig, MBartForConditionalGeneration
+    from transformers.convert_slow_tokenizer import import_protobuf
+
+    out = tmp_path_factory.mktemp("mbart50") / "model"
+    proto = import_protobuf().ModelProto()
+    proto.ParseFromString((Path(tokenizer) / "spm.model").read_bytes())
+    tok = MBart50Tokenizer(vocab=[(p.piece, p.score) for p in proto.pieces], src_lang="en_XX", tgt_lang="fr_XX",
+                           _spm_precompiled_charsmap=proto.normalizer_spec.precompiled_charsmap or None)
+    torch.manual_seed(0)
+    config = MBartConfig(vocab_size=len(tok), d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                         decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=128,
+                         pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id,
+                         decoder_start_token_id=tok.eos_token_id, dropout=0.0)
+    MBartForConditionalGeneration(config).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+CODES = ["tasks.0.src_lang_code=en_XX", "tasks.0.lang_code=fr_XX", "tasks.1.src_lang_code=en_XX",
+         "tasks.1.lang_code=ro_RO"]
+
+
+def test_language_codes_mark_sources_labels_and_the_first_generated_token(tmp_path, mbart50):
+    from hf_ptjf.data.prepare import prepare_recipe_data
+    from hf_ptjf.recipe import load_recipe
+
+    cfg = load_recipe(TINY, [f"output_dir={tmp_path / 'run'}", f"model={{name_or_path: {mbart50}}}",
+                             f"tokenizer.path={mbart50}", *CODES])
+    data = prepare_recipe_data(cfg, tmp_path / "unused")
+    tok = data.tokenizer
+    assert data.added_tokens == []  # the codes replace the <2xx> tags: nothing added
+    for task, code in (("en-fr", "fr_XX"), ("en-ro", "ro_RO")):
+        row = data.tokenized[task]["train"][0]
+        assert tok.convert_ids_to_tokens(row["input_ids"][0]) == "en_XX"  # mBART-50: [src code] X </s>
+        assert tok.convert_ids_to_tokens(row["labels"][0]) == code  # [tgt code] Y </s>
+        assert data.generation_kwargs(task) == {"forced_bos_token_id": tok.convert_tokens_to_ids(code)}
+    model = build_model(ModelArguments(name_or_path=str(mbart50)), tok)
+    batch = data.collator([data.tokenized["en-ro"]["validation"][i] for i in range(2)])
+    out = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], max_new_tokens=4,
+                         num_beams=2, **data.generation_kwargs("en-ro"))
+    assert (out[:, 1] == tok.convert_tokens_to_ids("ro_RO")).all()  # after the decoder start, the forced code
+
+
+@pytest.mark.slow
+def test_a_ptjf_recipe_from_an_mbart50_checkpoint_with_bleu(tmp_path, mbart50):
+    out = tmp_path / "run"
+    code, err = run_cli([TINY, f"output_dir={out}", f"model={{name_or_path: {mbart50}}}", f"tokenizer.path={mbart50}",
+                         "hub.mode=local", *CODES])
+    assert code == 0, err
+    results = json.loads((out / "results.json").read_text())
+    assert [s["init"] for s in results["stages"]] == ["scratch", "previous"] and len(results["stages"][0]["hub_sha"]) == 40
+    assert all(t["bleu"] is not None for t in results["tasks"].values())
+    assert json.loads((Path(results["stages"][1]["output_dir"]) / "config.json").read_text())["model_type"] == "mbart"
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    (["tasks.0.src_lang_code=en_XX", "tasks.0.lang_code=fr_FR"],
+     ["`tasks.0.lang_code` (task `en-fr`)", "'fr_FR' is not a language code", "Did you mean `fr_XX`?"]),
+    (["tasks.0.lang_code=fr_XX"], ["`tasks.0`", "`lang_code` and `src_lang_code` go together"]),
+])
+def test_bad_language_codes_are_one_line_before_any_work(tmp_path, mbart50, overrides, expected):
+    from .fixtures.recipe_runs import error_line
+
+    code, err = run_cli([TINY, f"output_dir={tmp_path / 'run'}", f"model={{name_or_path: {mbart50}}}",
+                         f"tokenizer.path={mbart50}", *overrides])
+    assert code == 2
+    line = error_line(err)
+    for text in expected:
+        assert text in line, line
+    assert not (tmp_path / "run").exists()
+
+
+def test_language_codes_need_a_tokenizer_that_has_them(tmp_path, tokenizer):
+    from .fixtures.recipe_runs import error_line
+
+    code, err = run_cli([TINY, f"output_dir={tmp_path / 'run'}", f"tokenizer.path={tokenizer}", *CODES[:2]])
+    assert code == 2
+    assert "has no language codes" in error_line(err) and "<2xx> tag" in error_line(err)

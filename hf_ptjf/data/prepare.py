@@ -32,6 +32,15 @@ class RecipeData:
     collator: Any
     causal: bool = False  # for a decoder-only model (prompted translation, packed next-token LM)
     added_tokens: list[str] = field(default_factory=list)  # language tags added to a pretrained model's tokenizer
+    lang_codes: dict[str, tuple[str, str]] = field(default_factory=dict)  # task -> (source, target) language codes
+
+    def generation_kwargs(self, task: str) -> dict[str, Any]:
+        """What ``generate`` needs for ``task``: a tokenizer with language codes forces the target code first."""
+        if task not in self.lang_codes:
+            return {}
+        from .tokenizer import language_code_id
+
+        return {"forced_bos_token_id": language_code_id(self.tokenizer, self.lang_codes[task][1])}
 
     def train_sizes(self) -> dict[str, int]:
         """Training examples per task, as the sampler counts them (LM tasks: packed chunks)."""
@@ -82,6 +91,34 @@ def recipe_tokenizer_cache(cfg: RecipeConfig) -> Path:
     return resolve_cache_dir(cfg.data.cache_dir) / "tokenizers" / key
 
 
+def _checked_language_codes(specs: list[TaskSpec], tokenizer: Any, cfg: RecipeConfig) -> dict[str, tuple[str, str]]:
+    """The tasks' language codes, each one the tokenizer knows (a did-you-mean otherwise)."""
+    from ..hints import did_you_mean
+    from ..recipe import RecipeError
+    from .tokenizer import language_codes
+
+    coded = [(i, s) for i, s in enumerate(specs) if s.lang_code]
+    if not coded:
+        return {}
+    known = language_codes(tokenizer)
+    for i, spec in coded:
+        for field_name in ("src_lang_code", "lang_code"):
+            code = getattr(spec, field_name)
+            if not known:
+                raise RecipeError(f"`tasks.{i}.{field_name}` (task `{spec.name}`): tokenizer.path {cfg.tokenizer.path} "
+                                  "has no language codes (it is not an mBART-50 / NLLB / M2M100-style tokenizer); "
+                                  "drop lang_code / src_lang_code to mark the target language with a <2xx> tag.")
+            if code not in known:
+                # the same language first (fr_FR -> fr_XX, not tr_TR), then the closest spelling
+                same = [k for k in known if k.replace("-", "_").split("_")[0].lower() ==
+                        code.replace("-", "_").split("_")[0].lower()]
+                hint = f" Did you mean `{same[0]}`?" if len(same) == 1 else did_you_mean(code, same or known) or ""
+                raise RecipeError(f"`tasks.{i}.{field_name}` (task `{spec.name}`): {code!r} is not a language code of "
+                                  f"tokenizer.path {cfg.tokenizer.path}.{hint} Its codes include "
+                                  f"{', '.join(known[:8])}, ...")
+    return {s.name: (s.src_lang_code, s.lang_code) for _, s in coded}
+
+
 def prepare_recipe_data(
     cfg: RecipeConfig, tokenizer_dir: str | Path, main_process_first: ContextManager | None = None
 ) -> RecipeData:
@@ -102,13 +139,15 @@ def prepare_recipe_data(
     with main_process_first or contextlib.nullcontext():
         corpora = load_recipe_corpora(cfg)
         added: list[str] = []
+        lang_codes: dict[str, tuple[str, str]] = {}
         if cfg.tokenizer.path:
             tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer.path)
             if tokenizer.pad_token is None and tokenizer.eos_token is not None:  # Llama-style tokenizers have none
                 logger.warning("tokenizer.path %s has no pad token: padding with its eos token %s (padding never "
                                "carries loss)", cfg.tokenizer.path, tokenizer.eos_token)
                 tokenizer.pad_token = tokenizer.eos_token
-            added = add_language_tags(tokenizer, corpora)
+            lang_codes = _checked_language_codes(specs, tokenizer, cfg)
+            added = add_language_tags(tokenizer, {n: c for n, c in corpora.items() if n not in lang_codes})
             if added:
                 logger.warning("added the language tags %s to tokenizer.path %s; the model's embeddings get rows for "
                                "them (the mean of its trained rows) when it loads", ", ".join(added), cfg.tokenizer.path)
@@ -121,8 +160,12 @@ def prepare_recipe_data(
         start = time.time()
         logger.info("tokenizing %d tasks (cached after the first run)", len(corpora))
         causal = model_is_causal(cfg)
+        if causal and lang_codes:
+            raise RecipeError(f"`tasks` (task `{next(iter(lang_codes))}`): `lang_code` is the convention of encoder-"
+                              "decoder checkpoints (mBART-50, NLLB, M2M100); a decoder-only model reads <2xx> tags: "
+                              "drop `lang_code` / `src_lang_code`.")
         tokenized = tokenize_tasks(corpora, tokenizer, max_source_length=d.max_source_length,
-                                   max_target_length=d.max_target_length, causal=causal)
+                                   max_target_length=d.max_target_length, causal=causal, lang_codes=lang_codes)
         logger.info("tokenized (%.1f s)", time.time() - start)
     task_type = types.pop()
     if causal:
@@ -131,4 +174,4 @@ def prepare_recipe_data(
         collator = SpanCorruptionCollator(tokenizer, seed=cfg.seed)
     else:
         collator = Seq2SeqCollator(tokenizer, label_pad_token_id=-100)
-    return RecipeData(specs, task_type, corpora, tokenizer, tokenized, collator, causal, added)
+    return RecipeData(specs, task_type, corpora, tokenizer, tokenized, collator, causal, added, lang_codes)

@@ -54,11 +54,14 @@ def tokenize_tasks(
     noise_density: float = 0.15,
     mean_noise_span_length: float = 3.0,
     causal: bool = False,
+    lang_codes: Mapping[str, tuple[str, str]] | None = None,
 ) -> dict[str, datasets.DatasetDict]:
     """Tokenize every split of every task (see module docstring for the columns produced).
 
     ``noise_density`` / ``mean_noise_span_length`` only size LM chunks for span corruption; pass the values the
     :class:`~hf_ptjf.data.SpanCorruptionCollator` uses. ``causal``: columns for a decoder-only model.
+    ``lang_codes``: ``{task: (source code, target code)}`` for a tokenizer with language codes (mBART-50, NLLB,
+    M2M100): its ``src_lang`` / ``tgt_lang`` mark the source and the labels instead of a ``<2xx>`` tag.
     """
     for name, value in (("max_source_length", max_source_length), ("max_target_length", max_target_length)):
         if not isinstance(value, int) or value < 2:
@@ -69,7 +72,8 @@ def tokenize_tasks(
         meta = task_meta(name, dsd)
         if meta["type"] == "translation":
             tag = meta["tag"]
-            if tag not in tokenizer.get_vocab():
+            codes = (lang_codes or {}).get(name)
+            if codes is None and tag not in tokenizer.get_vocab():
                 raise ValueError(
                     f"task {name!r}: the tokenizer has no token {tag}; train it on these tasks with "
                     "hf_ptjf.data.train_tokenizer (it adds every task's tag), or add the tags with "
@@ -78,7 +82,7 @@ def tokenize_tasks(
             out[name] = datasets.DatasetDict(
                 {
                     split: _tokenize_translation(ds, tokenizer, tag, split, max_source_length, max_target_length,
-                                                 num_proc, tok_fp, causal)
+                                                 num_proc, tok_fp, causal, codes)
                     for split, ds in dsd.items()
                 }
             )
@@ -106,11 +110,17 @@ def _tokenize_translation(
     num_proc: int | None,
     tok_fp: str,
     causal: bool,
+    codes: tuple[str, str] | None = None,
 ) -> datasets.Dataset:
     eos = tokenizer.eos_token_id
 
     def seq2seq(batch: dict[str, list]) -> dict[str, list]:
-        enc = tokenizer([f"{tag} {s}" for s in batch["source"]], max_length=max_source_length, truncation=True)
+        if codes:  # the tokenizer's own convention: source and labels start with (or end in) language codes
+            tokenizer.src_lang, tokenizer.tgt_lang = codes
+            sources = list(batch["source"])
+        else:
+            sources = [f"{tag} {s}" for s in batch["source"]]
+        enc = tokenizer(sources, max_length=max_source_length, truncation=True)
         labels = tokenizer(text_target=batch["target"], max_length=max_target_length, truncation=True)
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": labels["input_ids"]}
 
@@ -131,7 +141,8 @@ def _tokenize_translation(
     # raw strings stay in eval splits for BLEU; training batches need ids only
     drop = [c for c in ds.column_names if c != "id"] if split == "train" else []
     kind = "prompted" if causal else "translation"
-    fp = stable_hash([ds._fingerprint, tok_fp, kind, tag, drop, max_source_length, max_target_length, 1])
+    marker = list(codes) if codes else tag
+    fp = stable_hash([ds._fingerprint, tok_fp, kind, marker, drop, max_source_length, max_target_length, 1])
     return ds.map(prompted if causal else seq2seq, batched=True, remove_columns=drop, num_proc=num_proc,
                   new_fingerprint=fp, desc=f"tokenize {split}")
 

@@ -56,6 +56,10 @@ class TaskSpec:
         max_length_ratio: drop pairs whose target/source length ratio is this far from the median
             (``null`` disables).
         seed: overrides ``load_tasks(seed=...)`` for this task's subsample (not for the held-out verses).
+        lang_code / src_lang_code: the target / source language codes of a pretrained multilingual tokenizer with
+            language codes (mBART-50 ``fr_XX``, NLLB ``fra_Latn``, M2M100 ``fr``): set, they replace the ``<2xx>``
+            tag (the tokenizer's ``src_lang`` / ``tgt_lang`` mark source and labels, and generation forces the
+            target code as its first token).
         heldout: ``shared`` (default): a text in any task's validation/test split is removed from this task's
             training split (compared normalised), so no task trains on another task's held-out sources;
             ``own``: ignore other tasks' held-out texts (rows repeating this task's own are still removed).
@@ -82,6 +86,8 @@ class TaskSpec:
     seed: int | None = None
     heldout: str = "shared"
     objective: str | None = None
+    lang_code: str | None = None
+    src_lang_code: str | None = None
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "TaskSpec":
@@ -116,6 +122,9 @@ class TaskSpec:
         if self.objective is not None and (self.type != "lm" or self.objective not in LM_OBJECTIVES):
             raise ValueError(f"{where}: `objective` is for `type: lm` tasks and must be one of {LM_OBJECTIVES}, got "
                              f"{self.objective!r} on a {self.type} task{did_you_mean(str(self.objective), LM_OBJECTIVES)}")
+        if (self.lang_code is None) != (self.src_lang_code is None) or (self.lang_code and self.type != "translation"):
+            raise ValueError(f"{where}: `lang_code` and `src_lang_code` go together, on a translation task (e.g. "
+                             "src_lang_code: en_XX, lang_code: fr_XX for mBART-50)")
         if self.source not in SOURCES:
             hint = did_you_mean(self.source, SOURCES)
             raise ValueError(f"{where}: `source` must be one of {SOURCES}, got {self.source!r}.{hint}")
@@ -196,4 +205,5 @@ class TaskSpec:
     def cache_fields(self) -> dict[str, Any]:
         """What a task's cached splits depend on (``heldout`` is applied after the cache, across tasks; ``objective``
         after tokenizing)."""
-        return {k: v for k, v in self.to_dict().items() if k not in ("heldout", "objective")}
+        return {k: v for k, v in self.to_dict().items()
+                if k not in ("heldout", "objective", "lang_code", "src_lang_code")}

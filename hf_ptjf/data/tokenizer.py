@@ -83,6 +83,23 @@ def _default_extra_tokens(corpora: Mapping[str, datasets.DatasetDict]) -> list[s
     return sorted({t for t in tags if t})
 
 
+def language_codes(tokenizer: PreTrainedTokenizerBase) -> list[str]:
+    """The language codes of a multilingual tokenizer that has them (mBART-50, NLLB, M2M100), else ``[]``."""
+    for attr in ("lang_code_to_id", "lang_token_to_id", "lang_code_to_token"):
+        mapping = getattr(tokenizer, attr, None)
+        if mapping:
+            codes = list(mapping)
+            return [c.strip("_") for c in codes] if attr == "lang_token_to_id" else codes  # M2M100: __fr__ -> fr
+    return []
+
+
+def language_code_id(tokenizer: PreTrainedTokenizerBase, code: str) -> int:
+    """The token id of language ``code`` (what generation forces as the first token of a translation)."""
+    if hasattr(tokenizer, "get_lang_id"):  # M2M100
+        return int(tokenizer.get_lang_id(code))
+    return int(tokenizer.convert_tokens_to_ids(code))
+
+
 def add_language_tags(tokenizer: PreTrainedTokenizerBase, corpora: Mapping[str, datasets.DatasetDict]) -> list[str]:
     """Add the ``<2xx>`` tag of every translation task that ``tokenizer`` (a pretrained model's) lacks, as special
     tokens (never split); returns the tokens added, in order, for the model to give them rows

@@ -75,7 +75,7 @@ def _bleu(trainer: Any, data: RecipeData, spec: EvalSpec) -> tuple[dict[str, flo
             prompts = data.collator.prompts()
         with prompts:
             out = trainer.predict(ds, metric_key_prefix=f"bleu_{name}", num_beams=spec.num_beams,
-                                  max_new_tokens=spec.max_new_tokens)
+                                  max_new_tokens=spec.max_new_tokens, **data.generation_kwargs(name))
         # ranks get consecutive batches round-robin and the last ones are padded with repeats to
         # even out; gathered results are in dataset order, so the first len(ds) rows are the answers
         preds = out.predictions[: len(ds)]
