@@ -83,18 +83,23 @@ def test_lm_recipes_differ_only_in_method():
     assert [s.lr_scheduler for s in cfgs["restart"].stages] == ["constant_then_rsqrt", "warmup_then_rsqrt"]
 
 
-@pytest.mark.slow
-def test_lm_cpu_recipe_end_to_end_reports_a_loss_per_language(tmp_path):
-    from hf_ptjf.runner import run_recipe
-
-    overrides = [
+def tiny_lm_overrides(tmp_path) -> list[str]:
+    """lm_ptjf_cpu.yaml at test size: 4 steps, small data and vocabulary (the model sizes are the caller's)."""
+    return [
         f"output_dir={tmp_path / 'run'}", f"data.cache_dir={tmp_path / 'cache'}",
         "method_args.total_steps=4", "method_args.first_stage_steps=2", "logging_steps=1", "eval_steps=2",
         "tasks.lm-en.versions=[WEB]", "tasks.lm-en.train_size=1500", "tasks.lm-hi.train_size=300",
         "data.num_dev=40", "data.num_test=8", "eval.loss_examples=16", "tokenizer.vocab_size=1000",
-        "tokenizer.max_sentences=4000", "model.d_model=32", "model.d_ff=64", "model.num_heads=2", "model.num_layers=1",
-        "per_device_train_batch_size=8", "per_device_eval_batch_size=16", "report_to=[]",
+        "tokenizer.max_sentences=4000", "per_device_train_batch_size=8", "per_device_eval_batch_size=16", "report_to=[]",
     ]
+
+
+@pytest.mark.slow
+def test_lm_cpu_recipe_end_to_end_reports_a_loss_per_language(tmp_path):
+    from hf_ptjf.runner import run_recipe
+
+    overrides = [*tiny_lm_overrides(tmp_path), "model.d_model=32", "model.d_ff=64", "model.num_heads=2",
+                 "model.num_layers=1"]
     results = run_recipe(load_recipe(CONFIGS / "lm_ptjf_cpu.yaml", overrides))
     on_disk = json.loads((tmp_path / "run" / "results.json").read_text())
     assert on_disk["complete"] and on_disk["total_steps"] == 4 and on_disk["tasks"] == results["tasks"]
@@ -155,15 +160,8 @@ def test_lm_cpu_recipe_runs_with_a_decoder_only_model(tmp_path):
     """The same LM recipe with `model.family: llama`: next-token prediction on rows packed per language."""
     from hf_ptjf.runner import run_recipe
 
-    overrides = [
-        f"output_dir={tmp_path / 'run'}", f"data.cache_dir={tmp_path / 'cache'}",
-        "method_args.total_steps=4", "method_args.first_stage_steps=2", "logging_steps=1", "eval_steps=2",
-        "tasks.lm-en.versions=[WEB]", "tasks.lm-en.train_size=1500", "tasks.lm-hi.train_size=300",
-        "data.num_dev=40", "data.num_test=8", "eval.loss_examples=16", "tokenizer.vocab_size=1000",
-        "tokenizer.max_sentences=4000", "per_device_train_batch_size=8", "per_device_eval_batch_size=16",
-        "report_to=[]", "model={family: llama, num_layers: 1, d_model: 32, d_ff: 64, num_heads: 2, "
-        "max_position_embeddings: 64}",
-    ]
+    overrides = [*tiny_lm_overrides(tmp_path), "model={family: llama, num_layers: 1, d_model: 32, d_ff: 64, "
+                 "num_heads: 2, max_position_embeddings: 64}"]
     results = run_recipe(load_recipe(CONFIGS / "lm_ptjf_cpu.yaml", overrides))
     assert results["complete"] and list(results["tasks"]) == ["lm-en", "lm-hi", "lm-sw", "lm-tl"]
     for name, task in results["tasks"].items():
