@@ -51,6 +51,7 @@ __all__ = [
     "check_vocab",
     "count_parameters",
     "is_causal",
+    "token_rows",
 ]
 
 FAMILIES = ("t5", "llama")  # what `model.family` builds from sizes: encoder-decoder, decoder-only
@@ -463,13 +464,23 @@ def count_parameters(config_or_model: PretrainedConfig | nn.Module) -> int:
     return sum(_numel(p) for p in model.parameters())  # parameters() already de-duplicates shared tensors
 
 
+def token_rows(tokenizer: Any) -> int:
+    """Embedding rows a tokenizer's ids need: ``len(tokenizer)``, or more for an M2M100-style tokenizer whose language
+    codes (and "made-up" padding words) come after its vocabulary and are not counted by ``len``."""
+    n = len(tokenizer)
+    codes = getattr(tokenizer, "lang_token_to_id", None)
+    if codes and hasattr(tokenizer, "get_lang_id"):
+        n = max(n, max(codes.values()) + 1 + int(getattr(tokenizer, "num_madeup_words", 0)))
+    return n
+
+
 def check_vocab(model: nn.Module, tokenizer: Any, *, pad_to_multiple_of: int = 128) -> None:
     """Raise ValueError unless ``len(tokenizer)`` fits ``model``'s embedding table.
 
     The table may be larger only by padding up to a multiple of ``pad_to_multiple_of`` (T5: 32100 tokens ->
     32128 rows; mT5: 250100 -> 250112); any other difference means the wrong tokenizer.
     """
-    n_tok = len(tokenizer)
+    n_tok = token_rows(tokenizer)
     n_emb = int(model.get_input_embeddings().num_embeddings)
     padded = math.ceil(n_tok / pad_to_multiple_of) * pad_to_multiple_of
     if not n_tok <= n_emb <= padded:

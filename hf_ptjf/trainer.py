@@ -140,6 +140,14 @@ def concatenate_tasks(datasets: Mapping[str, Any]) -> Any:
     return hf_datasets.concatenate_datasets(parts)
 
 
+def _shift_right(labels: torch.Tensor, pad_id: int, start_id: int) -> torch.Tensor:
+    """Decoder inputs from labels (teacher forcing): the start token, then the labels but the last; -100 -> pad."""
+    shifted = labels.new_full(labels.shape, pad_id)
+    shifted[:, 1:] = labels[:, :-1]
+    shifted[:, 0] = start_id
+    return shifted.masked_fill(shifted == -100, pad_id)
+
+
 class MixtureTrainer(Seq2SeqTrainer):
     """Train one model on several named tasks mixed by rate.
 
@@ -280,8 +288,12 @@ class MixtureTrainer(Seq2SeqTrainer):
         if self.label_smoother is not None and "labels" in inputs and "decoder_input_ids" not in inputs:
             # label smoothing pops `labels` before forward, so the decoder needs its inputs explicitly
             prepare = getattr(self.model, "prepare_decoder_input_ids_from_labels", None)
+            config = getattr(self.model, "config", None)
             if prepare is not None:
                 inputs["decoder_input_ids"] = prepare(labels=inputs["labels"])
+            elif getattr(config, "is_encoder_decoder", False):  # e.g. M2M100 / NLLB, which have no such method
+                inputs["decoder_input_ids"] = _shift_right(inputs["labels"], config.pad_token_id,
+                                                           config.decoder_start_token_id)
         if not (counting and labels is not None and self.args.log_task_train_loss):
             return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
