@@ -21,17 +21,23 @@ from .distributed import ROOT
 TINY = ROOT / "tests" / "recipes" / "tiny_ptjf.yaml"
 
 
-@pytest.fixture(scope="module")
-def pretrained(tmp_path_factory):
-    """A 'pretrained' tiny T5 saved with its own SentencePiece tokenizer, which has no <2fr> / <2ro> tags."""
-    out = tmp_path_factory.mktemp("pretrained") / "t5"
+SIZES = {"t5": dict(num_layers=1, d_model=32, d_ff=64, num_heads=2, dropout_rate=0.0),
+         "llama": dict(family="llama", num_layers=1, d_model=32, d_ff=64, num_heads=2, dropout_rate=0.0,
+                       max_position_embeddings=128)}
+
+
+@pytest.fixture(scope="module", params=["t5", "llama"])
+def pretrained(request, tmp_path_factory):
+    """A 'pretrained' tiny T5 or decoder-only Llama saved with its own SentencePiece tokenizer, which has no <2fr> /
+    <2ro> tags. Returns (folder, tokenizer size)."""
+    out = tmp_path_factory.mktemp("pretrained") / request.param
     specs = [TaskSpec.from_dict({"name": "en-fr", "src_versions": ["WEB"], "tgt_versions": ["Segond"], "lang": "fr",
                                  "train_size": 600})]
     corpora = load_tasks(specs, num_dev=20, num_test=20)
     tok = train_tokenizer(corpora, vocab_size=400, max_sentences=2000, extra_tokens=[], num_sentinels=20,
                           output_dir=str(out))
     assert "<2fr>" not in tok.get_vocab()
-    model = build_model(ModelArguments(num_layers=1, d_model=32, d_ff=64, num_heads=2, dropout_rate=0.0), tok)
+    model = build_model(ModelArguments(**SIZES[request.param]), tok)
     model.save_pretrained(out)
     return out, len(tok)
 
@@ -65,7 +71,8 @@ def test_language_tags_are_added_and_get_mean_rows(pretrained):
 def test_a_ptjf_recipe_from_a_pretrained_checkpoint_keeps_the_tags_through_the_hub(tmp_path, pretrained):
     path, n = pretrained
     out = tmp_path / "run"
-    code, err = run_cli([TINY, f"output_dir={out}", f"model={{name_or_path: {path}}}", f"tokenizer.path={path}",
+    recipe = TINY if "t5" in path.name else TINY.with_name("tiny_causal_ptjf.yaml")
+    code, err = run_cli([recipe, f"output_dir={out}", f"model={{name_or_path: {path}}}", f"tokenizer.path={path}",
                          "hub.mode=local"])
     assert code == 0, err
     results = json.loads((out / "results.json").read_text())
@@ -80,7 +87,8 @@ def test_a_ptjf_recipe_from_a_pretrained_checkpoint_keeps_the_tags_through_the_h
     # the tag rows trained in stage 1; loading that output again (as stage 2 does) keeps them: no second reset
     from transformers import AutoTokenizer
 
-    trained = load_file(Path(pre["output_dir"]) / "model.safetensors")["shared.weight"]
+    weights = load_file(Path(pre["output_dir"]) / "model.safetensors")
+    trained = weights["shared.weight" if "shared.weight" in weights else "model.embed_tokens.weight"]
     assert not torch.allclose(trained[n], trained[:n].mean(dim=0))
     tok = AutoTokenizer.from_pretrained(pre["output_dir"])
     again = build_model(ModelArguments(name_or_path=pre["output_dir"]), tok, ["<2fr>", "<2ro>"])
