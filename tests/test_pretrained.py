@@ -104,11 +104,26 @@ def _spm(tokenizer) -> "ModelProto":
     return proto
 
 
-@pytest.fixture(scope="module", params=["mbart50", "m2m100"])
+def _nllb_tokenizer(out: Path):
+    """An NLLB tokenizer over a SentencePiece-style BPE trained on Bible text (NLLB's own is a BPE too)."""
+    from tokenizers import SentencePieceBPETokenizer
+    from transformers import NllbTokenizer
+
+    corpora = load_tasks([TaskSpec.from_dict({"name": "en-fr", "src_versions": ["WEB"], "tgt_versions": ["Segond"],
+                                              "lang": "fr", "train_size": 600})], num_dev=5, num_test=5)
+    bpe = SentencePieceBPETokenizer()
+    bpe.train_from_iterator([*corpora["en-fr"]["train"]["source"], *corpora["en-fr"]["train"]["target"]],
+                            vocab_size=400, special_tokens=["<s>", "<pad>", "</s>", "<unk>"])
+    model = json.loads(bpe.to_str())["model"]
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"]]
+    return NllbTokenizer(vocab=model["vocab"], merges=merges, src_lang="eng_Latn", tgt_lang="fra_Latn")
+
+
+@pytest.fixture(scope="module", params=["mbart50", "m2m100", "nllb"])
 def coded(request, tmp_path_factory, tokenizer):
-    """A tiny randomly initialised mBART (with an mBART-50 tokenizer) or M2M100 (with its tokenizer), the tokenizer
-    built from the Bible SentencePiece model (the tiny recipe's), saved locally: no downloads. Returns (folder,
-    {task: (source code, target code)})."""
+    """A tiny randomly initialised mBART (with an mBART-50 tokenizer), M2M100 or NLLB-200 model (with its tokenizer),
+    each tokenizer built from Bible text (the tiny recipe's SentencePiece model, or a BPE for NLLB), saved locally:
+    no downloads. Returns (folder, {task: (source code, target code)})."""
     from transformers import (M2M100Config, M2M100ForConditionalGeneration, M2M100Tokenizer, MBart50Tokenizer,
                               MBartConfig, MBartForConditionalGeneration)
 
@@ -123,6 +138,9 @@ def coded(request, tmp_path_factory, tokenizer):
         tok = MBart50Tokenizer(vocab=[(p.piece, p.score) for p in proto.pieces], src_lang="en_XX", tgt_lang="fr_XX",
                                _spm_precompiled_charsmap=proto.normalizer_spec.precompiled_charsmap or None)
         config_cls, model_cls, codes = MBartConfig, MBartForConditionalGeneration, ("en_XX", "fr_XX", "ro_RO")
+    elif request.param == "nllb":  # NLLB-200: the M2M100 architecture with its own tokenizer
+        tok = _nllb_tokenizer(out)
+        config_cls, model_cls, codes = M2M100Config, M2M100ForConditionalGeneration, ("eng_Latn", "fra_Latn", "ron_Latn")
     else:
         vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
         for piece in (p.piece for p in proto.pieces):

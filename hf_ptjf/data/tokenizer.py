@@ -90,6 +90,9 @@ def language_codes(tokenizer: PreTrainedTokenizerBase) -> list[str]:
         if mapping:
             codes = list(mapping)
             return [c.strip("_") for c in codes] if attr == "lang_token_to_id" else codes  # M2M100: __fr__ -> fr
+    extra = getattr(tokenizer, "extra_special_tokens", None)  # NLLB (transformers 5): the codes are its extra specials
+    if hasattr(tokenizer, "src_lang") and isinstance(extra, list):
+        return [str(t) for t in extra]
     return []
 
 
