@@ -141,3 +141,15 @@ def test_lora_under_deepspeed_is_refused_before_any_work(tmp_path, tokenizer):
     assert proc.returncode != 0 and len(lines) == 1, proc.stderr[-3000:]
     assert lines[0].startswith("error: `stages.1.peft`: LoRA stages do not run under DeepSpeed")
     assert not list((tmp_path / "run").rglob("checkpoint-*"))
+
+
+@pytest.mark.slow
+def test_a_merged_adapter_is_the_base_of_the_next_stages_new_adapter(tmp_path, tokenizer):
+    lora = {"r": 4, "alpha": 8, "target_modules": ["q", "v"]}
+    stages = [PRETRAIN, {**JOINT, "peft": {**lora, "merge": True}}, {**JOINT, "name": "more", "max_steps": 4, "peft": lora}]
+    results = run_recipe(load_recipe(lora_recipe(tmp_path, stages), [f"tokenizer.path={tokenizer}", "eval.bleu=false"]))
+    _, joint, more = results["stages"]
+    assert not joint["adapter"] and "model.safetensors" in joint["files_sha256"]  # merged weights
+    assert more["adapter"] and more["trainable_parameters"] == joint["trainable_parameters"]  # a new adapter
+    adapter = json.loads((cfg_output(more) / "adapter_config.json").read_text())
+    assert (adapter["base_model_name_or_path"], adapter["revision"]) == (joint["hub_repo"], joint["hub_sha"])
