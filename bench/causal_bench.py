@@ -49,7 +49,25 @@ def tiny_llama(vocab: int) -> torch.nn.Module:
                                       dropout_rate=0.0, vocab_size=vocab, max_position_embeddings=512))
 
 
-def bench_trainer(packed: dict, tok, steps: int = 40, repeats: int = 6) -> None:
+class StepTimes:
+    """A TrainerCallback recording the wall time of every optimizer step (steady state: the median after warm-up)."""
+
+    def __init__(self) -> None:
+        self.ends: list[float] = []
+
+    def __getattr__(self, name):  # every other callback event: nothing to do
+        if name.startswith("on_"):
+            return lambda *a, **k: None
+        raise AttributeError(name)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.ends.append(time.perf_counter())
+
+    def median_ms(self, skip: int = 10) -> float:
+        return float(np.median(np.diff(self.ends[skip:]))) * 1000
+
+
+def bench_trainer(packed: dict, tok, steps: int = 150, repeats: int = 3) -> None:
     from transformers import Trainer, TrainingArguments
 
     train = {name: dsd["train"] for name, dsd in packed.items()}
@@ -75,15 +93,18 @@ def bench_trainer(packed: dict, tok, steps: int = 40, repeats: int = 6) -> None:
         order = list(sides)
         for r in range(repeats):  # rotate the order, so that no side always runs first
             for name in order[r % 3:] + order[: r % 3]:
-                times[name].append(sides[name]().train().metrics["train_runtime"])
-        mix, off, plain = times["mix"], times["off"], times["plain"]
-    m, o, p = min(mix), min(off), min(plain)
-    paired = sorted(a / b for a, b in zip(mix, plain))
-    loss_paired = sorted(a / b for a, b in zip(mix, off))
-    print(f"[1] step time over {steps} steps, tiny Llama, packed rows of {LENGTH} (best of {repeats}): MixtureTrainer "
-          f"{m / steps * 1000:.1f} ms, without per-task training loss {o / steps * 1000:.1f} ms, Trainer "
-          f"{p / steps * 1000:.1f} ms -> MixtureTrainer/Trainer {m / p:.3f}x (paired {paired[0]:.3f}..{paired[-1]:.3f}); "
-          f"per-task training loss costs {m / o:.3f}x (paired {loss_paired[0]:.3f}..{loss_paired[-1]:.3f})")
+                trainer, clock = sides[name](), StepTimes()
+                trainer.add_callback(clock)
+                trainer.train()
+                times[name].append(clock.median_ms())
+    # per side: the median step time of each run (steady state, robust to the machine's noise), then the best run
+    m, o, p = min(times["mix"]), min(times["off"]), min(times["plain"])
+    paired = sorted(a / b for a, b in zip(times["mix"], times["plain"]))
+    loss_paired = sorted(a / b for a, b in zip(times["mix"], times["off"]))
+    print(f"[1] median step time after 10 warm-up steps of {steps}, tiny Llama, packed rows of {LENGTH} (best of "
+          f"{repeats} runs): MixtureTrainer {m:.1f} ms, without per-task training loss {o:.1f} ms, Trainer {p:.1f} ms "
+          f"-> MixtureTrainer/Trainer {m / p:.3f}x (paired {paired[0]:.3f}..{paired[-1]:.3f}); per-task training loss "
+          f"costs {m / o:.3f}x (paired {loss_paired[0]:.3f}..{loss_paired[-1]:.3f})")
 
 
 def _one_document_per_row(corpora: dict, tok) -> dict[str, list[list[int]]]:
