@@ -50,6 +50,8 @@ def test_a_lora_stage_trains_only_its_adapter_and_pushes_it(lora_run):
     adapter = json.loads((cfg_output(joint) / "adapter_config.json").read_text())
     # the base is pinned: stage 1's repo at the sha it was pushed at
     assert (adapter["base_model_name_or_path"], adapter["revision"]) == (pre["hub_repo"], pre["hub_sha"])
+    card = (cfg_output(joint) / "README.md").read_text()  # the model card pins it too
+    assert f"base_model: {pre['hub_repo']}" in card and f"base_model_revision: {pre['hub_sha']}" in card
     # continue_adapter keeps training the same adapter (fresh optimizer); merge: true saves full weights
     assert more["trainable_parameters"] == joint["trainable_parameters"] and not more["adapter"]
     assert "model.safetensors" in more["files_sha256"] and "adapter_config.json" not in more["files_sha256"]
