@@ -105,7 +105,9 @@ def _launch(config, accelerate_config: str, argv: list[str], *, start_over: bool
     launch_args = launch_command_parser().parse_args(
         ["--config_file", accelerate_config, *machine, "--rdzv_conf", f"timeout={join_timeout}",
          "--module", "hf_ptjf.runner", *argv])
-    if _cpu_only() and "DEEPSPEED" not in open(accelerate_config).read():
+    from .loop import _cuda_available
+
+    if not _cuda_available() and "DEEPSPEED" not in open(accelerate_config).read():
         # DDP on CPU: the torchrun workers must be told (accelerate drops DeepSpeed when this is set, so not then)
         os.environ.setdefault("ACCELERATE_USE_CPU", "true")
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # the child's line says it all
@@ -130,12 +132,6 @@ def _launch(config, accelerate_config: str, argv: list[str], *, start_over: bool
         codes = {f.exitcode for f in failures.values()}
         return EXIT_BAD_INPUT if EXIT_BAD_INPUT in codes else max(codes)
     return 0
-
-
-def _cpu_only() -> bool:
-    import torch
-
-    return not torch.cuda.is_available()
 
 
 def _is_user_error(e: BaseException) -> bool:

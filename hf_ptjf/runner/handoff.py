@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -19,9 +18,7 @@ from .. import hub
 from ..recipe import RecipeConfig, RecipeError, StageSpec
 from .records import StageResult
 
-__all__ = ["StageHandoff", "check_adapter_base", "offline_hub"]
-
-_REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
+__all__ = ["StageHandoff", "offline_hub"]
 
 
 @contextlib.contextmanager
@@ -56,17 +53,6 @@ def _adapter_config(margs: Any) -> dict | None:
     return json.loads(Path(path).read_text()) if path else None
 
 
-def check_adapter_base(adapter: dict, where: str, field: str) -> None:
-    """Refuse a LoRA adapter whose base (``adapter_config.json``'s ``base_model_name_or_path``) is gone: a local
-    path that no longer exists (a Hub repo is checked when it downloads)."""
-    name = adapter.get("base_model_name_or_path") or ""
-    if not name or (adapter.get("revision") is None and not Path(name).exists() and not _REPO_ID.fullmatch(name)):
-        raise RecipeError(
-            f"`{field}`: {where} is a LoRA adapter whose base model {name!r} cannot be found; restore that base "
-            "(its path or Hub repo), or start the stage from merged weights (`peft.merge: true` on the stage that "
-            "trained the adapter).")
-
-
 def _new_adapter(model: Any, stage: StageSpec, index: int, base: Any) -> Any:
     """``model`` wrapped with the stage's new LoRA adapter, whose config pins its base (name and revision)."""
     from peft import get_peft_model
@@ -74,17 +60,15 @@ def _new_adapter(model: Any, stage: StageSpec, index: int, base: Any) -> Any:
     from ..modeling import is_causal
 
     config = stage.peft.lora_config("CAUSAL_LM" if is_causal(model) else "SEQ_2_SEQ_LM")
-    config.base_model_name_or_path, config.revision = base.name_or_path, base.revision
     try:
-        wrapped = get_peft_model(model, config)
+        wrapped = get_peft_model(model, config, revision=base.revision)
     except ValueError as e:  # (checked before work for the recipe's own model; an `init` model may differ)
         from .preflight import linear_module_names
 
         raise RecipeError(f"`stages.{index}.peft.target_modules`: {stage.peft.target_modules!r} match no module of "
                           f"{type(model).__name__} ({' '.join(str(e).split())[:120]}); its linear layers are named "
                           f"{', '.join(linear_module_names(model))}. Or use target_modules: all-linear.") from e
-    wrapped.peft_config["default"].base_model_name_or_path = base.name_or_path
-    wrapped.peft_config["default"].revision = base.revision
+    wrapped.peft_config["default"].base_model_name_or_path = base.name_or_path  # (peft names the loaded model's path)
     return wrapped
 
 
@@ -170,6 +154,8 @@ class StageHandoff:
         base = ModelArguments(name_or_path=adapter.get("base_model_name_or_path"), revision=adapter.get("revision"),
                               trust_remote_code=self.cfg.model.get("trust_remote_code") is True)
         where = margs.name_or_path + (f" at {margs.revision}" if margs.revision else "")
+        from .preflight import check_adapter_base
+
         check_adapter_base(adapter, where, f"stages.{index}.init")
         if base.revision is not None:
             self._download(base, index)

@@ -205,9 +205,10 @@ class RecipeRunner:
 
 def _parameter_counts(model: Any) -> tuple[int, int]:
     """(all parameters, trainable ones), counted once each; ZeRO-3 partitions by their full size."""
+    from ..modeling import _numel
+
     params = list(model.parameters())
-    size = [int(getattr(p, "ds_numel", p.numel())) for p in params]
-    return sum(size), sum(n for n, p in zip(size, params) if p.requires_grad)
+    return sum(map(_numel, params)), sum(_numel(p) for p in params if p.requires_grad)
 
 
 def _release(trainer: Any) -> None:

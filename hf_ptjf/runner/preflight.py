@@ -17,7 +17,7 @@ from typing import Any
 
 from ..recipe import RecipeConfig, RecipeError
 
-__all__ = ["check_before_work"]
+__all__ = ["check_adapter_base", "check_before_work", "linear_module_names"]
 
 _HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
 
@@ -43,6 +43,17 @@ def _local_or_hub(value: str, field: str, what: str) -> None:
         return
     raise RecipeError(f"`{field}`: {value!r} does not exist{' (and the Hub is offline)' if _HUB_ID.fullmatch(value) else ''}; "
                       f"give {what}.")
+
+
+def check_adapter_base(adapter: dict, where: str, field: str) -> None:
+    """Refuse a LoRA adapter whose base (``adapter_config.json``'s ``base_model_name_or_path``) is gone: a local
+    path that no longer exists (a Hub repo is checked when it downloads)."""
+    name = adapter.get("base_model_name_or_path") or ""
+    if not name or (adapter.get("revision") is None and not Path(name).exists() and not _HUB_ID.fullmatch(name)):
+        raise RecipeError(
+            f"`{field}`: {where} is a LoRA adapter whose base model {name!r} cannot be found; restore that base "
+            "(its path or Hub repo), or start the stage from merged weights (`peft.merge: true` on the stage that "
+            "trained the adapter).")
 
 
 BYTES_PER_PARAMETER = 16  # a checkpoint: fp32 weights + two Adam moments, plus the stage's final weights
@@ -104,20 +115,30 @@ def _hub_reachable(cfg: RecipeConfig) -> None:
                           "or fix HF_ENDPOINT, or set hub.mode=local (an offline Hub for this run) or hub.mode=none.")
 
 
-def _model_fits_tasks(cfg: RecipeConfig) -> None:
-    """The model can learn every task (an lm objective it has), and its positions hold the longest sequence."""
-    from ..modeling import ModelArguments
+def _model_config(cfg: RecipeConfig) -> tuple[Any, Any]:
+    """(ModelArguments, config) of the recipe's model: the checkpoint's config (read, not loaded), or the one its
+    sizes build."""
+    from ..modeling import ModelArguments, build_config
 
     margs = ModelArguments.from_dict(cfg.model)
     if margs.name_or_path:
         from transformers import AutoConfig
 
-        config = AutoConfig.from_pretrained(margs.name_or_path, revision=margs.revision,
-                                            trust_remote_code=margs.trust_remote_code)
-        causal, positions = not getattr(config, "is_encoder_decoder", False), getattr(config, "max_position_embeddings", None)
+        return margs, AutoConfig.from_pretrained(margs.name_or_path, revision=margs.revision,
+                                                 trust_remote_code=margs.trust_remote_code)
+    return margs, build_config(margs, vocab_size=margs.vocab_size or cfg.tokenizer.vocab_size)
+
+
+def _model_fits_tasks(cfg: RecipeConfig) -> None:
+    """The model can learn every task (an lm objective it has), and its positions hold the longest sequence."""
+    from ..modeling import is_causal
+
+    margs, config = _model_config(cfg)
+    causal = is_causal(config)
+    positions = getattr(config, "max_position_embeddings", None) if causal else None
+    if margs.name_or_path:
         what = f"model.name_or_path {margs.name_or_path!r} is {'decoder-only' if causal else 'an encoder-decoder'}"
     else:
-        causal, positions = margs.causal, margs.max_position_embeddings if margs.causal else None
         what = f"model.family is {margs.family!r} ({'decoder-only' if causal else 'encoder-decoder'})"
     wanted = "next_token" if causal else "span_corruption"
     for i, task in enumerate(cfg.tasks):
@@ -150,17 +171,9 @@ def _lora_targets_exist(cfg: RecipeConfig) -> None:
     if not stages:
         return
     from ..hints import did_you_mean
-    from ..modeling import ModelArguments, build_config, build_meta_model
+    from ..modeling import build_meta_model
 
-    margs = ModelArguments.from_dict(cfg.model)
-    if margs.name_or_path:
-        from transformers import AutoConfig
-
-        config = AutoConfig.from_pretrained(margs.name_or_path, revision=margs.revision,
-                                            trust_remote_code=margs.trust_remote_code)
-    else:
-        config = build_config(margs, vocab_size=margs.vocab_size or cfg.tokenizer.vocab_size)
-    linear = linear_module_names(build_meta_model(config))
+    linear = linear_module_names(build_meta_model(_model_config(cfg)[1]))
     for i, stage in stages:
         wanted = stage.peft.target_modules
         if not set(wanted) & set(linear):
@@ -188,8 +201,6 @@ def check_before_work(cfg: RecipeConfig) -> None:
                           "commit sha), a `path:`, or an earlier stage")
         adapter = Path(init["path"]) / "adapter_config.json" if isinstance(init, dict) and "path" in init else None
         if adapter is not None and adapter.is_file():  # a LoRA adapter: its base must still be there
-            from .handoff import check_adapter_base
-
             check_adapter_base(json.loads(adapter.read_text()), repr(init["path"]), f"stages.{i}.init.path")
         elif isinstance(init, dict) and "path" in init and not (Path(init["path"]) / "config.json").is_file():
             raise RecipeError(f"`stages.{i}.init.path`: {init['path']!r} is not a saved model (no config.json there); "
