@@ -20,6 +20,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+SIZE_UNITS = ("examples", "tokens", "characters")  # what task sizes can be measured in (`MixtureSpec.size_unit`)
+
 __all__ = [
     "RATE_STRATEGIES",
     "MixtureSpec",
@@ -238,6 +240,7 @@ class MixtureSpec:
     tau: float = 1.0
     weights: Mapping[str, float] | list[float] | None = None  # for `static`, by task name or in task order
     max_epochs: float | None = None  # epoch cap (UniMax's cap; optional for the others)
+    size_unit: str = "examples"  # what task sizes (and UniMax's budget / an epoch cap) are measured in
 
     def __post_init__(self) -> None:
         if self.strategy is None:
@@ -263,6 +266,18 @@ class MixtureSpec:
             raise ValueError(f"max_epochs must be a finite number > 0, got {self.max_epochs!r}")
         if self.strategy == "unimax" and self.max_epochs is None:
             self.max_epochs = 1.0
+        if self.size_unit not in SIZE_UNITS:
+            raise ValueError(f"size_unit must be one of {list(SIZE_UNITS)}, got {self.size_unit!r}")
+
+    @property
+    def uses_sizes(self) -> bool:
+        """Do the rates depend on the tasks' sizes (every strategy but ``static``, and any epoch cap)?"""
+        return self.strategy != "static" or self.max_epochs is not None
+
+    @property
+    def uses_budget(self) -> bool:
+        """Do the rates depend on the stage's budget (UniMax, an epoch cap)?"""
+        return self.strategy == "unimax" or self.max_epochs is not None
 
     def weight_list(self, tasks: Sequence[str]) -> list[float] | None:
         """Weights in the order of ``tasks`` (missing names weigh 0)."""
@@ -275,7 +290,8 @@ class MixtureSpec:
     def rates(self, sizes: Mapping[str, float], budget: float | None = None) -> np.ndarray:
         """Sampling probabilities of the tasks in ``sizes`` (name -> training examples), in that order.
 
-        ``budget`` (examples the stage draws) is needed by ``unimax`` and by an epoch cap (``max_epochs``).
+        ``budget`` (what the stage draws, in ``size_unit``) is needed by ``unimax`` and by an epoch cap
+        (``max_epochs``).
         """
         names = list(sizes)
         params: dict[str, Any] = {}
@@ -284,5 +300,4 @@ class MixtureSpec:
         elif self.strategy == "static":
             params["weights"] = self.weight_list(names)
         return mixing_rates(self.strategy, [sizes[n] for n in names], max_epochs=self.max_epochs,
-                            budget=budget if (self.max_epochs is not None or self.strategy == "unimax") else None,
-                            **params)
+                            budget=budget if self.uses_budget else None, **params)

@@ -27,7 +27,7 @@ import torch
 
 from . import mixing
 
-__all__ = ["TemperatureMixtureSampler"]
+__all__ = ["TaskSequence", "TemperatureMixtureSampler"]
 
 _BLOCK_BITS = 12  # 4,096 positions per block
 _TREE_DEPTH = 17  # blocks per era = 2**17
@@ -88,6 +88,90 @@ def feistel_permute(x: np.ndarray, domain: int, keys: np.ndarray) -> np.ndarray:
     return out.astype(np.int64)
 
 
+class TaskSequence:
+    """The task of every stream position: i.i.d. draws from ``probabilities``, counter-based (see the module doc).
+
+    Shared by the map-style :class:`TemperatureMixtureSampler` and the streamed
+    :class:`~hf_ptjf.streaming.MixtureStream`: the same seed and rates give the same task sequence in both.
+    """
+
+    def __init__(self, probabilities: Sequence[float], seed: int = 0) -> None:
+        self.probabilities = np.asarray(probabilities, dtype=np.float64)
+        if len(self.probabilities) >= 2**15:
+            raise ValueError("at most 32,767 tasks are supported")
+        self.seed = int(seed)
+        self._nodes: dict[tuple[int, int, int], np.ndarray] = {}
+        self._arrange_keys = np.random.SeedSequence([self.seed, _ARRANGE]).generate_state(_FEISTEL_ROUNDS, np.uint64)
+        self._cached_block: tuple[int, np.ndarray] | None = None
+
+    @property
+    def num_tasks(self) -> int:
+        return len(self.probabilities)
+
+    def labels(self, start: int, stop: int) -> np.ndarray:
+        """Task label of every position in ``[start, stop)`` (the last block is cached: short ranges are cheap)."""
+        first, last = start // _BLOCK, -(-stop // _BLOCK)
+        if last - first == 1:
+            if self._cached_block is None or self._cached_block[0] != first:
+                self._cached_block = (first, self.block_labels(first, first + 1))
+            return self._cached_block[1][start - first * _BLOCK : stop - first * _BLOCK]
+        return self.block_labels(first, last)[start - first * _BLOCK : stop - first * _BLOCK]
+
+    def block_labels(self, first_block: int, last_block: int) -> np.ndarray:
+        """Task label of every position in blocks ``[first_block, last_block)``.
+
+        Each block lists its labels sorted (from its tree counts) and then shuffles them with a
+        Feistel permutation of its 4,096 slots keyed by the block number, all blocks at once.
+        """
+        blocks = np.arange(first_block, last_block, dtype=np.int64)
+        k = self.num_tasks
+        eras, leaves = np.divmod(blocks, 1 << _TREE_DEPTH)
+        counts = np.stack([self._node(int(e), _TREE_DEPTH, int(leaf)) for e, leaf in zip(eras, leaves)])
+        sorted_labels = np.repeat(np.tile(np.arange(k), len(blocks)), counts.reshape(-1))
+        # (rounds, blocks, 1) keys broadcast over a (blocks, 4,096) grid of slots: no per-slot keys;
+        # 4,096 is a power of two, so the permutation needs no cycle-walking.
+        keys = _round(blocks.astype(np.uint64)[None, :, None], self._arrange_keys[:, None, None])
+        slots = np.broadcast_to(np.arange(_BLOCK, dtype=np.uint32), (len(blocks), _BLOCK))
+        shuffled = feistel_permute(slots, _BLOCK, keys).reshape(-1)
+        return sorted_labels[np.repeat((blocks - first_block) * _BLOCK, _BLOCK) + shuffled]
+
+    def counts_before_block(self, block: int) -> np.ndarray:
+        era, leaf = divmod(block, 1 << _TREE_DEPTH)
+        counts = np.zeros(self.num_tasks, dtype=np.int64)
+        for e in range(era):  # earlier eras: one multinomial each (2**29 positions per era)
+            counts += self._node(e, 0, 0)
+        for level in range(1, _TREE_DEPTH + 1):
+            idx = leaf >> (_TREE_DEPTH - level)
+            if idx & 1:  # we are a right child: everything in the left sibling came before
+                counts += self._node(era, level, idx - 1)
+        return counts
+
+    def _node(self, era: int, level: int, idx: int) -> np.ndarray:
+        """Task counts of tree node (era, level, idx); node covers 2**(depth-level) blocks."""
+        key = (era, level, idx)
+        if key in self._nodes:
+            return self._nodes[key]
+        if level == 0:
+            counts = _rng(self.seed, _ROOT, era).multinomial(_ERA, self.probabilities).astype(np.int64)
+            self._cache(key, counts)
+            return counts
+        parent_idx = idx >> 1
+        parent = self._node(era, level - 1, parent_idx)
+        half = _ERA >> level
+        left = _rng(self.seed, _SPLIT, era, level, parent_idx).multivariate_hypergeometric(
+            parent, half, method="marginals"
+        ).astype(np.int64)
+        right = parent - left
+        self._cache((era, level, parent_idx * 2), left)
+        self._cache((era, level, parent_idx * 2 + 1), right)
+        return right if idx & 1 else left
+
+    def _cache(self, key: tuple[int, int, int], counts: np.ndarray) -> None:
+        if len(self._nodes) > 65_536:  # bounded memory for endless streams; recomputation is exact
+            self._nodes.clear()
+        self._nodes[key] = counts
+
+
 class TemperatureMixtureSampler(torch.utils.data.Sampler[int]):
     """Sample indices of a concatenation of K tasks with per-task rates.
 
@@ -132,8 +216,7 @@ class TemperatureMixtureSampler(torch.utils.data.Sampler[int]):
         self.epoch = 0
         self._resume_position: int | None = None
         self._position = 0  # next global position this sampler will yield (for state_dict)
-        self._nodes: dict[tuple[int, int, int], np.ndarray] = {}
-        self._arrange_keys = np.random.SeedSequence([self.seed, _ARRANGE]).generate_state(_FEISTEL_ROUNDS, np.uint64)
+        self.tasks = TaskSequence(self.probabilities, self.seed)
 
     # ---------------------------------------------------------------- public API
     def __len__(self) -> int:
@@ -183,9 +266,10 @@ class TemperatureMixtureSampler(torch.utils.data.Sampler[int]):
         if position < 0:
             raise ValueError(f"`position` must be >= 0, got {position}.")
         block, within = divmod(int(position), _BLOCK)
-        counts = self._counts_before_block(block)
+        counts = self.tasks.counts_before_block(block)
         if within:
-            counts = counts + np.bincount(self._labels(block, block + 1)[:within], minlength=len(self.task_sizes))
+            counts = counts + np.bincount(self.tasks.block_labels(block, block + 1)[:within],
+                                          minlength=len(self.task_sizes))
         return counts
 
     def state_dict(self) -> dict[str, Any]:
@@ -216,30 +300,10 @@ class TemperatureMixtureSampler(torch.utils.data.Sampler[int]):
         self._position = self._resume_position = int(state["position"])
 
     # ---------------------------------------------------------------- the stream
-    def _labels(self, first_block: int, last_block: int) -> np.ndarray:
-        """Task label of every position in blocks ``[first_block, last_block)``.
-
-        Each block lists its labels sorted (from its tree counts) and then shuffles them with a
-        Feistel permutation of its 4,096 slots keyed by the block number, all blocks at once.
-        """
-        blocks = np.arange(first_block, last_block, dtype=np.int64)
-        k = len(self.task_sizes)
-        eras, leaves = np.divmod(blocks, 1 << _TREE_DEPTH)
-        counts = np.stack([self._node(int(e), _TREE_DEPTH, int(leaf)) for e, leaf in zip(eras, leaves)])
-        sorted_labels = np.repeat(np.tile(np.arange(k), len(blocks)), counts.reshape(-1))
-        # (rounds, blocks, 1) keys broadcast over a (blocks, 4,096) grid of slots: no per-slot keys;
-        # 4,096 is a power of two, so the permutation needs no cycle-walking.
-        keys = _round(blocks.astype(np.uint64)[None, :, None], self._arrange_keys[:, None, None])
-        slots = np.broadcast_to(np.arange(_BLOCK, dtype=np.uint32), (len(blocks), _BLOCK))
-        shuffled = feistel_permute(slots, _BLOCK, keys).reshape(-1)
-        return sorted_labels[np.repeat((blocks - first_block) * _BLOCK, _BLOCK) + shuffled]
-
     def _range_indices(self, first_block: int, last_block: int) -> np.ndarray:
         """Dataset indices of all positions in blocks ``[first_block, last_block)``, vectorised."""
-        labels = self._labels(first_block, last_block)
-        if len(self.task_sizes) >= 2**15:
-            raise ValueError("at most 32,767 tasks are supported")
-        before = self._counts_before_block(first_block)
+        labels = self.tasks.block_labels(first_block, last_block)
+        before = self.tasks.counts_before_block(first_block)
         # Sorting the slots by task (stably) lists each task's slots in stream order; their occurrence
         # numbers are then consecutive, from before[k], so each (task, pass) run is one arange.
         order = np.argsort(labels.astype(np.int16), kind="stable")  # radix sort on small ints
@@ -258,39 +322,3 @@ class TemperatureMixtureSampler(torch.utils.data.Sampler[int]):
         out = np.empty_like(sorted_out)
         out[order] = sorted_out
         return out
-
-    def _counts_before_block(self, block: int) -> np.ndarray:
-        era, leaf = divmod(block, 1 << _TREE_DEPTH)
-        counts = np.zeros(len(self.task_sizes), dtype=np.int64)
-        for e in range(era):  # earlier eras: one multinomial each (2**29 positions per era)
-            counts += self._node(e, 0, 0)
-        for level in range(1, _TREE_DEPTH + 1):
-            idx = leaf >> (_TREE_DEPTH - level)
-            if idx & 1:  # we are a right child: everything in the left sibling came before
-                counts += self._node(era, level, idx - 1)
-        return counts
-
-    def _node(self, era: int, level: int, idx: int) -> np.ndarray:
-        """Task counts of tree node (era, level, idx); node covers 2**(depth-level) blocks."""
-        key = (era, level, idx)
-        if key in self._nodes:
-            return self._nodes[key]
-        if level == 0:
-            counts = _rng(self.seed, _ROOT, era).multinomial(_ERA, self.probabilities).astype(np.int64)
-            self._cache(key, counts)
-            return counts
-        parent_idx = idx >> 1
-        parent = self._node(era, level - 1, parent_idx)
-        half = _ERA >> level
-        left = _rng(self.seed, _SPLIT, era, level, parent_idx).multivariate_hypergeometric(
-            parent, half, method="marginals"
-        ).astype(np.int64)
-        right = parent - left
-        self._cache((era, level, parent_idx * 2), left)
-        self._cache((era, level, parent_idx * 2 + 1), right)
-        return right if idx & 1 else left
-
-    def _cache(self, key: tuple[int, int, int], counts: np.ndarray) -> None:
-        if len(self._nodes) > 65_536:  # bounded memory for endless streams; recomputation is exact
-            self._nodes.clear()
-        self._nodes[key] = counts

@@ -11,6 +11,10 @@ It only overrides hooks (sampler, signature columns, loss, logging, checkpointin
 * each checkpoint holds ``mixture_state.json`` (sampler position + counters); resuming restores it so
   the resumed run consumes exactly the batches of the uninterrupted one, in O(1) (no batch replay);
 * evaluation per task comes from passing ``eval_dataset`` as a dict (logged as ``eval_<task>_loss``);
+* streamed tasks (a ``datasets.IterableDataset`` or a :class:`~hf_ptjf.data.stream.TaskStream` per task, mixed
+  with map-style ones if wanted) go through a :class:`~hf_ptjf.mixture_stream.MixtureStream`: the same task
+  sequence, each task read from its own stream; checkpoints hold every reader's state and a resume continues them
+  exactly (one window re-read per reader, no replay);
 * ``optim="adafactor"`` is :class:`hf_ptjf.optim.Adafactor` (``adafactor_*`` fields) and ``lr_schedule`` (or
   ``lr_scheduler_type``) ``constant_then_rsqrt`` / ``warmup_then_rsqrt`` the paper's LM schedules, also as a
   DeepSpeed ZeRO client optimizer / scheduler (a DeepSpeed JSON declaring its own is refused).
@@ -22,7 +26,7 @@ import json
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, MutableMapping, Sequence
 
 import numpy as np
 import torch
@@ -33,9 +37,12 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoin
 from .files import atomic_write_text
 from .mixing import RATE_STRATEGIES, MixtureSpec, mixing_rates
 from .optim import ADAFACTOR_OPTIONS, LR_SCHEDULES, Adafactor, get_lr_schedule, register_zero3_segments
+from .data.stream import TaskStream, as_task_stream
+from .mixture_stream import STREAM_STATE, MixtureStream
 from .sampler import TemperatureMixtureSampler
 
-__all__ = ["MIXTURE_STATE_NAME", "MixtureTrainer", "MixtureTrainingArguments", "concatenate_tasks"]
+__all__ = ["MIXTURE_STATE_NAME", "MixtureTrainer", "MixtureTrainingArguments", "changed_shards", "concatenate_tasks",
+           "shard_identity"]
 
 MIXTURE_STATE_NAME = "mixture_state.json"
 TASK_ID = "task_id"
@@ -152,7 +159,9 @@ class MixtureTrainer(Seq2SeqTrainer):
     """Train one model on several named tasks mixed by rate.
 
     Args:
-        train_datasets: ``{task_name: datasets.Dataset}``, already tokenized; the order is the task order.
+        train_datasets: ``{task_name: data}``, already tokenized (a ``datasets.Dataset``), or streamed (a
+            ``datasets.IterableDataset`` of model-ready rows, or a :class:`~hf_ptjf.data.stream.TaskStream`); the order
+            is the task order. One streamed task makes the whole mixture a stream (``max_steps`` needed).
         rates: sampling probability per task (by name, or in task order), e.g. from
             :meth:`hf_ptjf.recipe.RecipeConfig.stage_rates`; when omitted they come from ``args``
             (``mixture_strategy`` and its parameters, as a :class:`hf_ptjf.mixing.MixtureSpec`) and the task sizes.
@@ -173,12 +182,22 @@ class MixtureTrainer(Seq2SeqTrainer):
         if "train_dataset" in kwargs:
             raise ValueError("pass the tasks as `train_datasets={name: dataset}`, not `train_dataset`.")
         self.task_names: list[str] = list(train_datasets or {})
-        train_dataset = concatenate_tasks(train_datasets) if train_datasets else None
+        self.streams: list[TaskStream] | None = None
+        if train_datasets and any(_is_streamed(d) for d in train_datasets.values()):
+            if args.max_steps <= 0:
+                raise ValueError("a streamed mixture has no length: set `max_steps` (> 0) in the training arguments.")
+            seed = args.mixture_seed if args.mixture_seed is not None else args.seed
+            self.streams = [as_task_stream(n, d, seed=seed) for n, d in train_datasets.items()]
+            train_dataset = None  # the stream is built by get_train_dataloader
+        else:
+            train_dataset = concatenate_tasks(train_datasets) if train_datasets else None
         super().__init__(model=model, args=args, train_dataset=train_dataset, **kwargs)
         # transformers 5.x: T5 advertises loss kwargs, so the Trainer would pass `num_items_in_batch`
         # and skip its own GA scaling, mis-scaling the loss across processes / accumulation steps.
         self.model_accepts_loss_kwargs = False
-        self.task_sizes = [len(train_datasets[n]) for n in self.task_names]
+        self.task_sizes: list[int | None] = (
+            [_examples(s) for s in self.streams] if self.streams is not None
+            else [len(train_datasets[n]) for n in self.task_names])
         self.rates = self._resolve_rates(rates) if self.task_names else None
         k = len(self.task_names)
         self._examples = torch.zeros(k, dtype=torch.long)  # this rank, since (re)start
@@ -189,6 +208,11 @@ class MixtureTrainer(Seq2SeqTrainer):
         self._tokens_base = np.zeros(k, dtype=np.int64)
         self._pending_sampler_state: dict[str, Any] | None = None
         self.mixture_sampler: TemperatureMixtureSampler | None = None
+        self.mixture_stream: MixtureStream | None = None
+        self._pending_stream_state: dict[str, Any] | None = None
+        self._reader_states: dict[int, dict[str, Any]] = {}  # this rank's readers after their last consumed batch
+        if self.streams is not None:
+            self.train_dataset = self._mixture_stream()
         self._check_deepspeed_leaves_optimization_to_us()
 
     # ------------------------------------------------------------------ optimizer and LR schedule
@@ -238,8 +262,13 @@ class MixtureTrainer(Seq2SeqTrainer):
                 if unknown:
                     raise ValueError(f"`rates` names unknown task(s) {sorted(unknown)}; tasks are {self.task_names}.")
                 rates = [rates.get(n, 0.0) for n in self.task_names]
-            return mixing_rates("static", self.task_sizes, weights=list(rates))
+            return mixing_rates("static", [1] * len(self.task_names), weights=list(rates))
         a = self.args
+        unsized = [n for n, size in zip(self.task_names, self.task_sizes) if size is None]
+        if unsized and a.mixture_strategy != "static":
+            raise ValueError(f"streamed task(s) {unsized} have no size in examples, which `mixture_strategy="
+                             f"{a.mixture_strategy!r}` needs: give each stream its size (TaskStream(size={{'examples': "
+                             "N}})), use `mixture_strategy='static'`, or pass `rates=`.")
         if a.mixture_strategy == "static" and a.mixture_weights is None:
             raise ValueError("`mixture_strategy='static'` needs `mixture_weights` (one per task).")
         spec = MixtureSpec(strategy=a.mixture_strategy, tau=a.mixture_tau, max_epochs=a.mixture_max_epochs,
@@ -255,7 +284,7 @@ class MixtureTrainer(Seq2SeqTrainer):
     def _samples_per_epoch(self) -> int:
         if self.args.max_steps > 0:
             return self.args.max_steps * self.args.total_train_batch_size
-        return sum(self.task_sizes)
+        return sum(int(n or 0) for n in self.task_sizes)
 
     def _get_train_sampler(self, train_dataset: Any = None) -> torch.utils.data.Sampler | None:
         if not self.task_names:
@@ -267,6 +296,87 @@ class MixtureTrainer(Seq2SeqTrainer):
             self._pending_sampler_state = None
         self.mixture_sampler = sampler
         return sampler
+
+    # ------------------------------------------------------------------ streamed mixtures
+    def _mixture_stream(self) -> MixtureStream:
+        """This rank's :class:`MixtureStream`, continuing a checkpoint's readers when resuming."""
+        a = self.args
+        pending = self._pending_stream_state or {}
+        seed = a.mixture_seed if a.mixture_seed is not None else a.seed
+        return MixtureStream(
+            self.streams, self.rates, batch_size=a.per_device_train_batch_size, collator=self.data_collator,
+            seed=seed, rank=a.process_index, world_size=max(1, a.world_size), num_workers=a.dataloader_num_workers,
+            start_batch=pending.get("batches", 0),
+            reader_states={int(k.split(".")[1]): v for k, v in pending.get("readers", {}).items()
+                           if int(k.split(".")[0]) == a.process_index})
+
+    def get_train_dataloader(self) -> torch.utils.data.DataLoader:  # noqa: D102
+        if self.streams is None:
+            return super().get_train_dataloader()
+        from accelerate.data_loader import prepare_data_loader
+        from torch.utils.data import DataLoader
+
+        a = self.args
+        self.mixture_stream = self.train_dataset = self._mixture_stream()
+        self._pending_stream_state = None
+        workers = a.dataloader_num_workers
+        loader = DataLoader(self.mixture_stream, batch_size=None, num_workers=workers,
+                            pin_memory=a.dataloader_pin_memory, persistent_workers=a.dataloader_persistent_workers
+                            and workers > 0, prefetch_factor=a.dataloader_prefetch_factor if workers else None,
+                            multiprocessing_context=a.dataloader_multiprocessing_context if workers else None)
+        # Each rank reads its own readers: accelerate must not shard (IterableDatasetShard would make every rank
+        # read everything) nor dispatch (rank 0 would read for all); it only places batches on the device.
+        loader = prepare_data_loader(loader, device=a.device, num_processes=1, process_index=0,
+                                     put_on_device=True, dispatch_batches=False)
+        self.accelerator._dataloaders.append(loader)
+        return loader
+
+    def get_batch_samples(self, epoch_iterator, num_batches, device):  # noqa: D102
+        batches, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
+        for batch in batches:  # the batches of one optimizer step: after it, these are the readers' states
+            state = batch.pop(STREAM_STATE, None) if isinstance(batch, MutableMapping) else None
+            if state is not None:
+                self._reader_states[int(state["reader"])] = state
+        return batches, num_items
+
+    def _stream_state_at_step(self, step: int) -> dict[str, Any]:
+        """Every rank's readers after ``step`` optimizer steps (a collective call), for ``mixture_state.json``."""
+        a = self.args
+        mine = {f"{a.process_index}.{q}": s["tasks"] for q, s in self._reader_states.items()}
+        if dist.is_available() and dist.is_initialized() and a.world_size > 1:
+            gathered: list[Any] = [None] * dist.get_world_size()
+            dist.all_gather_object(gathered, mine)
+            mine = {k: v for part in gathered for k, v in part.items()}
+        return {"batches": step * a.gradient_accumulation_steps, "world_size": max(1, a.world_size),
+                "num_workers": a.dataloader_num_workers, "batch_size": a.per_device_train_batch_size,
+                "seed": self.mixture_stream.seed if self.mixture_stream else None,
+                "probabilities": [float(r) for r in self.rates], "shards": shard_identity(self.streams),
+                "readers": mine}
+
+    def stream_passes(self) -> dict[str, int]:
+        """The pass each streamed task's readers of this rank are in (1 = the first), at the last step."""
+        passes: dict[str, int] = {}
+        for state in self._reader_states.values():
+            for task, reader in state["tasks"].items():
+                passes[task] = max(passes.get(task, 0), int(reader["pass"]) + 1)
+        return passes
+
+    def _check_stream_resume(self, saved: dict[str, Any], checkpoint: str) -> None:
+        a = self.args
+        now = {"world_size": max(1, a.world_size), "num_workers": a.dataloader_num_workers,
+               "batch_size": a.per_device_train_batch_size}
+        changed = [f"{k} {saved.get(k)} -> {v}" for k, v in now.items() if saved.get(k) != v]
+        if changed:
+            raise ValueError(f"cannot resume the streamed mixture from {checkpoint}: {', '.join(changed)}. Each reader "
+                             "of the stream continues its own position, so resume with the same processes, "
+                             "dataloader_num_workers and per-device batch size, or start a new output directory.")
+        problem = changed_shards(saved, self.streams, checkpoint)
+        if problem:
+            raise ValueError(problem)
+        if not np.allclose(saved.get("probabilities", []), self.rates, rtol=0, atol=1e-12):
+            raise ValueError(f"cannot resume from {checkpoint}: the checkpoint's mixing rates {saved['probabilities']} "
+                             f"differ from this run's {self.rates.tolist()}. Resume with the same rates, or start a "
+                             "new output directory.")
 
     def _set_signature_columns_if_needed(self) -> None:
         super()._set_signature_columns_if_needed()
@@ -404,12 +514,15 @@ class MixtureTrainer(Seq2SeqTrainer):
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:  # noqa: D102
         # `log` runs on every rank, so the collective inside `seen_counts` is safe here. Train and
         # eval logs both get the counts (curves of loss vs examples seen need them at eval points).
-        if self.task_names and self.mixture_sampler is not None and any(k.endswith("loss") for k in logs):
+        mixing = self.mixture_sampler is not None or self.mixture_stream is not None
+        if self.task_names and mixing and any(k.endswith("loss") for k in logs):
             if "loss" in logs and self.args.log_task_train_loss:  # a training log: close the loss window
                 logs.update(self._task_train_losses())
             for name, seen in self.seen_counts().items():
                 logs[f"examples_seen_{name}"] = seen["examples"]
                 logs[f"target_tokens_seen_{name}"] = seen["target_tokens"]
+            for name, current in self.stream_passes().items():
+                logs[f"stream_pass_{name}"] = current
         super().log(logs, start_time)
 
     # ------------------------------------------------------------------ checkpoints
@@ -417,13 +530,11 @@ class MixtureTrainer(Seq2SeqTrainer):
         if self.task_names:
             counts = self.seen_counts()  # collective: all ranks are here
             folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+            position = ({"stream": self._stream_state_at_step(self.state.global_step)} if self.streams is not None
+                        else {"sampler": self._sampler_state_at_step(self.state.global_step)})  # (a collective too)
             if self.args.should_save:
                 os.makedirs(folder, exist_ok=True)
-                state = {
-                    "tasks": self.task_names,
-                    "sampler": self._sampler_state_at_step(self.state.global_step),
-                    "seen": counts,
-                }
+                state = {"tasks": self.task_names, **position, "seen": counts}
                 atomic_write_text(os.path.join(folder, MIXTURE_STATE_NAME), json.dumps(state, indent=2))
         super()._save_checkpoint(model, trial)
 
@@ -452,7 +563,17 @@ class MixtureTrainer(Seq2SeqTrainer):
                 f"cannot resume from {resume_from_checkpoint}: it was trained on tasks {state['tasks']} but this "
                 f"run has {self.task_names}. Use the same tasks, or a new output_dir."
             )
-        self._pending_sampler_state = state["sampler"]
+        if self.streams is not None:
+            if "stream" not in state:
+                raise ValueError(f"cannot resume from {resume_from_checkpoint}: it was trained on map-style data and "
+                                 "this run streams its tasks; use the same data, or a new output_dir.")
+            self._check_stream_resume(state["stream"], resume_from_checkpoint)
+            self._pending_stream_state = state["stream"]
+        elif "sampler" not in state:
+            raise ValueError(f"cannot resume from {resume_from_checkpoint}: it streamed its tasks and this run reads "
+                             "them map-style; use the same data, or a new output_dir.")
+        else:
+            self._pending_sampler_state = state["sampler"]
         self._examples_base = np.array([state["seen"][n]["examples"] for n in self.task_names], dtype=np.int64)
         self._tokens_base = np.array([state["seen"][n]["target_tokens"] for n in self.task_names], dtype=np.int64)
         self._examples.zero_()
@@ -465,3 +586,32 @@ class MixtureTrainer(Seq2SeqTrainer):
             return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
         finally:
             self.args.ignore_data_skip = skip
+
+
+def shard_identity(streams: Sequence[TaskStream] | None) -> dict[str, Any]:
+    """Each stream's shards (their names, else their number), as a checkpoint records them: a resume needs the same."""
+    return {s.name: [str(n) for n in s.shard_names] if s.shard_names is not None else len(s.shards)
+            for s in streams or []}
+
+
+def changed_shards(saved: Mapping[str, Any], streams: Sequence[TaskStream], checkpoint: str) -> str | None:
+    """Why a checkpoint's stream state (``mixture_state.json``'s ``stream``) cannot continue ``streams``, or None."""
+    now = shard_identity(streams)
+    for task, shards in saved.get("shards", {}).items():
+        if task in now and now[task] != shards:
+            gone = sorted(set(shards) - set(now[task])) if isinstance(shards, list) else shards
+            return (f"cannot resume task `{task}`'s stream from {checkpoint}: its shards changed since the checkpoint "
+                    f"(missing or different: {gone}); restore them to resume (the checkpoint is kept), or start a new "
+                    "output directory.")
+    return None
+
+
+def _is_streamed(data: Any) -> bool:
+    import datasets
+
+    return isinstance(data, (TaskStream, datasets.IterableDataset))
+
+
+def _examples(stream: TaskStream) -> int | None:
+    n = stream.size.get("examples")
+    return int(n) if n else None

@@ -254,7 +254,7 @@ def test_lm_tasks_are_sized_in_the_packed_rows_the_run_samples(tmp_path, capsys)
     out = capsys.readouterr().out
     cfg = load_recipe(recipe, overrides)
     sizes = prepare_recipe_data(cfg, recipe_tokenizer_cache(cfg)).train_sizes()
-    assert "sizes of lm tasks are packed rows" in out
+    assert "lm tasks in packed rows" in out
     for task, size in sizes.items():
         row = next(line for line in out.splitlines() if line.startswith(task + " "))
         assert row.split()[1] == f"{size:,}", row

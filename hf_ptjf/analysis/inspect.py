@@ -93,6 +93,7 @@ class Report:
     low_resource_numbers: list[LowResourceNumbers] = field(default_factory=list)
     stage: str | None = None
     notes: list[str] = field(default_factory=list)
+    unit: str = "examples"  # what sizes, the budget and passes are counted in (the mixture's size_unit)
 
     @property
     def ptjf_expected_to_help(self) -> bool:
@@ -124,6 +125,7 @@ class RecipeReport:
     kind: str
     low_resource_numbers: list[LowResourceNumbers]
     notes: list[str] = field(default_factory=list)
+    unit: str = "examples"
 
     @property
     def ptjf_expected_to_help(self) -> bool:
@@ -240,9 +242,18 @@ def applicability_report(
     return Report(rows, float(budget), float(overfit_passes), threshold, verdict, kind, numbers, stage, notes)
 
 
+def recipe_unit(cfg: RecipeConfig) -> str:
+    """The unit a recipe's sizes are judged in: its stages' ``mixture.size_unit`` where rates use sizes."""
+    units = {st.mixture.size_unit for st in cfg.stages if st.mixture.uses_sizes and len(cfg.stage_tasks(st)) > 1}
+    if len(units) > 1:
+        raise ValueError(f"the stages measure sizes in different units {sorted(units)}; give every stage's mixture the "
+                         "same `size_unit` (inspect judges a recipe in one unit).")
+    return units.pop() if units else "examples"
+
+
 def recipe_report(
     cfg: RecipeConfig,
-    sizes: Mapping[str, int],
+    sizes: Mapping[str, int] | Any,
     tokens: Mapping[str, int],
     *,
     num_processes: int = 1,
@@ -250,21 +261,34 @@ def recipe_report(
     min_static_rate: float = DEFAULT_MIN_STATIC_RATE,
     hr_min_size: int | None = None,
 ) -> RecipeReport:
-    """Report every stage of a recipe given each task's train size and tokens; the verdict uses the whole budget."""
+    """Report every stage of a recipe given each task's train size and tokens; the verdict uses the whole budget.
+
+    ``sizes``: ``{task: examples}``, or a :class:`~hf_ptjf.data.sizes.TaskSizes`: then sizes, the budget and the planned
+    passes are in the recipe's ``size_unit`` (the budget in examples times the tasks' mean size per example).
+    """
     if not isinstance(num_processes, int) or num_processes <= 0:
         raise ValueError(f"`num_processes` must be a positive integer, got {num_processes!r}.")
-    budgets = [cfg.stage_budget(st, num_processes) for st in cfg.stages]
+    unit = recipe_unit(cfg) if hasattr(sizes, "of") else "examples"
+    rate_sizes = sizes
+    if hasattr(sizes, "of"):
+        every = sorted({t for st in cfg.stages for t in cfg.stage_tasks(st)})
+        per_example = sizes.per_example(unit, every)
+        sizes = sizes.of(unit, every)
+    else:
+        per_example = 1.0
+    budgets = [cfg.stage_budget(st, num_processes) * per_example for st in cfg.stages]
     total = sum(budgets)
     threshold = _hr_threshold(total, overfit_passes, hr_min_size)
     reports: list[Report] = []
     passes: dict[str, float] = {}
     for st, budget in zip(cfg.stages, budgets):
-        rates = cfg.stage_rates(st, sizes, num_processes)
+        rates = cfg.stage_rates(st, rate_sizes, num_processes)
         tasks = list(rates)
         rep = applicability_report(
             tasks, [int(sizes[t]) for t in tasks], [int(tokens.get(t, 0)) for t in tasks], list(rates.values()),
             budget, overfit_passes=overfit_passes, min_static_rate=min_static_rate, hr_min_size=threshold, stage=st.name,
         )
+        rep.unit = unit
         reports.append(rep)
         for row in rep.rows:
             passes[row.name] = passes.get(row.name, 0.0) + row.expected_epochs
@@ -282,29 +306,30 @@ def recipe_report(
         elif first.low_resource:
             notes.append(f"first stage {first.stage!r} already samples low-resource task(s) {first.low_resource}: "
                          "PTJF pre-trains on HR tasks only.")
-    return RecipeReport(reports, float(total), threshold, hr, lr, verdict, kind, numbers, notes)
+    return RecipeReport(reports, float(total), threshold, hr, lr, verdict, kind, numbers, notes, unit)
 
 
 def format_report(report: Report | RecipeReport) -> str:
     """Human-readable table(s), the deciding numbers, notes and the verdict line."""
     if isinstance(report, RecipeReport):
         summary = [
-            f"recipe budget {report.budget:,.0f} examples; high-resource = >= {report.hr_min_size:,} training examples",
+            f"recipe budget {report.budget:,.0f} {report.unit}; high-resource = >= {report.hr_min_size:,} training "
+            f"{report.unit}",
             f"HR: {', '.join(report.high_resource) or '-'}   LR: {', '.join(report.low_resource) or '-'}",
-            *_numbers_lines(report.low_resource_numbers),
+            *_numbers_lines(report.low_resource_numbers, report.unit),
             *(f"note: {n}" for n in report.notes),
             f"Verdict: {report.verdict}",
         ]
         return "\n\n".join([*(_format_table(r) for r in report.stages), "\n".join(summary)])
-    lines = [_format_table(report), *_numbers_lines(report.low_resource_numbers)]
+    lines = [_format_table(report), *_numbers_lines(report.low_resource_numbers, report.unit)]
     lines += [f"note: {n}" for n in report.notes]
     lines.append(f"Verdict: {report.verdict}")
     return "\n".join(lines)
 
 
-def _numbers_lines(numbers: Sequence[LowResourceNumbers]) -> list[str]:
+def _numbers_lines(numbers: Sequence[LowResourceNumbers], unit: str = "examples") -> list[str]:
     return [
-        f"{n.name}: {n.size:,} examples, {n.planned_passes:.1f} planned passes; static rate at the overfitting "
+        f"{n.name}: {n.size:,} {unit}, {n.planned_passes:.1f} planned passes; static rate at the overfitting "
         f"threshold r* = {n.safe_static_rate:.3f} (the HR tasks would keep {n.hr_share_at_safe_rate:.0%}, "
         f"{n.hr_passes_at_safe_rate:.2f} passes)"
         for n in numbers
@@ -313,8 +338,8 @@ def _numbers_lines(numbers: Sequence[LowResourceNumbers]) -> list[str]:
 
 def _format_table(r: Report) -> str:
     head = f"stage {r.stage}: " if r.stage else ""
-    header = f"{head}budget {r.budget:,.0f} examples (overfitting threshold {r.overfit_passes:g} passes)"
-    cols = ("task", "size", "tokens", "rate", "examples", "passes", "class", "flag")
+    header = f"{head}budget {r.budget:,.0f} {r.unit} (overfitting threshold {r.overfit_passes:g} passes)"
+    cols = ("task", "size", "tokens", "rate", r.unit, "passes", "class", "flag")
     rows = [
         (x.name, f"{x.size:,}", f"{x.tokens:,}", f"{x.rate:.3f}", f"{x.expected_examples:,.0f}",
          f"{x.expected_epochs:.2f}", "HR" if x.high_resource else "LR", "OVERFIT?" if x.overfit_risk else "")
@@ -349,6 +374,13 @@ def _count_tokens(dsd: Any, tokenizer: Any | None) -> int:
     return total
 
 
+def _known(sizes: Any, unit: str, task: str) -> int:
+    try:
+        return int(sizes.of(unit, [task])[task])
+    except ValueError:  # a streamed task with no size in that unit: shown as 0
+        return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point: ``hf-ptjf-inspect RECIPE.yaml [key=value ...] [--num-processes N] ...``."""
     p = argparse.ArgumentParser(prog="hf-ptjf-inspect",
@@ -370,15 +402,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = load_recipe(args.config, args.overrides)
         note = ""
-        if any(t.get("type") == "lm" for t in cfg.tasks):
-            # an lm task is sampled as packed rows, not documents: size it as the run does (its tokenizer, its rows)
+        streamed = any(t.get("streaming") for t in cfg.tasks)
+        if any(t.get("type") == "lm" for t in cfg.tasks) or streamed or recipe_unit(cfg) != "examples":
+            # sized as the run sizes them (its tokenizer, its rows; a streamed task's declared or counted size)
             from ..data.prepare import prepare_recipe_data, recipe_tokenizer_cache
 
             data = prepare_recipe_data(cfg, recipe_tokenizer_cache(cfg))
-            sizes = data.train_sizes()
-            tokens = {n: sum(len(x) for x in d["train"]["input_ids"][:]) for n, d in data.tokenized.items()}
-            note = ("sizes of lm tasks are packed rows (what the run samples), tokens the recipe's tokenizer's; "
-                    "translation tasks are sentence pairs\n")
+            sizes = data.sizes
+            tokens = {n: _known(data.sizes, "tokens", n) for n in cfg.task_names}
+            note = ("sizes are counted as the run counts them (lm tasks in packed rows; tokens are the recipe "
+                    "tokenizer's, encoder + decoder; streamed tasks as declared or counted)\n")
         else:
             corpora = load_recipe_corpora(cfg)
             tokenizer = None

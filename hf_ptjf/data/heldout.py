@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 from .columns import column_arrow
 from .spec import TaskSpec
 
-__all__ = ["normalise_for_matching", "share_heldout_texts"]
+__all__ = ["banned_texts", "keep_mask", "normalise_for_matching", "share_heldout_texts"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,28 +42,43 @@ def _texts(ds: datasets.Dataset, spec: TaskSpec) -> set[str]:
     return set(normalise_for_matching(column_arrow(ds, _column(spec))).to_pylist())
 
 
-def share_heldout_texts(
-    corpora: Mapping[str, datasets.DatasetDict], specs: Sequence[TaskSpec]
-) -> tuple[dict[str, datasets.DatasetDict], dict[str, int]]:
-    """``(corpora with shared held-out texts removed from training, {task: training rows removed})``."""
+def banned_texts(corpora: Mapping[str, datasets.DatasetDict], specs: Sequence[TaskSpec]) -> dict[str, set[str]]:
+    """The normalised texts each task must not train on (a streamed task filters its windows with them)."""
     held: dict[str, set[str]] = {
         s.name: set().union(*(_texts(corpora[s.name][split], s) for split in HELDOUT_SPLITS)) for s in specs
     }
-    out, removed = dict(corpora), {}
+    out = {}
     for spec in specs:
         # Bible tasks already exclude their own and each other's held-out verses by id; user-data tasks are
         # guarded by text, from their own held-out texts always and from every other task's unless `heldout: own`
         others = [] if spec.heldout == "own" else [
             o for o in specs if o.name != spec.name and (o.source != "bible" or spec.source != "bible")]
-        banned = set().union(*(held[o.name] for o in others)) if others else set()
+        out[spec.name] = set().union(*(held[o.name] for o in others)) if others else set()
         if spec.source != "bible":
-            banned |= held[spec.name]
-        train = corpora[spec.name]["train"]
-        if not banned or len(train) == 0:
+            out[spec.name] |= held[spec.name]
+    return out
+
+
+def keep_mask(texts: pa.Array, banned: set[str]) -> np.ndarray:
+    """Which of ``texts`` are not among the ``banned`` (normalised) texts."""
+    if not banned:
+        return np.ones(len(texts), dtype=bool)
+    keep = pc.invert(pc.is_in(normalise_for_matching(texts), value_set=pa.array(sorted(banned), pa.string())))
+    return keep.to_numpy(zero_copy_only=False)
+
+
+def share_heldout_texts(
+    corpora: Mapping[str, datasets.DatasetDict], specs: Sequence[TaskSpec]
+) -> tuple[dict[str, datasets.DatasetDict], dict[str, int]]:
+    """``(corpora with shared held-out texts removed from training, {task: training rows removed})``; a streamed
+    task (no ``train`` split: see :mod:`hf_ptjf.data.streamed_tasks`) is filtered window by window instead."""
+    out, removed = dict(corpora), {}
+    every_banned = banned_texts(corpora, specs)
+    for spec in specs:
+        banned, train = every_banned[spec.name], corpora[spec.name].get("train")
+        if train is None or not banned or len(train) == 0:
             continue
-        keep = pc.invert(pc.is_in(normalise_for_matching(column_arrow(train, _column(spec))),
-                                  value_set=pa.array(sorted(banned), pa.string())))
-        indices = np.flatnonzero(keep.to_numpy(zero_copy_only=False))
+        indices = np.flatnonzero(keep_mask(column_arrow(train, _column(spec)), banned))
         if len(indices) < len(train):
             removed[spec.name] = len(train) - len(indices)
             dsd = datasets.DatasetDict(corpora[spec.name])

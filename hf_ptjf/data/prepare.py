@@ -33,6 +33,8 @@ class RecipeData:
     causal: bool = False  # for a decoder-only model (prompted translation, packed next-token LM)
     added_tokens: list[str] = field(default_factory=list)  # language tags added to a pretrained model's tokenizer
     lang_codes: dict[str, tuple[str, str]] = field(default_factory=dict)  # task -> (source, target) language codes
+    streams: dict[str, Any] = field(default_factory=dict)  # streamed task -> its TaskStream (no tokenized train)
+    sizes: Any = None  # TaskSizes: every task's size per unit (rates use the mixture's size_unit)
 
     def generation_kwargs(self, task: str) -> dict[str, Any]:
         """What ``generate`` needs for ``task``: a tokenizer with language codes forces the target code first."""
@@ -44,7 +46,11 @@ class RecipeData:
 
     def train_sizes(self) -> dict[str, int]:
         """Training examples per task, as the sampler counts them (LM tasks: packed chunks)."""
-        return {name: len(dsd["train"]) for name, dsd in self.tokenized.items()}
+        return {name: int(n) for name, n in self.sizes.of("examples").items()}
+
+    def train_data(self, task: str) -> Any:
+        """What a task trains on: its tokenized training split, or its stream."""
+        return self.streams[task] if task in self.streams else self.tokenized[task]["train"]
 
 
 def model_is_causal(cfg: RecipeConfig) -> bool:
@@ -65,7 +71,7 @@ def load_recipe_corpora(cfg: RecipeConfig) -> dict[str, Any]:
     d = cfg.data
     corpora = load_tasks(_specs(cfg), cache_dir=d.cache_dir, num_dev=d.num_dev, num_test=d.num_test, seed=d.seed)
     for name, dsd in corpora.items():
-        if len(dsd["train"]) == 0:
+        if "train" in dsd and len(dsd["train"]) == 0:
             raise RecipeError(
                 f"task `{name}` (in `tasks`) has no training examples after filtering; give it data, relax its "
                 "filters (e.g. `max_length_ratio: null`), or remove it from `tasks`."
@@ -129,7 +135,9 @@ def prepare_recipe_data(
     from ..recipe import RecipeError
     from .collators import CausalLMCollator, Seq2SeqCollator, SpanCorruptionCollator
     from .preprocess import tokenize_tasks
+    from .streamed_tasks import StreamedTaskDict
     from .tokenizer import add_language_tags
+    from datasets import DatasetDict
 
     specs = _specs(cfg)
     types = {s.type for s in specs}
@@ -164,9 +172,13 @@ def prepare_recipe_data(
             raise RecipeError(f"`tasks` (task `{next(iter(lang_codes))}`): `lang_code` is the convention of encoder-"
                               "decoder checkpoints (mBART-50, NLLB, M2M100); a decoder-only model reads <2xx> tags: "
                               "drop `lang_code` / `src_lang_code`.")
-        tokenized = tokenize_tasks(corpora, tokenizer, max_source_length=d.max_source_length,
+        loaded = {n: DatasetDict({k: v for k, v in dsd.items() if k != "sample"}) for n, dsd in corpora.items()}
+        tokenized = tokenize_tasks(loaded, tokenizer, max_source_length=d.max_source_length,
                                    max_target_length=d.max_target_length, causal=causal, lang_codes=lang_codes)
         logger.info("tokenized (%.1f s)", time.time() - start)
+        streams = {n: _task_stream(cfg, dsd, tokenizer, causal, lang_codes.get(n)) for n, dsd in corpora.items()
+                   if isinstance(dsd, StreamedTaskDict)}
+        sizes = _task_sizes(cfg, specs, corpora, tokenized, streams, tokenizer)
     task_type = types.pop()
     if causal:
         collator = CausalLMCollator(tokenizer, per_document=d.packed_attention == "document")
@@ -174,4 +186,56 @@ def prepare_recipe_data(
         collator = SpanCorruptionCollator(tokenizer, seed=cfg.seed)
     else:
         collator = Seq2SeqCollator(tokenizer, label_pad_token_id=-100)
-    return RecipeData(specs, task_type, corpora, tokenizer, tokenized, collator, causal, added, lang_codes)
+    return RecipeData(specs, task_type, corpora, tokenizer, tokenized, collator, causal, added, lang_codes, streams,
+                      sizes)
+
+
+def _task_stream(cfg: RecipeConfig, dsd: Any, tokenizer: Any, causal: bool, codes: tuple[str, str] | None) -> Any:
+    """A streamed task's training stream: its windows cleaned, then tokenized by the map-style path's function."""
+    from .meta import task_meta
+    from .preprocess import task_rows
+    from .stream import TaskStream
+
+    raw = dsd.stream
+    d = cfg.data
+    rows = task_rows(task_meta(raw.spec.name, dsd), tokenizer, "train", max_source_length=d.max_source_length,
+                     max_target_length=d.max_target_length, causal=causal, codes=codes)
+    declared = {k: float(v) for k, v in raw.spec.size.items()} if isinstance(raw.spec.size, dict) else {}
+    return TaskStream.from_iterable(raw.spec.name, raw.train, transform=raw.transform(rows), window=d.stream_window,
+                                    seed=cfg.seed, size=declared, shard_names=raw.files or None,
+                                    characters=raw.characters)
+
+
+def _task_sizes(cfg: RecipeConfig, specs: list[TaskSpec], corpora: dict[str, Any], tokenized: dict[str, Any],
+                streams: dict[str, Any], tokenizer: Any) -> Any:
+    """Every task's sizes: map-style tasks counted from their rows and text, streamed ones declared or counted."""
+    from .preprocess import tokenizer_fingerprint
+    from .sizes import TaskSizes, dataset_sizes, file_identity
+
+    counters: dict[str, Any] = {}
+    keys: dict[str, Any] = {}
+    declared: dict[str, dict[str, float]] = {}
+    tok = tokenizer_fingerprint(tokenizer)
+    for spec in specs:
+        name = spec.name
+        if name in streams:
+            declared[name] = dict(streams[name].size)
+            stream = streams[name]
+            counters[name] = stream.count_sizes if spec.size == "count" else None
+            files = corpora[name].stream.files
+            keys[name] = {"files": file_identity(files) if files else None, "spec": spec.cache_fields(),
+                          "data": cfg.to_dict()["data"], "tokenizer": tok}
+        else:
+            columns = ("source", "target") if spec.type == "translation" else ("text",)
+            train, text = tokenized[name]["train"], corpora[name]["train"]
+            counters[name] = lambda train=train, text=text, columns=columns: dataset_sizes(train, text, columns)
+            keys[name] = {"rows": train._fingerprint, "text": text._fingerprint}
+            if isinstance(spec.size, dict):
+                declared[name] = {k: float(v) for k, v in spec.size.items()}
+    return TaskSizes(counters, declared, keys, cache_dir=_sizes_cache(cfg))
+
+
+def _sizes_cache(cfg: RecipeConfig) -> Any:
+    from .cache import resolve_cache_dir
+
+    return resolve_cache_dir(cfg.data.cache_dir)

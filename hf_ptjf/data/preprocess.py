@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Mapping
+from typing import Any, Callable, Mapping
 
 import datasets
 import numpy as np
@@ -34,7 +34,7 @@ from .cache import stable_hash
 from .collators import span_corruption_lengths
 from .meta import task_meta
 
-__all__ = ["tokenize_tasks", "tokenizer_fingerprint"]
+__all__ = ["lm_rows", "task_rows", "tokenize_tasks", "tokenizer_fingerprint", "translation_rows"]
 
 
 def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
@@ -87,8 +87,7 @@ def tokenize_tasks(
                 }
             )
         else:
-            chunk = (max_source_length if causal
-                     else span_corruption_lengths(max_source_length, noise_density, mean_noise_span_length)[0])
+            chunk = _lm_chunk(max_source_length, causal, noise_density, mean_noise_span_length)
             out[name] = datasets.DatasetDict(
                 {split: _tokenize_lm(ds, tokenizer, chunk, num_proc, tok_fp) for split, ds in dsd.items()}
             )
@@ -100,18 +99,16 @@ def _ending_in(ids: list[int], eos: int | None) -> list[int]:
     return ids if eos is None or (ids and ids[-1] == eos) else [*ids, eos]
 
 
-def _tokenize_translation(
-    ds: datasets.Dataset,
+def translation_rows(
     tokenizer: PreTrainedTokenizerBase,
     tag: str,
     split: str,
     max_source_length: int,
     max_target_length: int,
-    num_proc: int | None,
-    tok_fp: str,
     causal: bool,
     codes: tuple[str, str] | None = None,
-) -> datasets.Dataset:
+) -> Callable[[dict[str, list]], dict[str, list]]:
+    """The batch function turning ``source``/``target`` texts into model-ready rows (map-style and streamed)."""
     eos = tokenizer.eos_token_id
 
     def seq2seq(batch: dict[str, list]) -> dict[str, list]:
@@ -138,18 +135,33 @@ def _tokenize_translation(
             out["prompt_ids"] = prompts  # what generate() continues, for BLEU
         return out
 
+    return prompted if causal else seq2seq
+
+
+def _tokenize_translation(
+    ds: datasets.Dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    tag: str,
+    split: str,
+    max_source_length: int,
+    max_target_length: int,
+    num_proc: int | None,
+    tok_fp: str,
+    causal: bool,
+    codes: tuple[str, str] | None = None,
+) -> datasets.Dataset:
     # raw strings stay in eval splits for BLEU; training batches need ids only
     drop = [c for c in ds.column_names if c != "id"] if split == "train" else []
     kind = "prompted" if causal else "translation"
     marker = list(codes) if codes else tag
     fp = stable_hash([ds._fingerprint, tok_fp, kind, marker, drop, max_source_length, max_target_length, 1])
-    return ds.map(prompted if causal else seq2seq, batched=True, remove_columns=drop, num_proc=num_proc,
-                  new_fingerprint=fp, desc=f"tokenize {split}")
+    fn = translation_rows(tokenizer, tag, split, max_source_length, max_target_length, causal, codes)
+    return ds.map(fn, batched=True, remove_columns=drop, num_proc=num_proc, new_fingerprint=fp,
+                  desc=f"tokenize {split}")
 
 
-def _tokenize_lm(
-    ds: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, chunk: int, num_proc: int | None, tok_fp: str
-) -> datasets.Dataset:
+def lm_rows(tokenizer: PreTrainedTokenizerBase, chunk: int) -> Callable[[dict[str, list]], dict[str, list]]:
+    """The batch function packing ``text`` documents into rows of ``chunk`` tokens (the batch's last row shorter)."""
     eos = tokenizer.eos_token_id
 
     def fn(batch: dict[str, list]) -> dict[str, list]:
@@ -160,6 +172,38 @@ def _tokenize_lm(
         owner = np.searchsorted(offsets, np.asarray(starts), side="right") - 1
         return {"id": [batch["id"][i] for i in owner], "input_ids": [flat[i : i + chunk] for i in starts]}
 
+    return fn
+
+
+def task_rows(
+    meta: Mapping[str, Any],
+    tokenizer: PreTrainedTokenizerBase,
+    split: str,
+    *,
+    max_source_length: int,
+    max_target_length: int,
+    causal: bool,
+    codes: tuple[str, str] | None = None,
+    noise_density: float = 0.15,
+    mean_noise_span_length: float = 3.0,
+) -> Callable[[dict[str, list]], dict[str, list]]:
+    """The batch function of one task's ``split`` (its ``meta``: type and tag): what ``tokenize_tasks`` maps over a
+    map-style split, and what a streamed task applies to each window."""
+    if meta["type"] == "translation":
+        return translation_rows(tokenizer, meta["tag"], split, max_source_length, max_target_length, causal, codes)
+    return lm_rows(tokenizer, _lm_chunk(max_source_length, causal, noise_density, mean_noise_span_length))
+
+
+def _lm_chunk(max_source_length: int, causal: bool, noise_density: float, mean_noise_span_length: float) -> int:
+    """Tokens per packed LM row: the whole row for a decoder-only model; before span corruption for T5."""
+    return (max_source_length if causal
+            else span_corruption_lengths(max_source_length, noise_density, mean_noise_span_length)[0])
+
+
+def _tokenize_lm(
+    ds: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, chunk: int, num_proc: int | None, tok_fp: str
+) -> datasets.Dataset:
+    fn = lm_rows(tokenizer, chunk)
     fp = stable_hash([ds._fingerprint, tok_fp, "lm", chunk, 1])
     return ds.map(
         fn,

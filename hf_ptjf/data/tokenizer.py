@@ -42,7 +42,7 @@ def sentinel_tokens(n: int = 100) -> list[str]:
 
 
 def _task_sentences(dsd: datasets.DatasetDict) -> list[str]:
-    train = dsd["train"]
+    train = dsd["train"] if "train" in dsd else dsd["sample"]  # a streamed task: its first rows
     cols = [c for c in ("source", "target", "text") if c in train.column_names]
     if not cols:
         raise ValueError(f"a task's train split needs `source`/`target` or `text` columns, got {train.column_names}.")

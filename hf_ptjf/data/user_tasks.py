@@ -27,11 +27,12 @@ from .meta import set_task_meta
 from .spec import TaskSpec
 from .splits import carve_indices, subsample_indices, task_rng
 
-__all__ = ["load_user_task", "subsample_train"]
+__all__ = ["column_mapping", "keep_rows", "length_ratio_median", "load_user_task", "normalise_rows", "subsample_train"]
 
 logger = logging.getLogger(__name__)
 
 _VALIDATION_NAMES = ("validation", "valid", "dev", "development")
+BUILDERS = {"json": "json", "csv": "csv", "tsv": "csv", "parquet": "parquet", "arrow": "arrow"}  # source -> builder
 
 
 def _load_raw(spec: TaskSpec, root: Path) -> datasets.DatasetDict:
@@ -50,8 +51,7 @@ def _load_raw(spec: TaskSpec, root: Path) -> datasets.DatasetDict:
             kwargs.update(delimiter="\t", quoting=3)  # csv.QUOTE_NONE: quotes are text in TSV corpora
         if spec.source in ("csv", "tsv") and spec.column_names:
             kwargs["column_names"] = list(spec.column_names)
-        builder = "json" if spec.source == "json" else "csv"
-        raw = datasets.load_dataset(builder, data_files=files, cache_dir=cache, **kwargs)
+        raw = datasets.load_dataset(BUILDERS[spec.source], data_files=files, cache_dir=cache, **kwargs)
     if isinstance(raw, datasets.Dataset):
         raw = datasets.DatasetDict({spec.split: raw})
     return raw
@@ -69,12 +69,61 @@ def _pick_splits(spec: TaskSpec, raw: datasets.DatasetDict) -> tuple[str, str | 
     return spec.split, val, test
 
 
-def _normalise_columns(ds: datasets.Dataset, spec: TaskSpec, split: str) -> datasets.Dataset:
-    """Rename the user's columns to ours, cast to string, add ids, and clean whitespace."""
-    ours = ("source", "target") if spec.type == "translation" else ("text",)
-    mapping = {k: spec.columns.get(k, k) for k in ours}
+def _ours(spec: TaskSpec) -> tuple[str, ...]:
+    return ("source", "target") if spec.type == "translation" else ("text",)
+
+
+def column_mapping(spec: TaskSpec) -> dict[str, str]:
+    """Our column -> the data's column (dotted for nested fields)."""
+    mapping = {k: spec.columns.get(k, k) for k in _ours(spec)}
     if "id" in spec.columns:
         mapping["id"] = spec.columns["id"]
+    return mapping
+
+
+def _values(batch: dict[str, list], column: str) -> list:
+    """A batch's column; a dotted name reaches into nested fields (``translation.en``) unless flattened already."""
+    if column in batch or "." not in column:
+        return batch[column]
+    head, *path = column.split(".")
+    values = batch[head]
+    for key in path:
+        values = [v.get(key) if isinstance(v, dict) else None for v in values]
+    return values
+
+
+def normalise_rows(batch: dict[str, list], spec: TaskSpec, ids: list[str]) -> dict[str, list]:
+    """The user's columns renamed to ours, cast to string and cleaned of whitespace noise; ``ids`` where the data
+    has no id column."""
+    mapping = column_mapping(spec)
+    out = {k: clean_text(pd.Series(["" if x is None else str(x) for x in _values(batch, mapping[k])])).tolist()
+           for k in _ours(spec)}
+    out["id"] = [str(x) for x in _values(batch, mapping["id"])] if "id" in mapping else ids
+    return out
+
+
+def length_ratio_median(sources: list[str], targets: list[str]) -> float:
+    """The median log length ratio target/source (the centre of the length-ratio filter)."""
+    ls = np.array([max(len(x), 1) for x in sources], np.float64)
+    lt = np.array([max(len(x), 1) for x in targets], np.float64)
+    return float(np.median(np.log(lt / ls)))
+
+
+def keep_rows(batch: dict[str, list], spec: TaskSpec, median: float | None) -> np.ndarray:
+    """Which normalised rows to keep: with letters and, for translation, a length ratio near ``median``."""
+    ok = np.ones(len(batch[_ours(spec)[0]]), dtype=bool)
+    for k in _ours(spec):
+        ok &= has_letter(pd.Series(batch[k], dtype=object))
+    if median is not None:
+        ls = np.array([max(len(x), 1) for x in batch["source"]], np.float64)
+        lt = np.array([max(len(x), 1) for x in batch["target"]], np.float64)
+        ok &= np.abs(np.log(lt / ls) - median) <= np.log(spec.max_length_ratio)
+    return ok
+
+
+def _normalise_columns(ds: datasets.Dataset, spec: TaskSpec, split: str) -> datasets.Dataset:
+    """Rename the user's columns to ours, cast to string, add ids, and clean whitespace."""
+    mapping = column_mapping(spec)
     if any("." in c for c in mapping.values()):
         ds = ds.flatten()
     missing = [f"{k} -> {c}" for k, c in mapping.items() if c not in ds.column_names]
@@ -83,14 +132,9 @@ def _normalise_columns(ds: datasets.Dataset, spec: TaskSpec, split: str) -> data
             f"task {spec.name!r}: columns {missing} not found in split {split!r} (columns: {ds.column_names}); "
             "fix the `columns` mapping, e.g. {source: en, target: fr}."
         )
-    keep_id = "id" in mapping
 
     def fn(batch: dict[str, list], idx: list[int]) -> dict[str, list]:
-        out = {
-            k: clean_text(pd.Series(["" if x is None else str(x) for x in batch[mapping[k]]])).tolist() for k in ours
-        }
-        out["id"] = [str(x) for x in batch[mapping["id"]]] if keep_id else [f"{split}-{i}" for i in idx]
-        return out
+        return normalise_rows(batch, spec, [f"{split}-{i}" for i in idx])
 
     features = features_for(spec.type)
     ds = ds.map(fn, batched=True, with_indices=True, remove_columns=ds.column_names, features=features)
@@ -99,7 +143,6 @@ def _normalise_columns(ds: datasets.Dataset, spec: TaskSpec, split: str) -> data
 
 def _filter_user(ds: datasets.Dataset, spec: TaskSpec, seed: int) -> datasets.Dataset:
     """Drop rows without letters and, for translation, pairs with an outlying length ratio."""
-    ours = ("source", "target") if spec.type == "translation" else ("text",)
     median = None
     if spec.type == "translation" and spec.max_length_ratio is not None and len(ds):
         # the median length ratio from a sample is enough for the filter's centre
@@ -109,17 +152,7 @@ def _filter_user(ds: datasets.Dataset, spec: TaskSpec, seed: int) -> datasets.Da
         lt = pc.utf8_length(column_arrow(sample, "target")).to_numpy().clip(min=1)
         median = float(np.median(np.log(lt / ls)))
 
-    def keep(batch: dict[str, list]) -> list[bool]:
-        ok = np.ones(len(batch[ours[0]]), dtype=bool)
-        for k in ours:
-            ok &= has_letter(pd.Series(batch[k], dtype=object))
-        if median is not None:
-            ls = np.array([max(len(x), 1) for x in batch["source"]], np.float64)
-            lt = np.array([max(len(x), 1) for x in batch["target"]], np.float64)
-            ok &= np.abs(np.log(lt / ls) - median) <= np.log(spec.max_length_ratio)
-        return ok.tolist()
-
-    return ds.filter(keep, batched=True)
+    return ds.filter(lambda batch: keep_rows(batch, spec, median).tolist(), batched=True)
 
 
 def _user_key(spec: TaskSpec, raw: datasets.DatasetDict, num_dev: int, num_test: int, seed: int) -> str:

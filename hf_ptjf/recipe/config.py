@@ -205,9 +205,13 @@ class DataSpec:
     # decoder-only lm rows: `document` restarts position ids at each document so attention stays inside it;
     # `row` is plain packing (attention over the whole row), for models whose attention ignores position ids
     packed_attention: str = "document"
+    # streamed tasks: raw examples per window, the span of the (exactly resumable) shuffle; an LM window of 1,000
+    # documents packs as a map-style batch does
+    stream_window: int = 1000
 
     def __post_init__(self) -> None:
         _integers(self, ("num_dev", "num_test", "seed"), minimum=0)
+        _integers(self, ("stream_window",), minimum=1)
         _integers(self, ("max_source_length", "max_target_length"), minimum=2)
         if self.packed_attention not in ("document", "row"):
             raise ValueError(f"packed_attention must be document or row, got {self.packed_attention!r}")
@@ -249,10 +253,26 @@ class RecipeConfig:
         kw = self.training_for(stage)
         return stage.max_steps * kw["per_device_train_batch_size"] * kw.get("gradient_accumulation_steps", 1) * num_processes
 
-    def stage_rates(self, stage: StageSpec, sizes: Mapping[str, float], num_processes: int = 1) -> dict[str, float]:
-        """A stage's sampling rate per task, from its mixture and the tasks' training sizes (computed once, here)."""
-        tasks = self.stage_tasks(stage)
-        rates = stage.mixture.rates({t: sizes[t] for t in tasks}, self.stage_budget(stage, num_processes))
+    def stage_rates(self, stage: StageSpec, sizes: Mapping[str, float] | Any, num_processes: int = 1) -> dict[str, float]:
+        """A stage's sampling rate per task, from its mixture and the tasks' training sizes (computed once, here).
+
+        ``sizes``: a :class:`~hf_ptjf.data.sizes.TaskSizes` (any ``mixture.size_unit``), or ``{task: examples}``.
+        The stage's budget is in examples; with sizes in tokens or characters, UniMax's budget and an epoch cap are
+        expressed in that unit through the tasks' mean size per example.
+        """
+        tasks, mixture = self.stage_tasks(stage), stage.mixture
+        budget: float = self.stage_budget(stage, num_processes)
+        if not mixture.uses_sizes or len(tasks) == 1:  # sizes play no part (a streamed task may have none)
+            unit_sizes = {t: 1.0 for t in tasks}
+        elif hasattr(sizes, "of"):
+            unit_sizes = sizes.of(mixture.size_unit, tasks)
+            if mixture.uses_budget:
+                budget *= sizes.per_example(mixture.size_unit, tasks)
+        else:
+            if mixture.size_unit != "examples":
+                raise ValueError(f"size_unit {mixture.size_unit!r} needs the tasks' sizes in that unit (a TaskSizes).")
+            unit_sizes = {t: sizes[t] for t in tasks}
+        rates = mixture.rates(unit_sizes, budget)
         return {t: float(r) for t, r in zip(tasks, rates)}
 
     def to_dict(self) -> dict[str, Any]:

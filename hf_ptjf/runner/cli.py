@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
             e = RecipeError(f"output_dir `{config.output_dir}`: {full}")
         if _is_main_process() or not (reading or getattr(e, "shared", False)):  # shared: rank 0 reports it
             rank = "" if _is_main_process() else f" (rank {os.environ.get('RANK')})"
-            print(f"error{rank}: {e}", file=sys.stderr)
+            print(f"error{rank}: {_one_line(e)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     from .results import render_report, where_everything_is
 
@@ -132,6 +132,16 @@ def _launch(config, accelerate_config: str, argv: list[str], *, start_over: bool
         codes = {f.exitcode for f in failures.values()}
         return EXIT_BAD_INPUT if EXIT_BAD_INPUT in codes else max(codes)
     return 0
+
+
+def _one_line(e: BaseException) -> str:
+    """The error's own message; one re-raised from a DataLoader worker ("Caught X in DataLoader worker process 0",
+    then the worker's traceback) is reduced to the worker's last line, without the exception's name."""
+    text = str(e)
+    if "Original Traceback" in text:
+        last = text.rstrip().splitlines()[-1]
+        return last.split(": ", 1)[1] if ": " in last else last
+    return text
 
 
 def _is_user_error(e: BaseException) -> bool:

@@ -13,6 +13,7 @@ state), the handoff between stages (:mod:`~hf_ptjf.runner.handoff`), evaluation
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import os
 import time
@@ -83,9 +84,28 @@ class RecipeRunner:
         tokenizer_dir = recipe_tokenizer_cache(self.cfg)
         self.data = prepare_recipe_data(self.cfg, tokenizer_dir)
         self.rates = self._every_stages_rates()
+        self._check_stream_checkpoints()
         self.run_dir.claim(self.cfg.to_dict(), start_over=self.start_over)  # main process only: the first write
         if not self.cfg.tokenizer.path:
             self.run_dir.keep_tokenizer(tokenizer_dir)
+
+    def _check_stream_checkpoints(self) -> None:
+        """A crashed stage continues its streams where its newest checkpoint left them: their shards must be the
+        same (checked before anything is written: a missing shard is one line and the run directory is untouched)."""
+        from ..trainer import MIXTURE_STATE_NAME, changed_shards
+
+        if not self.data.streams or self.start_over:
+            return
+        for index, stage in enumerate(self.cfg.stages):
+            checkpoint = latest_checkpoint(self.run_dir.stage_dir(index, stage), stage.name)
+            state = Path(checkpoint) / MIXTURE_STATE_NAME if checkpoint else None
+            if state is None or not state.is_file() or self.run_dir.finished_stage(index, stage):
+                continue
+            saved = json.loads(state.read_text()).get("stream")
+            streams = [self.data.streams[t] for t in self.cfg.stage_tasks(stage) if t in self.data.streams]
+            problem = changed_shards(saved or {}, streams, checkpoint)
+            if problem:
+                raise RecipeError(f"stage `{stage.name}`: {problem}")
 
     def run_stage(self, index: int, stage: StageSpec) -> StageResult:
         """One stage: arguments, init weights, a NEW optimizer and LR schedule, train, evaluate, save, push, record."""
@@ -103,7 +123,7 @@ class RecipeRunner:
         steps_before = sum(s.steps for s in self.stages)
         trainer = MixtureTrainer(
             model=model, args=args, rates=self.rates[stage.name],
-            train_datasets={t: self.data.tokenized[t]["train"] for t in tasks},
+            train_datasets={t: self.data.train_data(t) for t in tasks},
             eval_dataset=eval_sets(self.data, self.cfg.eval.split, self.cfg.eval.loss_examples),
             data_collator=self.data.collator, processing_class=self.data.tokenizer,
         )
@@ -143,7 +163,7 @@ class RecipeRunner:
         rates = {}
         for index, stage in enumerate(self.cfg.stages):
             try:
-                rates[stage.name] = self.cfg.stage_rates(stage, self.data.train_sizes(), self.state.num_processes)
+                rates[stage.name] = self.cfg.stage_rates(stage, self.data.sizes, self.state.num_processes)
             except ValueError as e:
                 raise RecipeError(f"`stages.{index}.mixture` (stage `{stage.name}`): {e}") from e
         return rates
