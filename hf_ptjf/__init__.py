@@ -1,6 +1,7 @@
 """hf_ptjf: pre-training joint fine-tuning (PTJF) for imbalanced multi-task training with HF Trainer.
 
-Layout: the core a user imports (``mixing``: rates; ``sampler``: the task stream; ``trainer``: MixtureTrainer;
+Layout: the core a user imports (``mixing``: rates; ``sampler``: the task stream; ``mixture_stream``: streamed
+mixtures; ``trainer``: MixtureTrainer;
 ``optim``, ``modeling``), ``data/`` (corpora, tokenizer, collators), ``recipe/`` (YAML -> stages), ``runner/``
 (the stage loop and its records, handoff, evaluation, results), ``hub/`` (client + offline server),
 ``analysis/`` (sweep, pareto, plots, inspect, plan) and ``metrics/`` (sacreBLEU, offline).
@@ -17,6 +18,8 @@ __version__ = "0.1.0"
 # heavy (torch / transformers) symbols load on first use, so `import hf_ptjf` stays cheap
 _LAZY = {
     "TemperatureMixtureSampler": "sampler",
+    "TaskSequence": "sampler",
+    "MixtureStream": "mixture_stream",
     "MixtureTrainer": "trainer",
     "MixtureTrainingArguments": "trainer",
     "load_recipe": "recipe",

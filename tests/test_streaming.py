@@ -425,3 +425,191 @@ def test_bad_streamed_input_is_one_line_naming_the_task_field_and_fix(tmp_path, 
     }[case]
     assert code == 2 and all(w in line for w in want), line
     assert not (tmp_path / "run" / "stages").exists()
+
+
+def test_the_mc4_recipe_mixes_table_2_character_counts_at_tau_3_33_and_inspect_plans_in_characters():
+    """recipes/configs/mc4_streamed_lm.yaml: declared sizes (the paper's Table 2) reach the rates unchanged, and the
+    applicability check plans the run in characters (no data is read: every size is declared)."""
+    from hf_ptjf import mixing
+    from hf_ptjf.analysis.inspect import recipe_report
+    from hf_ptjf.data.sizes import TaskSizes
+    from hf_ptjf.recipe import load_recipe
+
+    cfg = load_recipe(ROOT / "recipes" / "configs" / "mc4_streamed_lm.yaml")
+    chars = {t["name"]: t["size"]["characters"] for t in cfg.tasks}
+    assert chars["mc4-en"] / chars["mc4-gd"] == pytest.approx(16745)  # "English is 16745 times larger"
+    assert all(t["streaming"] for t in cfg.tasks)
+    sizes = TaskSizes({n: None for n in chars}, {n: {"characters": c, "examples": c / 2000} for n, c in chars.items()})
+    joint = cfg.stages[1]
+    want = mixing.temperature(list(chars.values()), 3.33)
+    assert list(cfg.stage_rates(joint, sizes, num_processes=8).values()) == pytest.approx(want.tolist())
+    report = recipe_report(cfg, sizes, {}, num_processes=8)
+    assert report.unit == "characters"
+    budget = cfg.stage_budget(joint, 8) * 2000  # examples x characters per example
+    gd = next(r for r in report.stages[1].rows if r.name == "mc4-gd")
+    assert gd.expected_epochs == pytest.approx(want[-1] * budget / chars["mc4-gd"])
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "parquet", "arrow", "hf"])
+def test_every_streamed_format_reads_the_same_rows_as_json_lines(tmp_path, bible_files, fmt):
+    """The en-fr shards rewritten as CSV / TSV / Parquet / Arrow files and as a saved `datasets` dataset stream the same
+    rows: the counted sizes (examples, tokens, characters) equal the JSON-lines stream's. (No validation files: dev and
+    test are the stream's first rows, dropped from training by their text, in every format.)"""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    shards = sorted(bible_files.glob("en-fr-train-*.jsonl"))
+    tables = [pa.Table.from_pylist([json.loads(x) for x in f.read_text().splitlines()]) for f in shards]
+    out = tmp_path / fmt
+    out.mkdir()
+    for k, table in enumerate(tables):
+        if fmt == "csv":
+            pcsv.write_csv(table, out / f"part-{k}.csv", pcsv.WriteOptions(quoting_style="needed"))
+        elif fmt == "tsv":  # quotes are text in TSV corpora (the loader reads them with QUOTE_NONE)
+            lines = ["\t".join(table.column_names)] + ["\t".join(r.values()) for r in table.to_pylist()]
+            (out / f"part-{k}.tsv").write_text("\n".join(lines) + "\n")
+        elif fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            pq.write_table(table, out / f"part-{k}.parquet")
+        elif fmt == "arrow":
+            with pa.OSFile(str(out / f"part-{k}.arrow"), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as w:
+                w.write_table(table)
+    if fmt == "hf":
+        datasets.Dataset(pa.concat_tables(tables)).save_to_disk(str(out / "saved"))
+    tasks = streamed_tasks(bible_files, size="count", max_length_ratio=None)
+    tasks[0]["data_files"] = {"train": tasks[0]["data_files"]["train"]}  # dev/test: the stream's first rows, each time
+    reference = _prepare(tmp_path / "json", tasks)[1].sizes
+    if fmt == "hf":
+        tasks[0].update(source="hf", path=str(out / "saved"), data_files=None)
+    else:
+        tasks[0].update(source=fmt, data_files={"train": str(out / f"part-*.{fmt}")})
+    _, data = _prepare(tmp_path / "run", tasks)
+    for unit in ("examples", "tokens", "characters"):
+        assert data.sizes.of(unit)["en-fr"] == reference.of(unit)["en-fr"], unit
+
+
+class _Failing(torch.utils.data.IterableDataset):
+    def __iter__(self):
+        raise StreamError("task `en-fr`: reading part-2.jsonl failed (FileNotFoundError: gone); restore it and rerun.")
+
+
+def test_an_error_raised_in_a_dataloader_worker_is_reported_as_its_own_line():
+    from hf_ptjf.runner.cli import _one_line
+
+    loader = torch.utils.data.DataLoader(_Failing(), batch_size=None, num_workers=1)
+    with pytest.raises(StreamError) as caught:
+        next(iter(loader))
+    assert "Original Traceback" in str(caught.value)  # torch's re-raise carries the worker's traceback
+    assert _one_line(caught.value) == ("task `en-fr`: reading part-2.jsonl failed (FileNotFoundError: gone); restore "
+                                       "it and rerun.")
+
+
+def test_inspect_plans_a_streamed_recipe_in_tokens(tmp_path, bible_files, tokenizer, capsys):
+    from hf_ptjf.analysis.inspect import main
+
+    recipe = write_recipe(tmp_path / "recipe.yaml", tasks=streamed_tasks(bible_files, size="count"),
+                          data={"num_dev": 16, "num_test": 8, "max_source_length": 32, "max_target_length": 32})
+    code = main([str(recipe), f"tokenizer.path={tokenizer}", "method_args.mixture.size_unit=tokens"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "recipe budget" in out and " tokens; high-resource = >= " in out
+    header = next(line for line in out.splitlines() if line.startswith("stage joint: budget"))
+    assert header.endswith("tokens (overfitting threshold 20 passes)")
+
+
+@pytest.fixture(scope="module")
+def lm_files(tmp_path_factory):
+    """Bible LM text as the user's files: English in 3 JSON-lines shards (streamed), Swahili in one (map-style)."""
+    from hf_ptjf.data.loaders import load_tasks
+
+    folder = tmp_path_factory.mktemp("lm_files")
+    corpora = load_tasks([{"name": "lm-en", "type": "lm", "source": "bible", "versions": ["WEB"], "train_size": 1500},
+                          {"name": "lm-sw", "type": "lm", "source": "bible", "versions": ["SUV1997"],
+                           "train_size": 150}], num_dev=16, num_test=8)
+    for name, dsd in corpora.items():
+        for split, ds in dsd.items():
+            rows = [{"id": r["id"], "text": r["text"]} for r in ds]
+            parts = [rows[k::3] for k in range(3)] if (name, split) == ("lm-en", "train") else [rows]
+            for k, part in enumerate(parts):
+                with open(folder / f"{name}-{split}{f'-{k}' if len(parts) > 1 else ''}.jsonl", "w") as f:
+                    f.writelines(json.dumps(r) + "\n" for r in part)
+    return folder
+
+
+def lm_tasks(folder, streaming=True):
+    files = {s: str(folder / f"lm-en-{s}.jsonl") for s in ("validation", "test")}
+    return [
+        {"name": "lm-en", "type": "lm", "source": "json", "lang": "en", "streaming": streaming,
+         "size": "count" if streaming else None, "data_files": {"train": str(folder / "lm-en-train-*.jsonl"), **files}},
+        {"name": "lm-sw", "type": "lm", "source": "json", "lang": "sw",
+         "data_files": {s: str(folder / f"lm-sw-{s}.jsonl") for s in ("train", "validation", "test")}},
+    ]
+
+
+@pytest.mark.parametrize("family", ["t5", "llama"])
+def test_a_streamed_lm_task_packs_as_the_map_style_path_and_its_recipe_trains(tmp_path, lm_files, family):
+    from hf_ptjf.recipe import load_recipe
+    from hf_ptjf.runner import run_recipe
+
+    model = {"family": family, "num_layers": 1, "d_model": 32, "d_ff": 64, "num_heads": 2, "dropout_rate": 0.0}
+    if family == "llama":
+        model["max_position_embeddings"] = 64
+    data = {"num_dev": 16, "num_test": 8, "max_source_length": 32, "max_target_length": 32}
+
+    def recipe(name, streaming):
+        path = write_recipe(tmp_path / f"{name}.yaml", tasks=lm_tasks(lm_files, streaming), data=data, model=model,
+                            method_args={"total_steps": 12, "first_stage_steps": 6, "high_resource": ["lm-en"],
+                                         "mixture": {"strategy": "temperature", "tau": 3.33}},
+                            tokenizer={"vocab_size": 500, "tau": 3.33, "max_sentences": 2000})
+        return load_recipe(path, [f"output_dir={tmp_path / name}"])
+
+    from hf_ptjf.data.prepare import prepare_recipe_data
+
+    streamed = prepare_recipe_data(recipe("streamed", True), tmp_path / "tok")
+    loaded = prepare_recipe_data(recipe("loaded", False), tmp_path / "tok")
+    # the same tokens, packed the same way within a window (a map batch is 1,000 documents, a window 1,000 raw rows
+    # of one shard): only each window's short last row differs, here 3 shards of ~500 documents vs batches of 1,000
+    assert streamed.sizes.of("tokens") == loaded.sizes.of("tokens")
+    rows, map_rows = streamed.sizes.of("examples"), loaded.sizes.of("examples")
+    assert rows["lm-sw"] == map_rows["lm-sw"] and 0 <= rows["lm-en"] - map_rows["lm-en"] <= 3
+    results = run_recipe(recipe("streamed", True))
+    assert results["complete"] and all(np.isfinite(t["final_loss"]) for t in results["tasks"].values())
+    assert sum(results["stages"][1]["examples_seen"].values()) == 6 * 8
+
+
+def test_a_resumed_mixture_stream_gives_the_same_batches_with_a_noisy_collator(tmp_path, shards, tokenizer):
+    """Span corruption draws its noise from the batch's position, so batches after a resume are the same tensors."""
+    from transformers import AutoTokenizer
+
+    from hf_ptjf.data.collators import SpanCorruptionCollator
+    from hf_ptjf.mixture_stream import STREAM_STATE, MixtureStream
+
+    tok = AutoTokenizer.from_pretrained(tokenizer)
+
+    def rows(window):
+        return {"input_ids": tok([f"{t} and more words to corrupt here" for t in window["text"]])["input_ids"],
+                "id": window["id"]}
+
+    streams = [TaskStream.from_iterable(
+        n, datasets.load_dataset("json", data_files=f, split="train", streaming=True), window=50, transform=rows)
+        for n, f in (("a", shards[:2]), ("b", shards[2:]))]
+    collator = SpanCorruptionCollator(tok, seed=0)
+
+    def batches(start=0, states=None, n=8):
+        stream = MixtureStream(streams, [0.6, 0.4], batch_size=4, collator=collator, seed=1, start_batch=start,
+                               reader_states=states)
+        out = []
+        for batch in stream:
+            out.append(batch)
+            if len(out) == n:
+                return out
+
+    full = batches()
+    states = {full[3][STREAM_STATE]["reader"]: full[3][STREAM_STATE]["tasks"]}
+    resumed = batches(4, json.loads(json.dumps(states)), n=4)
+    for a, b in zip(full[4:], resumed):
+        assert a[STREAM_STATE]["batch"] == b[STREAM_STATE]["batch"]
+        for key in ("input_ids", "labels", "task_id"):
+            assert torch.equal(a[key], b[key]), key
+    assert not torch.equal(full[4]["input_ids"], full[5]["input_ids"])  # (real, different batches)

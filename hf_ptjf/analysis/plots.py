@@ -276,16 +276,23 @@ def _loss_curve(
     return xs, ys, stages
 
 
-def plot_efficiency(trials: Sequence[Trial], lr_task: str, path: str | os.PathLike[str]) -> Path:
-    """Low-resource examples seen vs low-resource validation loss, best trial per method (Fig. 3).
+SEEN_KEYS = {"examples": "examples_seen", "tokens": "target_tokens_seen"}  # size unit -> what the trainer logs
+
+
+def plot_efficiency(trials: Sequence[Trial], lr_task: str, path: str | os.PathLike[str],
+                    unit: str = "examples") -> Path:
+    """Low-resource examples (or target tokens, ``unit="tokens"``) seen vs low-resource validation loss, best trial
+    per method (Fig. 3).
 
     The best trial of a method has the lowest ``final[lr_task]``; its curve comes from
-    ``history`` entries (``examples_seen_<lr_task>`` and ``eval_<lr_task>_loss``). A filled
-    dot marks the first evaluation of each new training stage (e.g. PTJF's joint stage).
+    ``history`` entries (``examples_seen_<lr_task>`` / ``target_tokens_seen_<lr_task>`` and ``eval_<lr_task>_loss``).
+    A filled dot marks the first evaluation of each new training stage (e.g. PTJF's joint stage).
     """
     trials = _check_trials(trials)
     out = _png_path(path)
-    loss_key, x_key = f"eval_{lr_task}_loss", f"examples_seen_{lr_task}"
+    if unit not in SEEN_KEYS:
+        raise ValueError(f"`unit` must be one of {sorted(SEEN_KEYS)} (what the trainer logs as seen), got {unit!r}.")
+    loss_key, x_key = f"eval_{lr_task}_loss", f"{SEEN_KEYS[unit]}_{lr_task}"
     methods = _methods(trials)
     colors = _colors(methods)
 
@@ -310,7 +317,7 @@ def plot_efficiency(trials: Sequence[Trial], lr_task: str, path: str | os.PathLi
             f"No best-per-method trial has a history with {x_key!r} and {loss_key!r}; "
             "check `lr_task` and that the sweep logged examples seen."
         )
-    ax.set_xlabel(f"{lr_task} examples seen")
+    ax.set_xlabel(f"{lr_task} {'examples' if unit == 'examples' else 'target tokens'} seen")
     ax.set_ylabel(f"{lr_task} validation loss")
     ax.set_title(f"Low-resource data efficiency ({lr_task}), best trial per method")
     ax.grid(alpha=0.3)
@@ -446,8 +453,10 @@ def write_report(
     hr_task: str,
     lr_task: str,
     out_dir: str | os.PathLike[str],
+    unit: str = "examples",
 ) -> Path:
-    """Write ``out_dir/report.md``: figures, the per-method Pareto fronts and their hypervolumes.
+    """Write ``out_dir/report.md``: figures, the per-method Pareto fronts and their hypervolumes. ``unit``: what the
+    low-resource efficiency figure counts as seen (``examples`` or ``tokens``, the sweep's ``size_unit``).
 
     Fronts use the final validation loss of both tasks (both minimized). Hypervolumes are
     taken against one shared reference point, the worst observed finite loss per task plus
@@ -470,7 +479,7 @@ def write_report(
     figures = [("Validation-loss trade-off fronts", plot_fronts(kept, hr_task, lr_task, out / "fronts.png"), "")]
     optional = [
         ("BLEU trade-off fronts", plot_bleu_fronts, (trials, hr_task, lr_task, out / "fronts_bleu.png")),
-        (f"Low-resource efficiency ({lr_task})", plot_efficiency, (trials, lr_task, out / "efficiency.png")),
+        (f"Low-resource efficiency ({lr_task})", plot_efficiency, (trials, lr_task, out / "efficiency.png", unit)),
     ] + [
         (f"Training curves ({task})", plot_training_curves, (trials, task, out / f"curves_{_slug(task)}.png"))
         for task in (hr_task, lr_task)

@@ -114,6 +114,7 @@ class SweepConfig:
     overrides: list[str] = field(default_factory=list)
     keep_other_tasks: bool = False  # False: drop recipe tasks other than hr_task / lr_task
     report_dir: str | None = None  # tables + report (default: output_dir); lets sweeps share trials
+    size_unit: str = "examples"  # the trials' mixture size_unit, and what the efficiency figure and summary count
 
     def __post_init__(self) -> None:
         bad = [m for m in self.methods if m not in METHODS]
@@ -129,6 +130,9 @@ class SweepConfig:
             raise RecipeError(f"`threads` must be a positive integer, got {self.threads!r}.")
         if not self.seeds:
             raise RecipeError("`seeds` is empty.")
+        if self.size_unit not in ("examples", "tokens"):
+            raise RecipeError(f"sweep `size_unit` must be examples or tokens (what the trainer logs as seen), got "
+                              f"{self.size_unit!r}.")
         if self.devices is not None:
             self.devices = [str(d) for d in self.devices]
             if len(self.devices) < self.parallel:
@@ -260,6 +264,8 @@ def expand_trials(cfg: SweepConfig) -> list[Trial]:
         args = {key: value for key, value in base_args.items() if key in _KEPT_METHOD_ARGS}
         args.update(total_steps=total, mixture={"strategy": "static",
                                                 "weights": {cfg.hr_task: round(1.0 - rate, 6), cfg.lr_task: rate}})
+        if cfg.size_unit != "examples":  # (absent by default: earlier sweeps' trials keep their recipes)
+            args["mixture"]["size_unit"] = cfg.size_unit
         if method != "scalarization":
             args["first_stage_steps"] = n1
         if method in ("ptjf", "transfer"):
@@ -560,7 +566,7 @@ def seed_means(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         for step in sorted(steps):
             hs = steps[step]
             row: dict[str, Any] = {"step": step, "stage": hs[0].get("stage")}
-            for key in {k for h in hs for k in h if k.startswith(("eval_", "examples_seen_"))}:
+            for key in {k for h in hs for k in h if k.startswith(("eval_", "examples_seen_", "target_tokens_seen_"))}:
                 xs = [h[key] for h in hs if isinstance(h.get(key), (int, float))]
                 if len(xs) == len(rs):
                     row[key] = sum(xs) / len(xs)
@@ -569,6 +575,7 @@ def seed_means(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "trial": f"{method}" + ("" if rate is None else f"-r{rate:g}") + f" (mean of {len(rs)})",
             "method": method, "rate": rate, "lr": lr, "seed": "mean", "n_seeds": len(rs),
             "final": mean("final"), "best": mean("best"), "examples_seen": mean("examples_seen"),
+            "target_tokens_seen": mean("target_tokens_seen"),
             "history": history,
         })
     return out
@@ -621,7 +628,11 @@ def summary_markdown(cfg: SweepConfig, records: Sequence[Mapping[str, Any]]) -> 
              "without label smoothing (`-` for runs made before it was logged); best = lowest evaluation during "
              "training (early stopping, for reference only: the fronts use final losses).", "",
              f"| method | rate | lr | seeds | final {hr} | final {lr} | final {lr} CE | best {lr} | best {lr} at step | "
-             f"{lr} examples seen | wall time (s) |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             f"{lr} {'examples' if cfg.size_unit == 'examples' else 'target tokens'} seen | wall time (s) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    from .plots import SEEN_KEYS
+
+    seen_key = SEEN_KEYS[cfg.size_unit]
     for (method, rate, lr_), rs in sorted(groups.items(), key=lambda kv: (order.get(kv[0][0].split("@")[0], 9),
                                                                            kv[0][0], kv[0][1], str(kv[0][2]))):
         steps = []
@@ -634,7 +645,7 @@ def summary_markdown(cfg: SweepConfig, records: Sequence[Mapping[str, Any]]) -> 
             f"{stat([r['final'].get(hr) for r in rs])} | {stat([r['final'].get(lr) for r in rs])} | "
             f"{stat([(r.get('final_ce') or {}).get(lr) for r in rs])} | "
             f"{stat([r['best'].get(lr) for r in rs])} | {'/'.join(str(s) for s in steps) or '-'} | "
-            f"{stat([float(r['examples_seen'].get(lr) or 0) for r in rs]).split('.')[0]} | "
+            f"{stat([float((r.get(seen_key) or {}).get(lr) or 0) for r in rs]).split('.')[0]} | "
             f"{sum(float(r['wall_time_s']) for r in rs) / len(rs):.0f} |")
     return "\n".join(lines) + "\n"
 
@@ -648,9 +659,9 @@ def gather(cfg: SweepConfig, trials: Sequence[Trial] | None = None, status: Mapp
     write_tables(cfg, records, status)
     if records:
         (cfg.report_out / "summary.md").write_text(summary_markdown(cfg, records))
-        write_report(records, cfg.hr_task, cfg.lr_task, cfg.report_out)
+        write_report(records, cfg.hr_task, cfg.lr_task, cfg.report_out, cfg.size_unit)
         if len(cfg.seeds) > 1:
-            write_report(seed_means(records), cfg.hr_task, cfg.lr_task, cfg.report_out / "mean")
+            write_report(seed_means(records), cfg.hr_task, cfg.lr_task, cfg.report_out / "mean", cfg.size_unit)
     return records
 
 

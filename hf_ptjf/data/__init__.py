@@ -15,6 +15,7 @@ from .loaders import load_tasks, verse_of
 from .meta import set_task_meta, task_meta
 from .preprocess import tokenize_tasks
 from .spec import TaskSpec
+from .stream import StreamError, TaskStream
 from .tokenizer import add_language_tags, sentinel_tokens, train_tokenizer
 from .versions import VERSIONS, resolve_version
 
@@ -23,7 +24,9 @@ __all__ = [
     "CausalLMCollator",
     "Seq2SeqCollator",
     "SpanCorruptionCollator",
+    "StreamError",
     "TaskSpec",
+    "TaskStream",
     "VERSIONS",
     "load_tasks",
     "paper_default_tasks",

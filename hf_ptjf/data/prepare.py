@@ -178,7 +178,7 @@ def prepare_recipe_data(
         logger.info("tokenized (%.1f s)", time.time() - start)
         streams = {n: _task_stream(cfg, dsd, tokenizer, causal, lang_codes.get(n)) for n, dsd in corpora.items()
                    if isinstance(dsd, StreamedTaskDict)}
-        sizes = _task_sizes(cfg, specs, corpora, tokenized, streams, tokenizer)
+        sizes = _task_sizes(cfg, specs, corpora, tokenized, streams, tokenizer, causal, lang_codes)
     task_type = types.pop()
     if causal:
         collator = CausalLMCollator(tokenizer, per_document=d.packed_attention == "document")
@@ -207,7 +207,7 @@ def _task_stream(cfg: RecipeConfig, dsd: Any, tokenizer: Any, causal: bool, code
 
 
 def _task_sizes(cfg: RecipeConfig, specs: list[TaskSpec], corpora: dict[str, Any], tokenized: dict[str, Any],
-                streams: dict[str, Any], tokenizer: Any) -> Any:
+                streams: dict[str, Any], tokenizer: Any, causal: bool, lang_codes: dict[str, Any]) -> Any:
     """Every task's sizes: map-style tasks counted from their rows and text, streamed ones declared or counted."""
     from .preprocess import tokenizer_fingerprint
     from .sizes import TaskSizes, dataset_sizes, file_identity
@@ -223,8 +223,10 @@ def _task_sizes(cfg: RecipeConfig, specs: list[TaskSpec], corpora: dict[str, Any
             stream = streams[name]
             counters[name] = stream.count_sizes if spec.size == "count" else None
             files = corpora[name].stream.files
+            # what the rows depend on: the files, the task, the data settings, the tokenizer and the model kind
             keys[name] = {"files": file_identity(files) if files else None, "spec": spec.cache_fields(),
-                          "data": cfg.to_dict()["data"], "tokenizer": tok}
+                          "data": cfg.to_dict()["data"], "tokenizer": tok, "causal": causal,
+                          "codes": lang_codes.get(name)}
         else:
             columns = ("source", "target") if spec.type == "translation" else ("text",)
             train, text = tokenized[name]["train"], corpora[name]["train"]
