@@ -392,7 +392,8 @@ def _write_parquet(path, rows):
     pq.write_table(pa.Table.from_pylist(rows), path)
 
 
-@pytest.mark.parametrize("case", ["no size", "parquet column", "empty stream", "bad unit", "bible", "train_size"])
+@pytest.mark.parametrize("case", ["no size", "parquet column", "empty stream", "bad unit", "bible", "train_size",
+                                  "mixture unit"])
 def test_bad_streamed_input_is_one_line_naming_the_task_field_and_fix(tmp_path, bible_files, tokenizer, case):
     tasks = streamed_tasks(bible_files)
     if case == "parquet column":
@@ -413,7 +414,8 @@ def test_bad_streamed_input_is_one_line_naming_the_task_field_and_fix(tmp_path, 
         tasks[0]["train_size"] = 100
     recipe = write_recipe(tmp_path / "recipe.yaml", tasks=tasks,
                           data={"num_dev": 16, "num_test": 8, "max_source_length": 32, "max_target_length": 32})
-    code, err = run_cli([recipe, f"output_dir={tmp_path / 'run'}", f"tokenizer.path={tokenizer}"])
+    extra = ["method_args.mixture.size_unit=bytes"] if case == "mixture unit" else []
+    code, err = run_cli([recipe, f"output_dir={tmp_path / 'run'}", f"tokenizer.path={tokenizer}", *extra])
     line = error_line(err)
     want = {
         "no size": ["`stages.1.mixture`", "task `en-fr` is streamed", "size: count"],
@@ -422,6 +424,7 @@ def test_bad_streamed_input_is_one_line_naming_the_task_field_and_fix(tmp_path, 
         "bad unit": ["task 'en-fr'", "size.bytes", "characters"],
         "bible": ["task 'en-ro'", "streaming: true", "Bible"],
         "train_size": ["task 'en-fr'", "train_size", "streaming: false"],
+        "mixture unit": ["mixture", "size_unit must be one of ['examples', 'tokens', 'characters']", "'bytes'"],
     }[case]
     assert code == 2 and all(w in line for w in want), line
     assert not (tmp_path / "run" / "stages").exists()

@@ -59,10 +59,10 @@ class RawTaskStream:
         return {k: [v[i] for i in index] for k, v in rows.items()}
 
     def characters(self, window: dict[str, list]) -> int:
-        """Characters of text a raw window holds (what ``size_unit: characters`` counts, before cleaning)."""
-        mapping = column_mapping(self.spec)
-        rows = normalise_rows(window, self.spec, [""] * len(next(iter(window.values()), [])))
-        return sum(len(t) for k in mapping if k != "id" for t in rows[k])
+        """Characters of text of a raw window's rows that train (cleaned, filtered, not held out): what
+        ``size_unit: characters`` counts, as it counts a map-style task's training text."""
+        rows = self.clean(window)
+        return sum(len(t) for k in column_mapping(self.spec) if k != "id" for t in rows.get(k, []))
 
     def transform(self, tokenize: Callable[[dict[str, list]], dict[str, list]]) -> Callable[[dict[str, list]], dict[str, list]]:
         """Window -> model-ready rows: clean, then ``tokenize`` (the map-style path's batch function)."""
