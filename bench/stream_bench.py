@@ -12,7 +12,8 @@
    stopping_strategy="all_exhausted")`` over the same IterableDatasets of model-ready rows (token ids in Parquet
    shards), both batched by 8 in this process; best of 3, alternating.
 3. Resume cost: a reader's state at stream positions 1e3, 1e5, 1e7 rows of a task in 100 Parquet shards of 100,000
-   rows; time to build the resumed reader and get its first row (best of 3). Flat: at most one shard's skip.
+   rows; time to build the resumed reader and get its first row, and a MixtureStream's first batch at that position
+   (best of 3). Flat: at most one shard's skip.
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ def tokenizer_for(root: Path, files: dict[str, list[str]]):
 
 
 # ------------------------------------------------------------------------------------------------ 1. memory
-def bench_memory(root: Path, files: dict[str, list[str]], rows: int, map_fraction: float) -> None:
+def bench_memory(root: Path, files: dict[str, list[str]], rows: int, map_fraction: float, skip_map: bool) -> None:
     from hf_ptjf.data.preprocess import lm_rows
 
     tok = tokenizer_for(root, files)
@@ -137,6 +138,15 @@ def bench_memory(root: Path, files: dict[str, list[str]], rows: int, map_fractio
     print(f"    streamed {seen:,} packed rows of 128 tokens in {elapsed:.0f} s ({seen / elapsed:,.0f} rows/s); "
           f"RSS start {start_rss:.0f} MiB, peak {peak_rss_mib():.0f} MiB, growth {max(r for _, r in curve) - start_rss:.0f} MiB")
     print("    RSS curve (rows, MiB): " + ", ".join(f"({n:,}, {r:.0f})" for n, r in curve))
+    read = []
+    for stream, name in zip(streams, files):
+        state = batch["stream_state"]["tasks"][name]
+        done = stream.shard_order(state["pass"])[: state["cursor"]]
+        gb = (state["pass"] * sizes[name] + sum(os.path.getsize(files[name][i]) for i in done)) / 2**30
+        read.append(f"{name} pass {state['pass'] + 1}, {gb:.2f} GB of whole shards read")
+    print("    read: " + "; ".join(read), flush=True)
+    if skip_map:
+        return
     # the map-style path on the same data: Arrow cache + tokenizing map (what it costs before the first step)
     cache = root / "map_cache"
     shutil.rmtree(cache, ignore_errors=True)
@@ -237,11 +247,17 @@ def bench_resume(root: Path) -> None:
             resumed = stream.reader(state=state)
             next(resumed)
             best = min(best, time.perf_counter() - t)
-        example = state["shard_state"]
-        within = "start of a shard" if example is None else "within a shard"
-        print(f"    position {target:>12,}: {best * 1000:7.1f} ms to resume and get the first row "
-              f"(pass {state['pass']}, shard {state['cursor']} of its order, window {state['window']}, {within})",
-              flush=True)
+        within = "start of a shard" if state["shard_state"] is None else "within a shard"
+        mixture = float("inf")
+        for _ in range(3):  # the same through a MixtureStream: its task sequence positioned at that batch too
+            t = time.perf_counter()
+            stream_at = MixtureStream([stream], [1.0], batch_size=8, collator=lambda r: {"rows": r}, seed=0,
+                                      start_batch=target // 8, reader_states={0: {"r": state}})
+            next(iter(stream_at))
+            mixture = min(mixture, time.perf_counter() - t)
+        print(f"    position {target:>12,}: {best * 1000:7.1f} ms to resume the reader and get its first row, "
+              f"{mixture * 1000:7.1f} ms for a MixtureStream's first batch there (pass {state['pass']}, shard "
+              f"{state['cursor']} of its order, window {state['window']}, {within})", flush=True)
 
 
 def main() -> None:
@@ -250,11 +266,12 @@ def main() -> None:
     p.add_argument("--only", nargs="*", type=int, default=[1, 2, 3])
     p.add_argument("--rows", type=int, default=400_000, help="[1] packed rows to stream")
     p.add_argument("--map-fraction", type=float, default=1.0, help="[1] share of the shards the map-style path loads")
+    p.add_argument("--skip-map", action="store_true", help="[1] stream only (no map-style comparison)")
     p.add_argument("--speed-rows", type=int, default=200_000, help="[2] rows per try")
     args = p.parse_args()
     root = Path(args.data)
     if 1 in args.only:
-        bench_memory(root, write_corpus(root), args.rows, args.map_fraction)
+        bench_memory(root, write_corpus(root), args.rows, args.map_fraction, args.skip_map)
     if 2 in args.only:
         bench_speed(root, args.speed_rows)
     if 3 in args.only:

@@ -73,6 +73,14 @@ def test_plot_bleu_fronts(tmp_path):
 
 def test_plot_efficiency(tmp_path):
     _assert_png(plot_efficiency(TRIALS, LR, tmp_path / "eff.png"))
+    # in tokens (a sweep with size_unit: tokens) it reads target_tokens_seen_<lr>, which these trials do not log
+    with pytest.raises(ValueError, match="target_tokens_seen_en-ro"):
+        plot_efficiency(TRIALS, LR, tmp_path / "eff_tokens.png", unit="tokens")
+    tokens = [{**t, "history": [{**h, f"target_tokens_seen_{LR}": 7 * h[f"examples_seen_{LR}"]}
+                                if f"examples_seen_{LR}" in h else h for h in t["history"]]} for t in TRIALS]
+    _assert_png(plot_efficiency(tokens, LR, tmp_path / "eff_tokens.png", unit="tokens"))
+    with pytest.raises(ValueError, match="`unit` must be one of"):
+        plot_efficiency(TRIALS, LR, tmp_path / "eff_chars.png", unit="characters")
     with pytest.raises(ValueError, match="examples_seen_de-en"):
         plot_efficiency(TRIALS, "de-en", tmp_path / "eff2.png")
 

@@ -107,6 +107,21 @@ def test_trials_keep_the_base_recipes_method_args_and_read_floats_like_the_runne
         assert sum(s.max_steps for s in stages) == (4 if t.method == "pretrain" else 2 if t.depends_on else 6)
 
 
+def test_a_sweep_in_tokens_sets_the_trials_size_unit_and_counts_target_tokens_seen(tmp_path):
+    cfg = sw.load_sweep(write_sweep(tmp_path, size_unit="tokens"))
+    trials = sw.expand_trials(cfg)
+    def mixed(ts):  # the stages that mix the two tasks at the trial's rate
+        return [s["mixture"] for t in ts for s in t.recipe.get("stages", []) if "weights" in s.get("mixture", {})]
+
+    assert mixed(trials) and all(m["size_unit"] == "tokens" for m in mixed(trials))
+    (tmp_path / "d").mkdir()
+    default = mixed(sw.expand_trials(sw.load_sweep(write_sweep(tmp_path / "d"))))
+    assert default and all("size_unit" not in m for m in default)  # earlier sweeps' trials keep their recipes
+    record = {"method": "scalarization", "rate": 0.1, "lr": None, "final": {}, "best": {}, "history": [],
+              "examples_seen": {cfg.lr_task: 10}, "target_tokens_seen": {cfg.lr_task: 345}, "wall_time_s": 1}
+    assert "| 345 |" in sw.summary_markdown(cfg, [record]) and "target tokens seen" in sw.summary_markdown(cfg, [record])
+
+
 def test_expand_pretraining_lengths_fixed_finetune(tmp_path):
     cfg = sw.load_sweep(write_sweep(tmp_path, first_stage_steps=[2, 4], finetune_steps=3, total_steps=None,
                                     methods=["ptjf"], share_pretrain=False))
@@ -117,7 +132,7 @@ def test_expand_pretraining_lengths_fixed_finetune(tmp_path):
 
 
 @pytest.mark.parametrize("bad", [{"methods": ["ptfj"]}, {"rates": [1.5]}, {"lr_task": "en-xx"},
-                                 {"first_stage_steps": 6}, {"paralel": 2}])
+                                 {"first_stage_steps": 6}, {"paralel": 2}, {"size_unit": "characters"}])
 def test_bad_sweep_configs_refused(tmp_path, bad):
     with pytest.raises(RecipeError):
         sw.expand_trials(sw.load_sweep(write_sweep(tmp_path, **bad)))
