@@ -12,6 +12,7 @@ shards). A reader goes through them pass after pass:
   (cleaning, tokenizing, packing: the same batch functions as the map-style path, so a window of 1,000 LM documents
   is packed exactly as a map batch of 1,000 is), and the rows are yielded in a seeded permutation of the window
   (keyed by task, pass, shard and window number): a shuffle buffer whose content is a function of the position.
+  (Not ``IterableDataset.shuffle``: datasets documents that its buffer's examples are lost on resume.)
 * **State**: (pass, shard cursor, window number, the shard's ``datasets`` state at the window's start, rows taken
   from the window). Resuming re-opens one shard at the window's start (datasets' ``load_state_dict``: a skip within
   that shard, never a replay of the stream), re-reads one window and skips the rows already taken: the resumed
