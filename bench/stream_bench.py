@@ -51,6 +51,12 @@ def rss_mib() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def cpu_s() -> float:
+    """User + system CPU seconds of this process (less sensitive than wall time to other jobs on the machine)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -127,15 +133,15 @@ def bench_memory(root: Path, files: dict[str, list[str]], rows: int, map_fractio
           f"{dict(zip(files, np.round(rates, 3)))} (temperature 3.33 on bytes)", flush=True)
     start_rss = rss_mib()
     curve = [(0, start_rss)]
-    t0, seen = time.time(), 0
+    t0, c0, seen = time.time(), cpu_s(), 0
     for i, batch in enumerate(mixture):
         seen += len(batch["rows"])
         if (i + 1) % 2000 == 0:
             curve.append((seen, rss_mib()))
         if seen >= rows:
             break
-    elapsed = time.time() - t0
-    print(f"    streamed {seen:,} packed rows of 128 tokens in {elapsed:.0f} s ({seen / elapsed:,.0f} rows/s); "
+    elapsed, cpu = time.time() - t0, cpu_s() - c0
+    print(f"    streamed {seen:,} packed rows of 128 tokens in {elapsed:.0f} s, {cpu:.0f} CPU s ({seen / elapsed:,.0f} rows/s); "
           f"RSS start {start_rss:.0f} MiB, peak {peak_rss_mib():.0f} MiB, growth {max(r for _, r in curve) - start_rss:.0f} MiB")
     print("    RSS curve (rows, MiB): " + ", ".join(f"({n:,}, {r:.0f})" for n, r in curve))
     read = []
@@ -150,18 +156,20 @@ def bench_memory(root: Path, files: dict[str, list[str]], rows: int, map_fractio
     # the map-style path on the same data: Arrow cache + tokenizing map (what it costs before the first step)
     cache = root / "map_cache"
     shutil.rmtree(cache, ignore_errors=True)
-    chosen = {n: fs[: max(1, round(len(fs) * map_fraction))] for n, fs in files.items()}
+    chosen = {n: fs[: max(1, round(len(fs) * map_fraction))] for n, fs in files.items()}  # each task's first shards
     chosen_gb = sum(os.path.getsize(f) for fs in chosen.values() for f in fs) / 2**30
-    t0 = time.time()
+    t0, c0 = time.time(), cpu_s()
     total_rows = 0
     for name, fs in chosen.items():
         ds = datasets.load_dataset("json", data_files=fs, split="train", cache_dir=str(cache))
         ds = ds.map(pack, batched=True, batch_size=1000, remove_columns=ds.column_names)
         total_rows += len(ds)
-    elapsed = time.time() - t0
-    print(f"    map-style on {chosen_gb:.2f} GB ({map_fraction:.0%} of the shards): {elapsed:.0f} s before the first "
-          f"step ({total_rows:,} packed rows), {du(cache) / 2**30:.2f} GB of disk (Arrow cache + tokenized cache), "
-          f"peak RSS {peak_rss_mib():.0f} MiB")
+    elapsed, cpu = time.time() - t0, cpu_s() - c0
+    disk = du(cache) / 2**30
+    print(f"    map-style on {chosen_gb:.2f} GB ({map_fraction:.0%} of the shards): {elapsed:.0f} s, {cpu:.0f} CPU s before "
+          f"the first step ({total_rows:,} packed rows), {disk:.2f} GB of disk (Arrow cache + tokenized cache), "
+          f"peak RSS {peak_rss_mib():.0f} MiB; per GB of JSON lines: {elapsed / chosen_gb:.0f} s, {cpu / chosen_gb:.0f} "
+          f"CPU s, {disk / chosen_gb:.2f} GB of disk")
     shutil.rmtree(cache, ignore_errors=True)
 
 
