@@ -380,6 +380,13 @@ def test_rates_in_characters_use_declared_sizes_and_unimax_budgets_convert_from_
     budget = cfg.stage_budget(joint) * (sum(chars.values()) / sum(data.sizes.of("examples").values()))
     want = mixing.unimax([chars["en-fr"], chars["en-ro"]], budget, 1.0)
     assert list(cfg.stage_rates(joint, data.sizes).values()) == pytest.approx(want.tolist())
+    both = [chars["en-fr"], chars["en-ro"]]
+    joint.mixture = type(joint.mixture)(strategy="temperature", tau=3.33, size_unit="characters", max_epochs=0.05)
+    capped = mixing.cap_epochs(mixing.temperature(both, 3.33), both, budget, 0.05)
+    assert list(cfg.stage_rates(joint, data.sizes).values()) == pytest.approx(capped.tolist())
+    assert capped[1] < 0.5 * mixing.temperature(both, 3.33)[1]  # the cap (in characters) bites
+    joint.mixture = type(joint.mixture)(strategy="proportional", size_unit="characters")
+    assert list(cfg.stage_rates(joint, data.sizes).values()) == pytest.approx(mixing.proportional(both).tolist())
     joint.mixture = type(joint.mixture)(strategy="temperature", tau=2.0, size_unit="tokens")
     with pytest.raises(ValueError, match=r"task `en-fr` is streamed and its size in tokens is not known.*size: count"):
         cfg.stage_rates(joint, data.sizes)
