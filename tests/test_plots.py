@@ -77,7 +77,7 @@ def test_plot_efficiency(tmp_path):
     with pytest.raises(ValueError, match="target_tokens_seen_en-ro"):
         plot_efficiency(TRIALS, LR, tmp_path / "eff_tokens.png", unit="tokens")
     tokens = [{**t, "history": [{**h, f"target_tokens_seen_{LR}": 7 * h[f"examples_seen_{LR}"]}
-                                if f"examples_seen_{LR}" in h else h for h in t["history"]]} for t in TRIALS]
+                                if f"examples_seen_{LR}" in h else h for h in t.get("history", [])]} for t in TRIALS]
     _assert_png(plot_efficiency(tokens, LR, tmp_path / "eff_tokens.png", unit="tokens"))
     with pytest.raises(ValueError, match="`unit` must be one of"):
         plot_efficiency(TRIALS, LR, tmp_path / "eff_chars.png", unit="characters")
