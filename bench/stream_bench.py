@@ -4,9 +4,9 @@
     python bench/stream_bench.py --data /tmp/stream_corpus --only 2 3
 
 1. Memory: a generated multilingual corpus of >= 5 GB of JSON lines (3 tasks: 4.2 / 0.9 / 0.2 GB, 64 MB shards) is
-   streamed through a 3-task LM mixture (temperature 3.33 on the tasks' sizes in characters, counted from the files'
-   sizes), tokenized and packed on the fly, for ``--rows`` rows: the process's RSS is sampled every 2,000 batches
-   (the curve is printed). Against it, the map-style path's cost on the same data: ``load_dataset`` (Arrow cache)
+   streamed through a 3-task LM mixture (temperature ``--tau`` on the files' sizes), tokenized (``--tokenizer``:
+   byte-level BPE, or hashed words to push the whole corpus through cheaply) and packed on the fly, for ``--rows``
+   rows: the process's RSS is sampled every 2,000 batches (25,000 beyond 4 M rows; the curve is printed). Against it, the map-style path's cost on the same data: ``load_dataset`` (Arrow cache)
    + the tokenizing ``map``, timed, with the disk they use (``--map-fraction`` of the shards, default all).
 2. Speed: rows/s of ``MixtureStream`` vs ``datasets.interleave_datasets(..., probabilities=same,
    stopping_strategy="all_exhausted")`` over the same IterableDatasets of model-ready rows (token ids in Parquet
@@ -117,26 +117,36 @@ def tokenizer_for(root: Path, files: dict[str, list[str]]):
     return AutoTokenizer.from_pretrained(path)
 
 
+class WhitespaceTokenizer:
+    """Words hashed to 4,000 ids: a tokenizer ~20x cheaper than BPE, to push a whole corpus through the stream."""
+
+    eos_token_id = 1
+
+    def __call__(self, texts, add_special_tokens=True):
+        return {"input_ids": [[2 + hash(w) % 3998 for w in t.split()] for t in texts]}
+
+
 # ------------------------------------------------------------------------------------------------ 1. memory
-def bench_memory(root: Path, files: dict[str, list[str]], rows: int, map_fraction: float, skip_map: bool) -> None:
+def bench_memory(root: Path, files: dict[str, list[str]], rows: int, map_fraction: float, skip_map: bool,
+                 tokenizer: str = "bpe", tau: float = 3.33) -> None:
     from hf_ptjf.data.preprocess import lm_rows
 
-    tok = tokenizer_for(root, files)
+    tok = tokenizer_for(root, files) if tokenizer == "bpe" else WhitespaceTokenizer()
     pack = lm_rows(tok, 128)
     sizes = {n: float(sum(os.path.getsize(f) for f in fs)) for n, fs in files.items()}
-    rates = temperature(list(sizes.values()), 3.33)
+    rates = temperature(list(sizes.values()), tau)
     streams = [TaskStream.from_iterable(n, datasets.load_dataset("json", data_files=fs, split="train", streaming=True),
                                         transform=pack, window=1000, seed=0) for n, fs in files.items()]
     mixture = MixtureStream(streams, rates, batch_size=8, collator=lambda r: {"rows": r}, seed=0)
     total_gb = sum(sizes.values()) / 2**30
     print(f"[1] memory: {total_gb:.2f} GB of JSON lines in {sum(map(len, files.values()))} shards; rates "
-          f"{dict(zip(files, np.round(rates, 3)))} (temperature 3.33 on bytes)", flush=True)
+          f"{dict(zip(files, np.round(rates, 3)))} (temperature {tau:g} on bytes); tokenizer {tokenizer}", flush=True)
     start_rss = rss_mib()
     curve = [(0, start_rss)]
     t0, c0, seen = time.time(), cpu_s(), 0
     for i, batch in enumerate(mixture):
         seen += len(batch["rows"])
-        if (i + 1) % 2000 == 0:
+        if (i + 1) % (2000 if rows <= 4_000_000 else 25_000) == 0:
             curve.append((seen, rss_mib()))
         if seen >= rows:
             break
@@ -275,11 +285,14 @@ def main() -> None:
     p.add_argument("--rows", type=int, default=400_000, help="[1] packed rows to stream")
     p.add_argument("--map-fraction", type=float, default=1.0, help="[1] share of the shards the map-style path loads")
     p.add_argument("--skip-map", action="store_true", help="[1] stream only (no map-style comparison)")
+    p.add_argument("--tokenizer", choices=["bpe", "whitespace"], default="bpe",
+                   help="[1] bpe (byte-level BPE, the real cost) or whitespace (hashed words: a whole pass is cheap)")
+    p.add_argument("--tau", type=float, default=3.33, help="[1] temperature on the tasks' bytes (1: proportional)")
     p.add_argument("--speed-rows", type=int, default=200_000, help="[2] rows per try")
     args = p.parse_args()
     root = Path(args.data)
     if 1 in args.only:
-        bench_memory(root, write_corpus(root), args.rows, args.map_fraction, args.skip_map)
+        bench_memory(root, write_corpus(root), args.rows, args.map_fraction, args.skip_map, args.tokenizer, args.tau)
     if 2 in args.only:
         bench_speed(root, args.speed_rows)
     if 3 in args.only:
