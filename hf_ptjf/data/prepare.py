@@ -222,7 +222,7 @@ def _task_sizes(cfg: RecipeConfig, specs: list[TaskSpec], corpora: dict[str, Any
             declared[name] = dict(streams[name].size)
             stream = streams[name]
             counters[name] = stream.count_sizes if spec.size == "count" else None
-            files = corpora[name].stream.files
+            files = corpora[name].stream.files or _saved_dataset_files(spec.path)
             # what the rows depend on: the files, the task, the data settings, the tokenizer and the model kind
             keys[name] = {"files": file_identity(files) if files else None, "spec": spec.cache_fields(),
                           "data": cfg.to_dict()["data"], "tokenizer": tok, "causal": causal,
@@ -235,6 +235,11 @@ def _task_sizes(cfg: RecipeConfig, specs: list[TaskSpec], corpora: dict[str, Any
             if isinstance(spec.size, dict):
                 declared[name] = {k: float(v) for k, v in spec.size.items()}
     return TaskSizes(counters, declared, keys, cache_dir=_sizes_cache(cfg))
+
+
+def _saved_dataset_files(path: str | None) -> list[str]:
+    """The files of a ``save_to_disk`` directory (a ``source: hf`` stream's content), else none."""
+    return sorted(str(p) for p in Path(path).rglob("*") if p.is_file()) if path and Path(path).is_dir() else []
 
 
 def _sizes_cache(cfg: RecipeConfig) -> Any:
