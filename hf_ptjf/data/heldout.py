@@ -68,12 +68,14 @@ def keep_mask(texts: pa.Array, banned: set[str]) -> np.ndarray:
 
 
 def share_heldout_texts(
-    corpora: Mapping[str, datasets.DatasetDict], specs: Sequence[TaskSpec]
+    corpora: Mapping[str, datasets.DatasetDict], specs: Sequence[TaskSpec],
+    every_banned: Mapping[str, set[str]] | None = None,
 ) -> tuple[dict[str, datasets.DatasetDict], dict[str, int]]:
     """``(corpora with shared held-out texts removed from training, {task: training rows removed})``; a streamed
-    task (no ``train`` split: see :mod:`hf_ptjf.data.streamed_tasks`) is filtered window by window instead."""
+    task (no ``train`` split: see :mod:`hf_ptjf.data.streamed_tasks`) is filtered window by window instead.
+    ``every_banned``: :func:`banned_texts` of these corpora, when the caller has it already."""
     out, removed = dict(corpora), {}
-    every_banned = banned_texts(corpora, specs)
+    every_banned = banned_texts(corpora, specs) if every_banned is None else every_banned
     for spec in specs:
         banned, train = every_banned[spec.name], corpora[spec.name].get("train")
         if train is None or not banned or len(train) == 0:

@@ -90,8 +90,9 @@ def load_tasks(
                     ) from e
             logger.info("[%d/%d] task %s: %s (%.1f s)", i, len(specs), spec.name,
                         ", ".join(f"{len(ds):,} {split}" for split, ds in out[spec.name].items()), time.time() - start)
-        out, _ = share_heldout_texts(out, specs)
-        for name, banned in banned_texts(out, specs).items():
+        every_banned = banned_texts(out, specs)  # (filtering training rows leaves the held-out splits as they are)
+        out, _ = share_heldout_texts(out, specs, every_banned)
+        for name, banned in every_banned.items():
             if isinstance(out[name], StreamedTaskDict):  # filtered window by window as it is read
                 out[name].stream.banned = banned
         out.update({s.name: subsample_train(out[s.name], s, seed) for s in specs if s.source != "bible"})

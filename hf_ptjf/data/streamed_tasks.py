@@ -28,7 +28,8 @@ from .heldout import keep_mask
 from .meta import set_task_meta
 from .spec import TaskSpec
 from .stream import StreamError
-from .user_tasks import _VALIDATION_NAMES, BUILDERS, _filter_user, _normalise_columns, column_mapping, keep_rows, length_ratio_median, normalise_rows
+from .user_tasks import (_VALIDATION_NAMES, BUILDERS, _filter_user, _normalise_columns, builder_kwargs, column_mapping,
+                         keep_rows, length_ratio_median, normalise_rows)
 
 __all__ = ["RawTaskStream", "StreamedTaskDict", "open_streamed_task"]
 
@@ -107,13 +108,8 @@ def _load(spec: TaskSpec, files: list[str] | None, root: Path) -> datasets.Itera
             return ds.to_iterable_dataset(num_shards=max(1, min(len(ds) // 10_000, 64)))
         return datasets.load_dataset(spec.dataset or spec.path, spec.config, split=spec.split, streaming=True,
                                      data_files=spec.data_files, cache_dir=cache)
-    kwargs: dict[str, Any] = {}
-    if spec.source == "tsv":
-        kwargs.update(delimiter="\t", quoting=3)
-    if spec.source in ("csv", "tsv") and spec.column_names:
-        kwargs["column_names"] = list(spec.column_names)
     return datasets.load_dataset(BUILDERS[spec.source], data_files=files, split="train", streaming=True,
-                                 cache_dir=cache, **kwargs)
+                                 cache_dir=cache, **builder_kwargs(spec))
 
 
 def _peek(spec: TaskSpec, train: datasets.IterableDataset, where: str) -> dict[str, Any]:

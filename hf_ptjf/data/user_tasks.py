@@ -27,12 +27,22 @@ from .meta import set_task_meta
 from .spec import TaskSpec
 from .splits import carve_indices, subsample_indices, task_rng
 
-__all__ = ["column_mapping", "keep_rows", "length_ratio_median", "load_user_task", "normalise_rows", "subsample_train"]
+__all__ = ["builder_kwargs", "column_mapping", "keep_rows", "length_ratio_median", "load_user_task", "normalise_rows", "subsample_train"]
 
 logger = logging.getLogger(__name__)
 
 _VALIDATION_NAMES = ("validation", "valid", "dev", "development")
 BUILDERS = {"json": "json", "csv": "csv", "tsv": "csv", "parquet": "parquet", "arrow": "arrow"}  # source -> builder
+
+
+def builder_kwargs(spec: TaskSpec) -> dict[str, Any]:
+    """What ``datasets.load_dataset`` needs beside the files for the task's source (map-style and streamed)."""
+    kwargs: dict[str, Any] = {}
+    if spec.source == "tsv":
+        kwargs.update(delimiter="\t", quoting=3)  # csv.QUOTE_NONE: quotes are text in TSV corpora
+    if spec.source in ("csv", "tsv") and spec.column_names:
+        kwargs["column_names"] = list(spec.column_names)
+    return kwargs
 
 
 def _load_raw(spec: TaskSpec, root: Path) -> datasets.DatasetDict:
@@ -46,12 +56,7 @@ def _load_raw(spec: TaskSpec, root: Path) -> datasets.DatasetDict:
             )
     else:
         files = spec.data_files if spec.data_files is not None else spec.path
-        kwargs: dict[str, Any] = {}
-        if spec.source == "tsv":
-            kwargs.update(delimiter="\t", quoting=3)  # csv.QUOTE_NONE: quotes are text in TSV corpora
-        if spec.source in ("csv", "tsv") and spec.column_names:
-            kwargs["column_names"] = list(spec.column_names)
-        raw = datasets.load_dataset(BUILDERS[spec.source], data_files=files, cache_dir=cache, **kwargs)
+        raw = datasets.load_dataset(BUILDERS[spec.source], data_files=files, cache_dir=cache, **builder_kwargs(spec))
     if isinstance(raw, datasets.Dataset):
         raw = datasets.DatasetDict({spec.split: raw})
     return raw
@@ -102,11 +107,15 @@ def normalise_rows(batch: dict[str, list], spec: TaskSpec, ids: list[str]) -> di
     return out
 
 
-def length_ratio_median(sources: list[str], targets: list[str]) -> float:
-    """The median log length ratio target/source (the centre of the length-ratio filter)."""
+def _log_length_ratios(sources: list[str], targets: list[str]) -> np.ndarray:
     ls = np.array([max(len(x), 1) for x in sources], np.float64)
     lt = np.array([max(len(x), 1) for x in targets], np.float64)
-    return float(np.median(np.log(lt / ls)))
+    return np.log(lt / ls)
+
+
+def length_ratio_median(sources: list[str], targets: list[str]) -> float:
+    """The median log length ratio target/source (the centre of the length-ratio filter)."""
+    return float(np.median(_log_length_ratios(sources, targets)))
 
 
 def keep_rows(batch: dict[str, list], spec: TaskSpec, median: float | None) -> np.ndarray:
@@ -115,9 +124,7 @@ def keep_rows(batch: dict[str, list], spec: TaskSpec, median: float | None) -> n
     for k in _ours(spec):
         ok &= has_letter(pd.Series(batch[k], dtype=object))
     if median is not None:
-        ls = np.array([max(len(x), 1) for x in batch["source"]], np.float64)
-        lt = np.array([max(len(x), 1) for x in batch["target"]], np.float64)
-        ok &= np.abs(np.log(lt / ls) - median) <= np.log(spec.max_length_ratio)
+        ok &= np.abs(_log_length_ratios(batch["source"], batch["target"]) - median) <= np.log(spec.max_length_ratio)
     return ok
 
 
