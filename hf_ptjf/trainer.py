@@ -6,8 +6,9 @@ It only overrides hooks (sampler, signature columns, loss, logging, checkpointin
 * the training set is the concatenation of the tasks (with a ``task_id`` column) and the order comes
   from a :class:`~hf_ptjf.sampler.TemperatureMixtureSampler` whose rates come from
   :class:`MixtureTrainingArguments` (strategy by name, see :mod:`hf_ptjf.mixing`);
-* per-task examples and target tokens actually consumed are counted on device, summed across ranks
-  at each log, and logged cumulatively as ``examples_seen_<task>`` / ``target_tokens_seen_<task>``;
+* per-task examples, target tokens and characters of text actually consumed are counted, summed across ranks at
+  each log, and logged cumulatively as ``examples_seen_<task>`` / ``target_tokens_seen_<task>`` /
+  ``characters_seen_<task>`` (:mod:`hf_ptjf.seen`; characters when the rows carry a ``characters`` column);
 * each checkpoint holds ``mixture_state.json`` (sampler position + counters); resuming restores it so
   the resumed run consumes exactly the batches of the uninterrupted one, in O(1) (no batch replay);
 * evaluation per task comes from passing ``eval_dataset`` as a dict (logged as ``eval_<task>_loss``);
@@ -40,12 +41,17 @@ from .optim import ADAFACTOR_OPTIONS, LR_SCHEDULES, Adafactor, get_lr_schedule, 
 from .data.stream import TaskStream, as_task_stream
 from .mixture_stream import STREAM_STATE, MixtureStream
 from .sampler import TemperatureMixtureSampler
+from .seen import CHARACTERS, SEEN_UNITS
 
 __all__ = ["MIXTURE_STATE_NAME", "MixtureTrainer", "MixtureTrainingArguments", "changed_shards", "concatenate_tasks",
            "shard_identity"]
 
 MIXTURE_STATE_NAME = "mixture_state.json"
 TASK_ID = "task_id"
+# the per-task counters: SEEN_UNITS, then how many examples carried a character count (all of them, or the
+# task's characters are unknown: rows from data without a `characters` column)
+_CARRIED = "examples_with_characters"
+_SEEN_ROWS = (*SEEN_UNITS, _CARRIED)
 EVAL_NOISE_SEED = 0  # the noise of a random collator (span corruption) during evaluation, the same in every run
 
 
@@ -200,12 +206,10 @@ class MixtureTrainer(Seq2SeqTrainer):
             else [len(train_datasets[n]) for n in self.task_names])
         self.rates = self._resolve_rates(rates) if self.task_names else None
         k = len(self.task_names)
-        self._examples = torch.zeros(k, dtype=torch.long)  # this rank, since (re)start
-        self._tokens = torch.zeros(k, dtype=torch.long)
+        self._seen = torch.zeros(len(_SEEN_ROWS), k, dtype=torch.long)  # this rank, since (re)start
         self._loss_sums = torch.zeros(k, dtype=torch.float32)  # this rank, this logging window (on the model's device)
         self._loss_tokens = torch.zeros(k, dtype=torch.float32)
-        self._examples_base = np.zeros(k, dtype=np.int64)  # all ranks, restored from a checkpoint
-        self._tokens_base = np.zeros(k, dtype=np.int64)
+        self._seen_base = np.zeros((len(_SEEN_ROWS), k), dtype=np.int64)  # all ranks, restored from a checkpoint
         self._pending_sampler_state: dict[str, Any] | None = None
         self.mixture_sampler: TemperatureMixtureSampler | None = None
         self.mixture_stream: MixtureStream | None = None
@@ -380,21 +384,24 @@ class MixtureTrainer(Seq2SeqTrainer):
 
     def _set_signature_columns_if_needed(self) -> None:
         super()._set_signature_columns_if_needed()
-        if TASK_ID not in self._signature_columns:
-            self._signature_columns.append(TASK_ID)  # keep it through `remove_unused_columns`
+        for column in (TASK_ID, CHARACTERS):  # keep them through `remove_unused_columns`: counted, then popped
+            if column not in self._signature_columns:
+                self._signature_columns.append(column)
 
     # ------------------------------------------------------------------ counting
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: D102
         task_id = inputs.pop(TASK_ID, None)
+        characters = inputs.pop(CHARACTERS, None)
         counting = task_id is not None and model.training and bool(self.task_names)
         labels = inputs.get("labels")  # the label smoother pops them from `inputs`
         if counting:
-            k = len(self.task_names)
             task_id = task_id.detach().to("cpu", torch.long)
-            self._examples += torch.bincount(task_id, minlength=k)
+            self._count(task_id, "examples", None)
             if labels is not None:  # loss tokens: what the model is scored on
-                per_example = (self._scored(labels) != -100).sum(dim=-1).detach().to("cpu", torch.long)
-                self._tokens += torch.bincount(task_id, weights=per_example, minlength=k).long()
+                self._count(task_id, "target_tokens", (self._scored(labels) != -100).sum(dim=-1))
+            if characters is not None:  # -1: a row without a count (its task's characters stay unknown)
+                self._count(task_id, CHARACTERS, characters.clamp(min=0))
+                self._count(task_id, _CARRIED, characters >= 0)
         if self.label_smoother is not None and "labels" in inputs and "decoder_input_ids" not in inputs:
             # label smoothing pops `labels` before forward, so the decoder needs its inputs explicitly
             prepare = getattr(self.model, "prepare_decoder_input_ids_from_labels", None)
@@ -410,6 +417,11 @@ class MixtureTrainer(Seq2SeqTrainer):
         logits = outputs["logits"] if isinstance(outputs, dict) else outputs[1]
         self._add_task_losses(logits, labels, task_id)
         return (loss, outputs) if return_outputs else loss
+
+    def _count(self, task_id: torch.Tensor, unit: str, per_example: torch.Tensor | None) -> None:
+        """Add a batch's per-example values (``None``: one each) to this rank's per-task counts of ``unit``."""
+        weights = None if per_example is None else per_example.detach().to("cpu", torch.float64)
+        self._seen[_SEEN_ROWS.index(unit)] += torch.bincount(task_id, weights=weights, minlength=len(self.task_names)).long()
 
     def _add_task_losses(self, logits: torch.Tensor, labels: torch.Tensor, task_id: torch.Tensor) -> None:
         """Per-task sums of the per-token training loss (label smoothing as the loss applies it) and token counts.
@@ -478,6 +490,7 @@ class MixtureTrainer(Seq2SeqTrainer):
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None, **gen_kwargs):  # noqa: D102
         inputs.pop(TASK_ID, None)
+        inputs.pop(CHARACTERS, None)
         # transformers 5's Seq2SeqTrainer fills the model's generation config with defaults (max_length=20) after
         # each generate, so every later batch warns that max_new_tokens and max_length are both set: undo it.
         config = getattr(self.model, "generation_config", None)
@@ -504,12 +517,16 @@ class MixtureTrainer(Seq2SeqTrainer):
         return local.cpu()
 
     def seen_counts(self) -> dict[str, dict[str, int]]:
-        """Cumulative per-task examples and target tokens consumed by all ranks (a collective call)."""
-        total = self._sum_over_ranks(torch.stack([self._examples, self._tokens])).numpy()
-        examples, tokens = self._examples_base + total[0], self._tokens_base + total[1]
-        return {
-            name: {"examples": int(examples[i]), "target_tokens": int(tokens[i])} for i, name in enumerate(self.task_names)
-        }
+        """Cumulative per-task counts consumed by all ranks, ``{task: {unit: n}}`` over ``SEEN_UNITS`` (a collective
+        call). ``characters`` only for a task every one of whose examples carried a character count."""
+        total = self._seen_base + self._sum_over_ranks(self._seen.clone()).numpy()
+        out = {}
+        for i, name in enumerate(self.task_names):
+            counts = {unit: int(total[u, i]) for u, unit in enumerate(SEEN_UNITS)}
+            if total[_SEEN_ROWS.index(_CARRIED), i] != counts["examples"]:  # some rows had no character count
+                del counts[CHARACTERS]
+            out[name] = counts
+        return out
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:  # noqa: D102
         # `log` runs on every rank, so the collective inside `seen_counts` is safe here. Train and
@@ -519,8 +536,7 @@ class MixtureTrainer(Seq2SeqTrainer):
             if "loss" in logs and self.args.log_task_train_loss:  # a training log: close the loss window
                 logs.update(self._task_train_losses())
             for name, seen in self.seen_counts().items():
-                logs[f"examples_seen_{name}"] = seen["examples"]
-                logs[f"target_tokens_seen_{name}"] = seen["target_tokens"]
+                logs.update({f"{unit}_seen_{name}": n for unit, n in seen.items()})
             for name, current in self.stream_passes().items():
                 logs[f"stream_pass_{name}"] = current
         super().log(logs, start_time)
@@ -574,10 +590,8 @@ class MixtureTrainer(Seq2SeqTrainer):
                              "them map-style; use the same data, or a new output_dir.")
         else:
             self._pending_sampler_state = state["sampler"]
-        self._examples_base = np.array([state["seen"][n]["examples"] for n in self.task_names], dtype=np.int64)
-        self._tokens_base = np.array([state["seen"][n]["target_tokens"] for n in self.task_names], dtype=np.int64)
-        self._examples.zero_()
-        self._tokens.zero_()
+        self._seen_base = _seen_base(state["seen"], self.task_names)
+        self._seen.zero_()
         # The sampler itself continues at the saved position (O(1)); the Trainer must not also
         # fast-forward the DataLoader by replaying batches.
         skip = self.args.ignore_data_skip
@@ -586,6 +600,15 @@ class MixtureTrainer(Seq2SeqTrainer):
             return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
         finally:
             self.args.ignore_data_skip = skip
+
+
+def _seen_base(saved: Mapping[str, Mapping[str, int]], tasks: Sequence[str]) -> np.ndarray:
+    """A checkpoint's ``seen`` counts as the trainer's base rows (a task saved without characters stays unknown)."""
+    base = np.zeros((len(_SEEN_ROWS), len(tasks)), dtype=np.int64)
+    for i, name in enumerate(tasks):
+        counts = {**saved[name], _CARRIED: saved[name]["examples"] if CHARACTERS in saved[name] else 0}
+        base[:, i] = [counts.get(row, 0) for row in _SEEN_ROWS]
+    return base
 
 
 def shard_identity(streams: Sequence[TaskStream] | None) -> dict[str, Any]:

@@ -79,8 +79,13 @@ def test_plot_efficiency(tmp_path):
     tokens = [{**t, "history": [{**h, f"target_tokens_seen_{LR}": 7 * h[f"examples_seen_{LR}"]}
                                 if f"examples_seen_{LR}" in h else h for h in t.get("history", [])]} for t in TRIALS]
     _assert_png(plot_efficiency(tokens, LR, tmp_path / "eff_tokens.png", unit="tokens"))
-    with pytest.raises(ValueError, match="`unit` must be one of"):
+    with pytest.raises(ValueError, match="characters_seen_en-ro"):
         plot_efficiency(TRIALS, LR, tmp_path / "eff_chars.png", unit="characters")
+    chars = [{**t, "history": [{**h, f"characters_seen_{LR}": 90 * h[f"examples_seen_{LR}"]}
+                               if f"examples_seen_{LR}" in h else h for h in t.get("history", [])]} for t in TRIALS]
+    _assert_png(plot_efficiency(chars, LR, tmp_path / "eff_chars.png", unit="characters"))
+    with pytest.raises(ValueError, match="`size_unit` must be one of"):
+        plot_efficiency(TRIALS, LR, tmp_path / "eff_bytes.png", unit="bytes")
     with pytest.raises(ValueError, match="examples_seen_de-en"):
         plot_efficiency(TRIALS, "de-en", tmp_path / "eff2.png")
 

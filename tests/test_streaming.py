@@ -116,7 +116,7 @@ class Recorder:
         self.rows = []
 
     def __call__(self, rows):
-        self.rows.extend((r["task_id"], r["row"]) for r in rows)
+        self.rows.extend((r["task_id"], r["row"], r.get("characters")) for r in rows)
         return collate([{k: v for k, v in r.items() if k != "row"} for r in rows])
 
 
@@ -134,19 +134,21 @@ def _tasks():
 
 
 def test_streamed_mixture_follows_the_map_style_task_sequence_and_mixes_with_map_style_tasks(tmp_path):
-    hr, lr = _tasks()
+    hr, lr = (ds.add_column("characters", [k * len(x) for x in ds["input_ids"]]) for ds, k in zip(_tasks(), (5, 3)))
     rec = Recorder()
     trainer = MixtureTrainer(model=tiny_t5(), args=_args(tmp_path, 6, save_strategy="no"), data_collator=rec,
                              train_datasets={"hr": hr.to_iterable_dataset(num_shards=4), "lr": lr},
                              rates={"hr": 0.7, "lr": 0.3})
     trainer.train()
     sampler = TemperatureMixtureSampler([600, 20], 48, [0.7, 0.3], seed=5)
-    assert [t for t, _ in rec.rows[:48]] == [int(sampler.task_of(i)) for i in sampler]
-    ids = [r for _, r in rec.rows]
+    assert [t for t, _, _ in rec.rows[:48]] == [int(sampler.task_of(i)) for i in sampler]
+    ids = [r for _, r, _ in rec.rows]
     assert len(set(ids)) == len(ids)  # less than a pass of either task: nothing twice
     logged = trainer.state.log_history[-2]
     assert logged["stream_pass_hr"] == 1 and logged["stream_pass_lr"] == 1
     assert logged["examples_seen_hr"] + logged["examples_seen_lr"] == 48
+    for k, name in enumerate(("hr", "lr")):  # the characters counted are the rows' (streamed and map-style)
+        assert logged[f"characters_seen_{name}"] == sum(c for t, _, c in rec.rows[:48] if t == k) > 0
 
 
 @pytest.mark.parametrize("workers", [0, 2])
@@ -286,6 +288,11 @@ def test_a_streamed_recipe_runs_with_counted_sizes_and_logs_passes(streamed_refe
     assert joint["tasks"] == ["en-fr", "en-ro"] and 0 < joint["rates"]["en-ro"] < 0.5  # temperature on counted sizes
     assert sum(joint["examples_seen"].values()) == STREAM_STEPS * 8
     assert any("stream_pass_en-fr" in h for h in ref["history"])
+    # characters seen: counted from the rows (stream and map-style), per stage and over the run
+    for name, task in ref["tasks"].items():
+        per_stage = [st["characters_seen"].get(name, 0) for st in ref["stages"]]
+        assert task["characters_seen"] == sum(per_stage) and per_stage[-1] > 0
+        assert 20 < task["characters_seen"] / task["examples_seen"] < 1000  # a Bible verse pair's characters
 
 
 @pytest.mark.slow
@@ -344,6 +351,27 @@ def _prepare(tmp_path, tasks, mixture=None):
     if mixture:
         cfg.stages[1].mixture = type(cfg.stages[1].mixture)(**mixture)
     return cfg, prepare_recipe_data(cfg, tmp_path / "tok")
+
+
+def test_rows_carry_the_characters_of_their_text(tokenizer):
+    """What ``characters_seen`` and ``size_unit: characters`` count: a pair's source + target characters; a packed LM
+    row's share of its documents' characters (in proportion to tokens, adding up to the batch's characters)."""
+    from transformers import AutoTokenizer
+
+    from hf_ptjf.data.preprocess import lm_rows, translation_rows
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer)
+    pairs = {"id": ["a", "b"], "source": ["In the beginning", "God created"], "target": ["Au commencement", "Dieu"]}
+    for causal in (False, True):
+        rows = translation_rows(tokenizer, "<2fr>", "train", 32, 32, causal)(pairs)
+        assert rows["characters"] == [16 + 15, 11 + 4]
+    texts = ["word " * 40, "short one", "another document of some length " * 3]
+    rows = lm_rows(tokenizer, 7)({"id": ["x", "y", "z"], "text": texts})
+    assert sum(rows["characters"]) == sum(len(t) for t in texts) and min(rows["characters"]) >= 0
+    ids = tokenizer(texts[0])["input_ids"]
+    first = len(ids) // 7  # rows packing the first document alone: its characters in proportion to their tokens
+    for n in rows["characters"][:first]:
+        assert abs(n - len(texts[0]) * 7 / len(ids)) <= 1
 
 
 def test_a_counted_stream_has_the_sizes_of_the_same_data_loaded_map_style_and_the_count_is_cached(
@@ -581,6 +609,7 @@ def test_a_streamed_lm_task_packs_as_the_map_style_path_and_its_recipe_trains(tm
     # the same tokens, packed the same way within a window (a map batch is 1,000 documents, a window 1,000 raw rows
     # of one shard): only each window's short last row differs, here 3 shards of ~500 documents vs batches of 1,000
     assert streamed.sizes.of("tokens") == loaded.sizes.of("tokens")
+    assert streamed.sizes.of("characters") == loaded.sizes.of("characters")  # each window's rows add up to its text
     rows, map_rows = streamed.sizes.of("examples"), loaded.sizes.of("examples")
     assert rows["lm-sw"] == map_rows["lm-sw"] and 0 <= rows["lm-en"] - map_rows["lm-en"] <= 3
     results = run_recipe(recipe("streamed", True))

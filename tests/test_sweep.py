@@ -132,7 +132,7 @@ def test_expand_pretraining_lengths_fixed_finetune(tmp_path):
 
 
 @pytest.mark.parametrize("bad", [{"methods": ["ptfj"]}, {"rates": [1.5]}, {"lr_task": "en-xx"},
-                                 {"first_stage_steps": 6}, {"paralel": 2}, {"size_unit": "characters"}])
+                                 {"first_stage_steps": 6}, {"paralel": 2}, {"size_unit": "bytes"}])
 def test_bad_sweep_configs_refused(tmp_path, bad):
     with pytest.raises(RecipeError):
         sw.expand_trials(sw.load_sweep(write_sweep(tmp_path, **bad)))
@@ -158,7 +158,7 @@ def test_failed_pretraining_blocks_its_trials(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def tiny_sweep(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sweep")
-    path = write_sweep(tmp)
+    path = write_sweep(tmp, size_unit="characters")  # the summary and the efficiency figure count characters
     cfg = sw.load_sweep(path)
     first = sw.run_sweep(cfg)
     return path, cfg, first
@@ -196,6 +196,16 @@ def test_table_has_config_and_metrics(tiny_sweep):
     assert stages == {"pretrain", "joint"}
     assert max(h["step"] for h in ptjf["history"]) == 6
     assert ptjf["examples_seen"]["en-fr"] > 4 * 8 * 0.9
+    # characters seen: the pre-training run's plus the joint stage's, from the trials' own results
+    pre = json.loads((cfg.out / "trials" / "pretrain-n4-s0" / "results.json").read_text())
+    joint = json.loads((cfg.out / "trials" / "ptjf-n4-r0.5-s0" / "results.json").read_text())
+    assert ptjf["characters_seen"]["en-fr"] == (pre["tasks"]["en-fr"]["characters_seen"]
+                                                 + joint["tasks"]["en-fr"]["characters_seen"])
+    assert ptjf["characters_seen"]["en-ro"] == joint["tasks"]["en-ro"]["characters_seen"] > 0
+    summary = (cfg.out / "summary.md").read_text()
+    assert "en-ro characters seen" in summary
+    assert f"| {ptjf['characters_seen']['en-ro']} |" in next(line for line in summary.splitlines()
+                                                             if line.startswith("| ptjf | 0.5 |"))
 
 
 def test_report_and_pngs(tiny_sweep):
@@ -231,6 +241,16 @@ def test_counters_run_across_stages():
     out = sw.cumulative_counts(hist, stages)
     assert out[0]["examples_seen_en-fr"] == 100
     assert out[1]["examples_seen_en-fr"] == 130 and out[1]["examples_seen_en-ro"] == 10 and out[1]["loss"] == 2.0
+    # characters: a stage that trained a task without counting them (a record from before they were counted, or
+    # rows without a `characters` column) makes the task's later totals unknown: dropped, not wrong
+    stages[0]["characters_seen"] = {"en-fr": 5000}
+    stages[1]["characters_seen"] = {"en-fr": 1500}
+    hist[1].update({"characters_seen_en-fr": 1500, "characters_seen_en-ro": 400})
+    out = sw.cumulative_counts(hist, stages)
+    assert out[1]["characters_seen_en-fr"] == 6500 and out[1]["characters_seen_en-ro"] == 400
+    del stages[0]["characters_seen"]
+    out = sw.cumulative_counts(hist, stages)
+    assert "characters_seen_en-fr" not in out[1] and out[1]["characters_seen_en-ro"] == 400
 
 
 def test_launcher_and_devices(tmp_path, monkeypatch):

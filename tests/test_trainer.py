@@ -42,6 +42,41 @@ def test_counts_equal_the_sampler_and_per_task_eval(tmp_path):
     assert evals == {"eval_hr_loss", "eval_lr_loss"}
 
 
+def _with_characters(ds, per_token):
+    """Rows carrying a ``characters`` count (as tokenize_tasks writes it): here ``per_token`` x their input length."""
+    return ds.add_column("characters", [per_token * len(x) for x in ds["input_ids"]])
+
+
+@pytest.mark.parametrize("carried", [("hr", "lr"), ("lr",)])
+def test_characters_seen_are_the_consumed_rows_characters_and_survive_a_resume(tmp_path, carried):
+    train, evals = toy_mixture()
+    train = {k: _with_characters(ds, 5 if k == "hr" else 3) if k in carried else ds for k, ds in train.items()}
+
+    def trainer(out, max_steps):
+        args = MixtureTrainingArguments(
+            output_dir=str(out), max_steps=max_steps, per_device_train_batch_size=8, learning_rate=5e-3,
+            logging_steps=1, save_steps=5, report_to=[], use_cpu=True, mixture_strategy="temperature",
+            mixture_tau=3.0, seed=7, disable_tqdm=True)
+        return MixtureTrainer(model=tiny_t5(), args=args, train_datasets=train, data_collator=collate)
+
+    full = trainer(tmp_path / "full", 12)
+    full.train()
+    idx = full.mixture_sampler.indices(0, 12 * 8)
+    chars = np.array([full.train_dataset[int(i)]["characters"] or 0 for i in idx])
+    tasks = full.mixture_sampler.task_of(idx)
+    last = train_logs(full)[-1]
+    for k, name in enumerate(("hr", "lr")):
+        if name in carried:
+            assert last[f"characters_seen_{name}"] == chars[tasks == k].sum() > 0
+        else:  # rows without a count: the task's characters are unknown, not 0
+            assert f"characters_seen_{name}" not in last and "characters" not in full.seen_counts()[name]
+    state = json.loads((tmp_path / "full" / "checkpoint-5" / MIXTURE_STATE_NAME).read_text())
+    assert {n for n in ("hr", "lr") if "characters" in state["seen"][n]} == set(carried)
+    resumed = trainer(tmp_path / "full", 12)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "full" / "checkpoint-5"))
+    assert resumed.seen_counts() == full.seen_counts()
+
+
 def test_rates_follow_the_strategy_or_explicit_rates(tmp_path):
     t = make_trainer(tmp_path)
     sizes = np.array([3000, 40]) / 3040

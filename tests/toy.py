@@ -35,7 +35,7 @@ def toy_task(n: int, shift: int, seed: int, length: tuple[int, int] = (3, 8)) ->
 
 
 def collate(features: list[dict]) -> dict:
-    """Pad a toy batch (pad 0, labels -100) and pass `task_id` through."""
+    """Pad a toy batch (pad 0, labels -100) and pass `task_id` / `characters` through."""
     import torch
 
     def pad(key: str, value: int) -> torch.Tensor:
@@ -43,8 +43,9 @@ def collate(features: list[dict]) -> dict:
         return torch.tensor([list(f[key]) + [value] * (width - len(f[key])) for f in features])
 
     batch = {"input_ids": pad("input_ids", 0), "attention_mask": pad("attention_mask", 0), "labels": pad("labels", -100)}
-    if "task_id" in features[0]:
-        batch["task_id"] = torch.tensor([f["task_id"] for f in features])
+    for key in ("task_id", "characters"):  # passed through as the package's collators do (-1: a row without)
+        if any(f.get(key) is not None for f in features):
+            batch[key] = torch.tensor([-1 if f.get(key) is None else f[key] for f in features])
     return batch
 
 

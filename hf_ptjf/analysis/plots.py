@@ -27,6 +27,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from ..seen import seen_key, seen_of_size_unit
 from .pareto import compare_fronts, hypervolume, pareto_indices, reference_point
 
 __all__ = [
@@ -276,23 +277,19 @@ def _loss_curve(
     return xs, ys, stages
 
 
-SEEN_KEYS = {"examples": "examples_seen", "tokens": "target_tokens_seen"}  # size unit -> what the trainer logs
-
-
 def plot_efficiency(trials: Sequence[Trial], lr_task: str, path: str | os.PathLike[str],
                     unit: str = "examples") -> Path:
-    """Low-resource examples (or target tokens, ``unit="tokens"``) seen vs low-resource validation loss, best trial
-    per method (Fig. 3).
+    """Low-resource examples (or target tokens, ``unit="tokens"``, or characters) seen vs low-resource validation
+    loss, best trial per method (Fig. 3).
 
-    The best trial of a method has the lowest ``final[lr_task]``; its curve comes from
-    ``history`` entries (``examples_seen_<lr_task>`` / ``target_tokens_seen_<lr_task>`` and ``eval_<lr_task>_loss``).
+    The best trial of a method has the lowest ``final[lr_task]``; its curve comes from ``history`` entries
+    (``<unit>_seen_<lr_task>``, :func:`hf_ptjf.seen.seen_of_size_unit`, and ``eval_<lr_task>_loss``).
     A filled dot marks the first evaluation of each new training stage (e.g. PTJF's joint stage).
     """
     trials = _check_trials(trials)
     out = _png_path(path)
-    if unit not in SEEN_KEYS:
-        raise ValueError(f"`unit` must be one of {sorted(SEEN_KEYS)} (what the trainer logs as seen), got {unit!r}.")
-    loss_key, x_key = f"eval_{lr_task}_loss", f"{SEEN_KEYS[unit]}_{lr_task}"
+    seen = seen_of_size_unit(unit)
+    loss_key, x_key = f"eval_{lr_task}_loss", f"{seen_key(seen)}_{lr_task}"
     methods = _methods(trials)
     colors = _colors(methods)
 
@@ -315,9 +312,9 @@ def plot_efficiency(trials: Sequence[Trial], lr_task: str, path: str | os.PathLi
     if drawn == 0:
         raise ValueError(
             f"No best-per-method trial has a history with {x_key!r} and {loss_key!r}; "
-            "check `lr_task` and that the sweep logged examples seen."
+            f"check `lr_task` and that the sweep logged {seen.replace('_', ' ')} seen."
         )
-    ax.set_xlabel(f"{lr_task} {'examples' if unit == 'examples' else 'target tokens'} seen")
+    ax.set_xlabel(f"{lr_task} {seen.replace('_', ' ')} seen")
     ax.set_ylabel(f"{lr_task} validation loss")
     ax.set_title(f"Low-resource data efficiency ({lr_task}), best trial per method")
     ax.grid(alpha=0.3)
@@ -456,7 +453,8 @@ def write_report(
     unit: str = "examples",
 ) -> Path:
     """Write ``out_dir/report.md``: figures, the per-method Pareto fronts and their hypervolumes. ``unit``: what the
-    low-resource efficiency figure counts as seen (``examples`` or ``tokens``, the sweep's ``size_unit``).
+    low-resource efficiency figure counts as seen (``examples``, ``tokens`` or ``characters``: the sweep's
+    ``size_unit``).
 
     Fronts use the final validation loss of both tasks (both minimized). Hypervolumes are
     taken against one shared reference point, the worst observed finite loss per task plus

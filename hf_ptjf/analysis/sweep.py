@@ -62,7 +62,9 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from ..hints import did_you_mean
+from ..mixing import SIZE_UNITS
 from ..runner.results import best_loss, cumulative_counts
+from ..seen import SEEN_UNITS, seen_key, seen_of_size_unit, total_seen
 from ..recipe import METHODS, RecipeError, apply_overrides, expand_method, parse_recipe, read_recipe, read_yaml
 
 logger = logging.getLogger(__name__)
@@ -130,9 +132,8 @@ class SweepConfig:
             raise RecipeError(f"`threads` must be a positive integer, got {self.threads!r}.")
         if not self.seeds:
             raise RecipeError("`seeds` is empty.")
-        if self.size_unit not in ("examples", "tokens"):
-            raise RecipeError(f"sweep `size_unit` must be examples or tokens (what the trainer logs as seen), got "
-                              f"{self.size_unit!r}.")
+        if self.size_unit not in SIZE_UNITS:
+            raise RecipeError(f"sweep `size_unit` must be one of {SIZE_UNITS}, got {self.size_unit!r}.")
         if self.devices is not None:
             self.devices = [str(d) for d in self.devices]
             if len(self.devices) < self.parallel:
@@ -493,15 +494,10 @@ def _record(t: Trial, cfg: SweepConfig, by_id: Mapping[str, Trial], status: str 
         return None
     stages = list(res.get("stages", []))
     history = list(res.get("history", []))
-    seen = {k: v.get("examples_seen") for k, v in res["tasks"].items()}
-    tokens = {k: v.get("target_tokens_seen") for k, v in res["tasks"].items()}
     if t.depends_on:  # prepend the shared pre-training run, as if it were this trial's first stage
         pre = _read_results(by_id[t.depends_on].out)
         offset = sum(s["steps"] for s in pre.get("stages", []))
         history = list(pre.get("history", [])) + [{**h, "step": h.get("step", 0) + offset} for h in history]
-        for task, v in pre.get("tasks", {}).items():
-            seen[task] = (seen.get(task) or 0) + (v.get("examples_seen") or 0)
-            tokens[task] = (tokens.get(task) or 0) + (v.get("target_tokens_seen") or 0)
         stages = list(pre.get("stages", [])) + stages
     history = cumulative_counts(history, stages)
     final = {k: v.get("final_loss") for k, v in res["tasks"].items()}
@@ -522,8 +518,7 @@ def _record(t: Trial, cfg: SweepConfig, by_id: Mapping[str, Trial], status: str 
         "final_ce": {k: v.get("final_ce") for k, v in res["tasks"].items()},  # without label smoothing (if logged)
         "best": best,
         "bleu": {k: v.get("bleu") for k, v in res["tasks"].items() if v.get("bleu") is not None},
-        "examples_seen": seen,
-        "target_tokens_seen": tokens,
+        **{seen_key(unit): {task: total_seen(stages, unit, task) for task in res["tasks"]} for unit in SEEN_UNITS},
         "output_dir": t.output_dir,
         "recipe": t.recipe,
         "history": history,
@@ -566,7 +561,7 @@ def seed_means(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         for step in sorted(steps):
             hs = steps[step]
             row: dict[str, Any] = {"step": step, "stage": hs[0].get("stage")}
-            for key in {k for h in hs for k in h if k.startswith(("eval_", "examples_seen_", "target_tokens_seen_"))}:
+            for key in {k for h in hs for k in h if k.startswith(("eval_", *(f"{seen_key(u)}_" for u in SEEN_UNITS)))}:
                 xs = [h[key] for h in hs if isinstance(h.get(key), (int, float))]
                 if len(xs) == len(rs):
                     row[key] = sum(xs) / len(xs)
@@ -574,8 +569,7 @@ def seed_means(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         out.append({
             "trial": f"{method}" + ("" if rate is None else f"-r{rate:g}") + f" (mean of {len(rs)})",
             "method": method, "rate": rate, "lr": lr, "seed": "mean", "n_seeds": len(rs),
-            "final": mean("final"), "best": mean("best"), "examples_seen": mean("examples_seen"),
-            "target_tokens_seen": mean("target_tokens_seen"),
+            "final": mean("final"), "best": mean("best"), **{seen_key(u): mean(seen_key(u)) for u in SEEN_UNITS},
             "history": history,
         })
     return out
@@ -608,9 +602,18 @@ def write_tables(cfg: SweepConfig, records: Sequence[Mapping[str, Any]], status:
     return csv_path, json_path
 
 
+def _seen_cell(values: Sequence[int | None]) -> str:
+    """Mean count over seeds; ``-`` when a seed's count is unknown (characters of rows that carried none)."""
+    if not values or any(v is None for v in values):
+        return "-"
+    return f"{sum(values) / len(values):.0f}"
+
+
 def summary_markdown(cfg: SweepConfig, records: Sequence[Mapping[str, Any]]) -> str:
-    """Per (method, rate): seeds, final/best losses (mean and range over seeds), LR examples, wall time."""
+    """Per (method, rate): seeds, final/best losses (mean and range over seeds), what the low-resource task saw (in
+    the sweep's ``size_unit``), wall time."""
     hr, lr = cfg.hr_task, cfg.lr_task
+    seen = seen_of_size_unit(cfg.size_unit)
 
     def stat(xs: list[float]) -> str:
         xs = [x for x in xs if x is not None]
@@ -628,11 +631,8 @@ def summary_markdown(cfg: SweepConfig, records: Sequence[Mapping[str, Any]]) -> 
              "without label smoothing (`-` for runs made before it was logged); best = lowest evaluation during "
              "training (early stopping, for reference only: the fronts use final losses).", "",
              f"| method | rate | lr | seeds | final {hr} | final {lr} | final {lr} CE | best {lr} | best {lr} at step | "
-             f"{lr} {'examples' if cfg.size_unit == 'examples' else 'target tokens'} seen | wall time (s) |",
+             f"{lr} {seen.replace('_', ' ')} seen | wall time (s) |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    from .plots import SEEN_KEYS
-
-    seen_key = SEEN_KEYS[cfg.size_unit]
     for (method, rate, lr_), rs in sorted(groups.items(), key=lambda kv: (order.get(kv[0][0].split("@")[0], 9),
                                                                            kv[0][0], kv[0][1], str(kv[0][2]))):
         steps = []
@@ -645,7 +645,7 @@ def summary_markdown(cfg: SweepConfig, records: Sequence[Mapping[str, Any]]) -> 
             f"{stat([r['final'].get(hr) for r in rs])} | {stat([r['final'].get(lr) for r in rs])} | "
             f"{stat([(r.get('final_ce') or {}).get(lr) for r in rs])} | "
             f"{stat([r['best'].get(lr) for r in rs])} | {'/'.join(str(s) for s in steps) or '-'} | "
-            f"{stat([float((r.get(seen_key) or {}).get(lr) or 0) for r in rs]).split('.')[0]} | "
+            f"{_seen_cell([(r.get(seen_key(seen)) or {}).get(lr) for r in rs])} | "
             f"{sum(float(r['wall_time_s']) for r in rs) / len(rs):.0f} |")
     return "\n".join(lines) + "\n"
 

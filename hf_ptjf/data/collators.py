@@ -1,8 +1,8 @@
 """Batch collators: T5 span corruption for LM tasks, a string-tolerant seq2seq collator, and the decoder-only
 collator (prompted translation, packed text with per-document positions, left-padded prompts for generation).
 
-All pass an integer ``task_id`` feature through as a LongTensor ``task_id`` (the
-MixtureTrainer counts examples per task with it).
+All pass the integer ``task_id`` and ``characters`` features through as LongTensors (the MixtureTrainer counts
+examples and characters per task with them).
 
 Span corruption follows T5 (Raffel et al. 2020, and HF's ``run_t5_mlm_flax.py``): 15% of the
 tokens, in spans of mean length 3, are replaced in the inputs by one sentinel each
@@ -23,6 +23,8 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 from transformers import DataCollatorForSeq2Seq, PreTrainedTokenizerBase
+
+from ..seen import CHARACTERS
 
 __all__ = [
     "CausalLMCollator",
@@ -113,10 +115,14 @@ def span_corruption_lengths(
     return tokens, lengths(tokens)[1]
 
 
-def _task_ids(examples: Sequence[dict[str, Any]]) -> torch.Tensor | None:
-    if not examples or "task_id" not in examples[0]:
-        return None
-    return torch.tensor([int(e["task_id"]) for e in examples], dtype=torch.long)
+PASSED_THROUGH = ("task_id", CHARACTERS)  # per-row integers the trainer counts with (it pops them from the batch)
+
+
+def _passed_through(examples: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """The batch's ``task_id`` / ``characters`` as LongTensors, for the features its rows carry (-1 for a row
+    without one, when others have it: tasks with and without a ``characters`` column mix)."""
+    return {k: torch.tensor([-1 if e.get(k) is None else int(e[k]) for e in examples], dtype=torch.long)
+            for k in PASSED_THROUGH if any(e.get(k) is not None for e in examples)}
 
 
 def _pad(rows: list[list[int]], value: int, multiple: int | None) -> torch.Tensor:
@@ -138,7 +144,7 @@ class SpanCorruptionCollator:
         pad_to_multiple_of: round padded lengths up (tensor cores like multiples of 8).
 
     Returns ``input_ids``, ``attention_mask`` (padded with the pad id / 0), ``labels`` (padded with
-    -100), and ``task_id`` when examples carry one.
+    -100), and ``task_id`` / ``characters`` when examples carry them.
     """
 
     def __init__(
@@ -194,9 +200,7 @@ class SpanCorruptionCollator:
             "attention_mask": _pad([[1] * len(x) for x in inputs], 0, self.pad_to_multiple_of),
             "labels": _pad([p[1] for p in pairs], -100, self.pad_to_multiple_of),
         }
-        task_id = _task_ids(examples)
-        if task_id is not None:
-            batch["task_id"] = task_id
+        batch.update(_passed_through(examples))
         return batch
 
 
@@ -218,18 +222,16 @@ def _sentinel_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
 class Seq2SeqCollator(DataCollatorForSeq2Seq):
     """``DataCollatorForSeq2Seq`` that ignores string features (``id``, raw ``source``/``target``).
 
-    The stock collator already passes an integer ``task_id`` through, but fails on string columns,
+    The stock collator passes integer features through, but fails on string columns,
     which validation/test splits keep for BLEU. Labels are padded with -100.
     """
 
     label_pad_token_id: int = -100
 
     def __call__(self, features: Sequence[dict[str, Any]], return_tensors: str | None = None) -> dict[str, Any]:
-        numeric = [{k: v for k, v in f.items() if not isinstance(v, str)} for f in features]
+        numeric = [{k: v for k, v in f.items() if not isinstance(v, str) and k not in PASSED_THROUGH} for f in features]
         batch = super().__call__(numeric, return_tensors)
-        task_id = _task_ids(features)
-        if task_id is not None:
-            batch["task_id"] = task_id
+        batch.update(_passed_through(features))
         return batch
 
 
@@ -247,7 +249,8 @@ class CausalLMCollator:
     * :meth:`prompts` (for ``generate``, on rows whose ``input_ids`` are a prompt alone, e.g. the ``prompt_ids``
       of held-out splits): padded on the LEFT, so every row's next token is the first generated one; no labels.
 
-    Returns ``input_ids``, ``labels``, ``attention_mask`` or ``position_ids``, and ``task_id`` when rows carry one.
+    Returns ``input_ids``, ``labels``, ``attention_mask`` or ``position_ids``, and ``task_id`` / ``characters`` when
+    rows carry them.
     """
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, pad_to_multiple_of: int | None = None,
@@ -294,9 +297,7 @@ class CausalLMCollator:
                     batch["position_ids"] = _document_positions(batch["input_ids"], self.eos_id)
                 else:
                     batch["attention_mask"] = _pad([[1] * len(r) for r in rows], 0, self.pad_to_multiple_of)
-        task_id = _task_ids(examples)
-        if task_id is not None:
-            batch["task_id"] = task_id
+        batch.update(_passed_through(examples))
         return batch
 
 

@@ -202,8 +202,7 @@ def _task_stream(cfg: RecipeConfig, dsd: Any, tokenizer: Any, causal: bool, code
                      max_target_length=d.max_target_length, causal=causal, codes=codes)
     declared = {k: float(v) for k, v in raw.spec.size.items()} if isinstance(raw.spec.size, dict) else {}
     return TaskStream.from_iterable(raw.spec.name, raw.train, transform=raw.transform(rows), window=d.stream_window,
-                                    seed=cfg.seed, size=declared, shard_names=raw.files or None,
-                                    characters=raw.characters)
+                                    seed=cfg.seed, size=declared, shard_names=raw.files or None)
 
 
 def _task_sizes(cfg: RecipeConfig, specs: list[TaskSpec], corpora: dict[str, Any], tokenized: dict[str, Any],
@@ -228,10 +227,9 @@ def _task_sizes(cfg: RecipeConfig, specs: list[TaskSpec], corpora: dict[str, Any
                           "data": cfg.to_dict()["data"], "tokenizer": tok, "causal": causal,
                           "codes": lang_codes.get(name)}
         else:
-            columns = ("source", "target") if spec.type == "translation" else ("text",)
-            train, text = tokenized[name]["train"], corpora[name]["train"]
-            counters[name] = lambda train=train, text=text, columns=columns: dataset_sizes(train, text, columns)
-            keys[name] = {"rows": train._fingerprint, "text": text._fingerprint}
+            train = tokenized[name]["train"]
+            counters[name] = lambda train=train: dataset_sizes(train)
+            keys[name] = {"rows": train._fingerprint}
             if isinstance(spec.size, dict):
                 declared[name] = {k: float(v) for k, v in spec.size.items()}
     return TaskSizes(counters, declared, keys, cache_dir=_sizes_cache(cfg))

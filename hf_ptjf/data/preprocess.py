@@ -30,6 +30,7 @@ import datasets
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
+from ..seen import CHARACTERS
 from .cache import stable_hash
 from .collators import span_corruption_lengths
 from .meta import task_meta
@@ -119,7 +120,8 @@ def translation_rows(
             sources = [f"{tag} {s}" for s in batch["source"]]
         enc = tokenizer(sources, max_length=max_source_length, truncation=True)
         labels = tokenizer(text_target=batch["target"], max_length=max_target_length, truncation=True)
-        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": labels["input_ids"]}
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": labels["input_ids"],
+                CHARACTERS: _pair_characters(batch)}
 
     def prompted(batch: dict[str, list]) -> dict[str, list]:
         prompts = tokenizer([f"{tag} {s}" for s in batch["source"]], max_length=max_source_length - 1,
@@ -130,12 +132,19 @@ def translation_rows(
         out = {
             "input_ids": [p + t for p, t in zip(prompts, targets)],
             "labels": [[-100] * len(p) + t for p, t in zip(prompts, targets)],  # no loss on the prompt
+            CHARACTERS: _pair_characters(batch),
         }
         if split != "train":
             out["prompt_ids"] = prompts  # what generate() continues, for BLEU
         return out
 
     return prompted if causal else seq2seq
+
+
+def _pair_characters(batch: dict[str, list]) -> list[int]:
+    """Characters of text of each translation pair (source + target, untruncated): what ``size_unit: characters``
+    counts."""
+    return [len(s) + len(t) for s, t in zip(batch["source"], batch["target"])]
 
 
 def _tokenize_translation(
@@ -154,23 +163,35 @@ def _tokenize_translation(
     drop = [c for c in ds.column_names if c != "id"] if split == "train" else []
     kind = "prompted" if causal else "translation"
     marker = list(codes) if codes else tag
-    fp = stable_hash([ds._fingerprint, tok_fp, kind, marker, drop, max_source_length, max_target_length, 1])
+    fp = stable_hash([ds._fingerprint, tok_fp, kind, marker, drop, max_source_length, max_target_length, 2])
     fn = translation_rows(tokenizer, tag, split, max_source_length, max_target_length, causal, codes)
     return ds.map(fn, batched=True, remove_columns=drop, num_proc=num_proc, new_fingerprint=fp,
                   desc=f"tokenize {split}")
 
 
 def lm_rows(tokenizer: PreTrainedTokenizerBase, chunk: int) -> Callable[[dict[str, list]], dict[str, list]]:
-    """The batch function packing ``text`` documents into rows of ``chunk`` tokens (the batch's last row shorter)."""
+    """The batch function packing ``text`` documents into rows of ``chunk`` tokens (the batch's last row shorter).
+
+    A row's ``characters``: the characters of the documents it packs, a document split over rows shared in proportion
+    to its tokens (rounded on cumulative totals, so that the rows of a batch add up to its characters exactly)."""
     eos = tokenizer.eos_token_id
 
     def fn(batch: dict[str, list]) -> dict[str, list]:
         seqs = [_ending_in(ids, eos) for ids in tokenizer(batch["text"], add_special_tokens=True)["input_ids"]]
-        offsets = np.cumsum([0] + [len(x) for x in seqs[:-1]])
+        lengths = np.array([len(x) for x in seqs], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
         flat = [t for seq in seqs for t in seq]
-        starts = range(0, len(flat), chunk)  # the shorter tail chunk is kept, not dropped
-        owner = np.searchsorted(offsets, np.asarray(starts), side="right") - 1
-        return {"id": [batch["id"][i] for i in owner], "input_ids": [flat[i : i + chunk] for i in starts]}
+        starts = np.arange(0, len(flat), chunk)  # the shorter tail chunk is kept, not dropped
+        owner = np.searchsorted(offsets[:-1], starts, side="right") - 1
+        # characters before token position p: whole documents before p, plus p's document's share up to p
+        chars = np.array([len(t) for t in batch["text"]], dtype=np.float64)
+        chars_before = np.concatenate([[0.0], np.cumsum(chars)])
+        edges = np.append(starts, len(flat))
+        doc = np.minimum(np.searchsorted(offsets, edges, side="right") - 1, len(seqs) - 1)
+        inside = (edges - offsets[doc]) / np.maximum(lengths[doc], 1)
+        cumulative = np.rint(chars_before[doc] + chars[doc] * inside).astype(np.int64)
+        return {"id": [batch["id"][i] for i in owner], "input_ids": [flat[i : i + chunk] for i in starts],
+                CHARACTERS: np.diff(cumulative).tolist()}
 
     return fn
 
@@ -204,7 +225,7 @@ def _tokenize_lm(
     ds: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, chunk: int, num_proc: int | None, tok_fp: str
 ) -> datasets.Dataset:
     fn = lm_rows(tokenizer, chunk)
-    fp = stable_hash([ds._fingerprint, tok_fp, "lm", chunk, 1])
+    fp = stable_hash([ds._fingerprint, tok_fp, "lm", chunk, 2])  # 2: rows carry `characters`
     return ds.map(
         fn,
         batched=True,

@@ -2,7 +2,7 @@
 
 Rates can be computed from sizes in any unit (``mixture.size_unit``): mC4's published sizes are in characters,
 UniMax's budget too (Chung et al. 2023). A map-style task is counted from its tokenized rows (examples, tokens the
-model reads) and its text (characters); a streamed task uses its declared ``size`` or, with ``size: count``, one
+model reads) and their ``characters`` column (the text they came from); a streamed task uses its declared ``size`` or, with ``size: count``, one
 pass over its stream. Counts are cached under ``<cache>/sizes/<hash>.json``, keyed by the data's content
 (a dataset's fingerprint, or each streamed file's path, size and modification time) and the tokenizer.
 """
@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping, Sequence
 import pyarrow.compute as pc
 
 from ..files import atomic_write_text
+from ..seen import CHARACTERS
 from .cache import stable_hash
 from .columns import column_arrow
 from .spec import SIZE_UNITS
@@ -27,15 +28,16 @@ __all__ = ["TaskSizes", "dataset_sizes", "file_identity"]
 logger = logging.getLogger(__name__)
 
 
-def dataset_sizes(tokenized: Any, text: Any | None, columns: Sequence[str]) -> dict[str, float]:
-    """Examples and tokens of a tokenized split (``row_sizes``' tokens), characters of its text ``columns``."""
+def dataset_sizes(tokenized: Any) -> dict[str, float]:
+    """Examples, tokens (as ``row_sizes`` counts them) and characters (the rows' ``characters`` column, when they
+    have one) of a tokenized split."""
     out = {"examples": float(len(tokenized))}
     tokens = pc.sum(pc.list_value_length(column_arrow(tokenized, "input_ids"))).as_py() or 0
     if "attention_mask" in tokenized.column_names and "labels" in tokenized.column_names:
         tokens += pc.sum(pc.list_value_length(column_arrow(tokenized, "labels"))).as_py() or 0
     out["tokens"] = float(tokens)
-    if text is not None:
-        out["characters"] = float(sum(pc.sum(pc.utf8_length(column_arrow(text, c))).as_py() or 0 for c in columns))
+    if CHARACTERS in tokenized.column_names:
+        out["characters"] = float(pc.sum(column_arrow(tokenized, CHARACTERS)).as_py() or 0)
     return out
 
 

@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from ..seen import CHARACTERS
 from .spec import SIZE_UNITS
 
 __all__ = ["SIZE_UNITS", "StreamError", "TaskStream", "TaskStreamReader", "as_task_stream", "row_sizes"]
@@ -46,13 +47,17 @@ def _key(*parts: Any) -> np.random.Generator:
 
 
 def row_sizes(rows: Mapping[str, Sequence[Any]]) -> dict[str, int]:
-    """Examples and tokens of a batch of model-ready rows: tokens the model reads (encoder inputs + decoder labels
-    for a sequence-to-sequence row, which has an ``attention_mask``; the row's ``input_ids`` otherwise)."""
+    """Examples, tokens and characters of a batch of model-ready rows: tokens the model reads (encoder inputs +
+    decoder labels for a sequence-to-sequence row, which has an ``attention_mask``; the row's ``input_ids``
+    otherwise); characters of text the rows came from, when they carry a ``characters`` column."""
     ids = rows.get("input_ids", [])
     tokens = sum(len(x) for x in ids)
     if "attention_mask" in rows and "labels" in rows:
         tokens += sum(len(x) for x in rows["labels"])
-    return {"examples": len(ids), "tokens": tokens}
+    out = {"examples": len(ids), "tokens": tokens}
+    if CHARACTERS in rows:
+        out[CHARACTERS] = int(sum(rows[CHARACTERS]))
+    return out
 
 
 @dataclass
@@ -69,7 +74,6 @@ class TaskStream:
         size: the task's size per unit (``examples`` / ``tokens`` / ``characters``), declared or counted; only
             rate strategies that need sizes read it.
         shard_names: what each shard is (file paths), for errors.
-        characters: a raw window -> its characters of text (for counting sizes in characters).
     """
 
     name: str
@@ -79,7 +83,6 @@ class TaskStream:
     seed: int = 0
     size: dict[str, float] = field(default_factory=dict)
     shard_names: Sequence[str] | None = None
-    characters: Callable[[dict[str, list]], int] | None = None
 
     def __post_init__(self) -> None:
         if not self.shards:
@@ -119,23 +122,19 @@ class TaskStream:
     def count_sizes(self) -> dict[str, float]:
         """One pass over the whole stream (one reader): examples, tokens and characters (slow on big data: the
         loaders cache it by the data's content)."""
-        totals = {"examples": 0, "tokens": 0, "characters": 0}
-        for raw, rows in self._windows():
+        totals: dict[str, int] = {}
+        for rows in self._windows():
             for unit, value in row_sizes(rows).items():
-                totals[unit] += value
-            if self.characters is not None:
-                totals["characters"] += self.characters(raw)
-        if totals["examples"] == 0:
+                totals[unit] = totals.get(unit, 0) + value
+        if not totals.get("examples"):
             raise StreamError(f"task `{self.name}`: the stream is empty (no training rows after filtering); give it "
                               "data or remove it from the mixture.")
-        if self.characters is None:
-            del totals["characters"]
         return {k: float(v) for k, v in totals.items()}
 
-    def _windows(self) -> Iterator[tuple[dict[str, list], dict[str, list]]]:
+    def _windows(self) -> Iterator[dict[str, list]]:
         for i, shard in enumerate(self.shards):
             for raw in _read(self, i, shard.iter(batch_size=self.window)):
-                yield raw, self.transform(raw) if self.transform else raw
+                yield self.transform(raw) if self.transform else raw
 
 
 def as_task_stream(name: str, data: Any, seed: int = 0) -> TaskStream:

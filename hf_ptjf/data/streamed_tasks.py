@@ -59,12 +59,6 @@ class RawTaskStream:
         index = np.flatnonzero(keep).tolist()
         return {k: [v[i] for i in index] for k, v in rows.items()}
 
-    def characters(self, window: dict[str, list]) -> int:
-        """Characters of text of a raw window's rows that train (cleaned, filtered, not held out): what
-        ``size_unit: characters`` counts, as it counts a map-style task's training text."""
-        rows = self.clean(window)
-        return sum(len(t) for k in column_mapping(self.spec) if k != "id" for t in rows.get(k, []))
-
     def transform(self, tokenize: Callable[[dict[str, list]], dict[str, list]]) -> Callable[[dict[str, list]], dict[str, list]]:
         """Window -> model-ready rows: clean, then ``tokenize`` (the map-style path's batch function)."""
         def fn(window: dict[str, list]) -> dict[str, list]:

@@ -22,6 +22,7 @@ from typing import Any
 
 from ..data.prepare import RecipeData, prepare_recipe_data, recipe_tokenizer_cache
 from ..recipe import LR_SCHEDULERS, OPTIMIZERS, RecipeConfig, RecipeError, StageSpec
+from ..seen import SEEN_UNITS, seen_key
 from .evaluation import eval_sets, evaluate_stage
 from .handoff import StageHandoff, offline_hub
 from .preflight import check_before_work
@@ -142,8 +143,7 @@ class RecipeRunner:
             index=index, name=stage.name, steps=trainer.state.global_step, wall_time_s=0.0, tasks=tasks,
             rates={t: float(r) for t, r in zip(tasks, trainer.rates)}, output_dir=str(final),
             files_sha256={}, init=stage.init, metrics=metrics,
-            examples_seen={t: c["examples"] for t, c in seen.items()},
-            target_tokens_seen={t: c["target_tokens"] for t, c in seen.items()},
+            **{seen_key(unit): {t: c[unit] for t, c in seen.items() if unit in c} for unit in SEEN_UNITS},
             history=[h for h in trainer.state.log_history if any(k.endswith("_loss") or k == "loss" for k in h)],
             samples={t: rows[:SAMPLES_IN_REPORT] for t, rows in samples.items()},
             parameters=parameters, trainable_parameters=trainable,

@@ -51,8 +51,10 @@ class StageResult:
     hub_sha: str | None = None
     init: Any = None
     metrics: dict[str, float] = field(default_factory=dict)
+    # what the stage trained on per task (hf_ptjf.seen: one field per SEEN_UNITS; characters only where counted)
     examples_seen: dict[str, int] = field(default_factory=dict)
     target_tokens_seen: dict[str, int] = field(default_factory=dict)
+    characters_seen: dict[str, int] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     samples: dict[str, list[dict[str, str]]] = field(default_factory=dict)  # a few decoded BLEU hypotheses per task
     parameters: int | None = None  # of the model the stage trained (LoRA: base + adapter)

@@ -1,5 +1,5 @@
-"""A run's results: ``results.json`` (per task final / best loss, BLEU, examples and tokens seen; per stage its
-record; the whole history) and its Markdown rendering, ``report.md``."""
+"""A run's results: ``results.json`` (per task final / best loss, BLEU, examples, target tokens and characters seen;
+per stage its record; the whole history) and its Markdown rendering, ``report.md``."""
 
 from __future__ import annotations
 
@@ -8,19 +8,21 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ..recipe import RecipeConfig
+from ..seen import SEEN_UNITS, seen_key, total_seen
 from .records import StageResult
 
 __all__ = ["best_loss", "cumulative_counts", "render_report", "summarize", "where_everything_is"]
 
 
 def summarize(cfg: RecipeConfig, stages: list[StageResult]) -> dict[str, Any]:
-    """results.json: per task final/best loss, BLEU, examples/tokens seen; per stage the record."""
+    """results.json: per task final/best loss, BLEU, what it saw (``SEEN_UNITS``); per stage the record."""
     offset, history = 0, []
     for s in stages:
         for h in s.history:
             history.append({**h, "stage": s.name, "step": offset + h.get("step", 0)})
         offset += s.steps
     tasks: dict[str, dict[str, Any]] = {}
+    records = [asdict(s) for s in stages]
     last = stages[-1] if stages else None
     for name in cfg.task_names:
         final = last.metrics.get(f"eval_{name}_loss") if last else None
@@ -29,8 +31,7 @@ def summarize(cfg: RecipeConfig, stages: list[StageResult]) -> dict[str, Any]:
             "final_ce": last.metrics.get(f"eval_{name}_ce", final) if last else None,  # without label smoothing
             "best_loss": best_loss(history, name, final),
             "bleu": last.metrics.get(f"eval_{name}_bleu") if last else None,
-            "examples_seen": sum(s.examples_seen.get(name, 0) for s in stages),
-            "target_tokens_seen": sum(s.target_tokens_seen.get(name, 0) for s in stages),
+            **{seen_key(unit): total_seen(records, unit, name) for unit in SEEN_UNITS},
         }
     return {
         "run_name": cfg.run_name,
@@ -38,7 +39,7 @@ def summarize(cfg: RecipeConfig, stages: list[StageResult]) -> dict[str, Any]:
         "complete": len(stages) == len(cfg.stages),
         "total_steps": offset,
         "tasks": tasks,
-        "stages": [asdict(s) for s in stages],
+        "stages": records,
         "samples": next((s.samples for s in reversed(stages) if s.samples), {}),
         "history": history,
     }
@@ -55,11 +56,11 @@ def render_report(results: dict[str, Any], figures: Mapping[str, str] | None = N
     """report.md: the results as Markdown tables, the curves (``figures``: name -> path relative to the
     report) and a few decoded translations per task."""
     lines = [f"# {results['run_name']} ({results['method'] or 'custom stages'})", "", "## Tasks", "",
-             "| task | final val loss | final cross-entropy | best val loss | BLEU | examples seen | target tokens seen |",
-             "|---|---|---|---|---|---|---|"]
+             "| task | final val loss | final cross-entropy | best val loss | BLEU | examples seen | target tokens seen "
+             "| characters seen |", "|---|---|---|---|---|---|---|---|"]
     for name, t in results["tasks"].items():
-        cells = [_fmt(t.get(k)) for k in ("final_loss", "final_ce", "best_loss", "bleu", "examples_seen",
-                                          "target_tokens_seen")]
+        cells = [_fmt(t.get(k)) for k in ("final_loss", "final_ce", "best_loss", "bleu",
+                                          *(seen_key(unit) for unit in SEEN_UNITS))]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "## Stages", "", "| # | stage | steps | wall time (s) | tasks (rate) | Hub repo @ sha |", "|---|---|---|---|---|---|"]
     for s in results["stages"]:
@@ -109,21 +110,17 @@ def _fmt(x: Any) -> str:
 
 
 def cumulative_counts(history: list[dict[str, Any]], stages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Make the per-stage ``examples_seen_<task>`` / ``target_tokens_seen_<task>`` counters run across stages."""
+    """Make the per-stage ``<unit>_seen_<task>`` counters (``SEEN_UNITS``) run across stages."""
     offsets: dict[str, dict[str, int]] = {}
-    running: dict[str, int] = {}
-    for s in stages:
-        offsets[s["name"]] = {f"examples_seen_{t}": running.get(f"examples_seen_{t}", 0) for t in _tasks_seen(stages)}
-        offsets[s["name"]].update({f"target_tokens_seen_{t}": running.get(f"target_tokens_seen_{t}", 0)
-                                   for t in _tasks_seen(stages)})
-        for t, n in (s.get("examples_seen") or {}).items():
-            running[f"examples_seen_{t}"] = running.get(f"examples_seen_{t}", 0) + int(n or 0)
-        for t, n in (s.get("target_tokens_seen") or {}).items():
-            running[f"target_tokens_seen_{t}"] = running.get(f"target_tokens_seen_{t}", 0) + int(n or 0)
+    for i, s in enumerate(stages):
+        offsets[s["name"]] = {f"{seen_key(unit)}_{t}": total_seen(stages[:i], unit, t)
+                              for unit in SEEN_UNITS for t in _tasks_seen(stages)}
     out = []
     for h in history:
         off = offsets.get(h.get("stage"), {})
-        out.append({k: (v + off[k] if k in off and isinstance(v, (int, float)) else v) for k, v in h.items()})
+        # a count the earlier stages did not make (None: characters of rows without them) is unknown from then on
+        out.append({k: (v + off[k] if off.get(k) is not None and isinstance(v, (int, float)) else v)
+                    for k, v in h.items() if not (k in off and off[k] is None)})
     return out
 
 
