@@ -314,6 +314,27 @@ def test_changed_config_in_the_same_output_dir_is_refused(tmp_path, reference):
     assert files_sha256(out) == before  # nothing touched
 
 
+def test_a_run_recorded_before_new_config_fields_existed_continues(tmp_path, reference):
+    """A field a newer version added (here `data.stream_window`, each stage's `mixture.size_unit`) is absent from an
+    older run's record: at its default it is not a change, so the finished stages are reused, not refused."""
+    out = tmp_path / "run"
+    shutil.copytree(reference[0], out)
+    record = out / "recipe.resolved.json"
+    config = json.loads(record.read_text())
+    config["output_dir"] = str(out)
+    del config["data"]["stream_window"]
+    for stage in config["stages"]:
+        del stage["mixture"]["size_unit"]
+    record.write_text(json.dumps(config))
+    finished = {p: p.read_bytes() for p in (out / "stages").glob("*/stage.json")}
+    code, err = run_cli(tiny_args(out, Path(config["tokenizer"]["path"])))
+    assert code == 0, err
+    assert {p: p.read_bytes() for p in finished} == finished  # reused, not trained again
+    # a real change to a finished stage is still refused (the added default does not hide it)
+    code, err = run_cli(tiny_args(out, Path(config["tokenizer"]["path"]), "data.stream_window=10"))
+    assert code == 2 and "different config" in error_line(err) and "data.stream_window" in error_line(err)
+
+
 def test_latest_checkpoint_skips_interrupted_saves_and_refuses_damaged_ones(tmp_path, reference):
     src = reference[0] / "stages" / STAGES[0]
     stage = tmp_path / "stage"

@@ -21,6 +21,7 @@ from .config import (
     TokenizerSpec,
     load_recipe,
     parse_recipe,
+    with_added_defaults,
 )
 from .errors import RecipeError
 from .methods import METHODS, expand_method
@@ -43,6 +44,7 @@ __all__ = [
     "apply_overrides",
     "expand_method",
     "load_recipe",
+    "with_added_defaults",
     "parse_recipe",
     "read_recipe",
     "read_yaml",

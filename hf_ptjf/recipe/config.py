@@ -30,6 +30,7 @@ __all__ = [
     "TokenizerSpec",
     "load_recipe",
     "parse_recipe",
+    "with_added_defaults",
 ]
 
 OPTIMIZERS = {"adamw": "adamw_torch", "adafactor": "adafactor"}  # adafactor: hf_ptjf.optim.Adafactor (MixtureTrainer)
@@ -380,6 +381,41 @@ def parse_recipe(raw: Mapping[str, Any], *, expanded: bool = False) -> RecipeCon
     raw["stages"] = stages
     raw["training"] = training
     return _from_dict(RecipeConfig, raw, "recipe")
+
+
+def with_added_defaults(recorded: Mapping[str, Any]) -> dict[str, Any]:
+    """A resolved config (``RecipeConfig.to_dict()``) recorded by an earlier version, with the fields added since
+    at their defaults: what a run directory's record is compared with, so that a field a newer version added is not
+    read as a change the user made (a run continues after an upgrade)."""
+    out = _fill_defaults(RecipeConfig, recorded)
+    for key, cls in _SECTIONS.items():
+        out[key] = _fill_defaults(cls, out.get(key))
+    stages = []
+    for stage in out.get("stages") or []:
+        stage = _fill_defaults(StageSpec, stage)
+        if isinstance(stage, dict):
+            stage["mixture"] = _fill_defaults(MixtureSpec, stage.get("mixture"))
+            if stage.get("peft") is not None:
+                stage["peft"] = _fill_defaults(PeftSpec, stage["peft"])
+        stages.append(stage)
+    out["stages"] = stages
+    return out
+
+
+def _fill_defaults(cls: type, values: Any) -> Any:
+    """``values`` (a dataclass ``cls`` as a dict) with each missing field that has a default at that default."""
+    if not isinstance(values, Mapping):
+        return values
+    out = dict(values)
+    for f in dataclasses.fields(cls):
+        if f.name in out:
+            continue
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            value = f.default_factory()
+            out[f.name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+    return out
 
 
 def _parse_stage(raw: Mapping[str, Any], index: int, task_names: list[str]) -> StageSpec:

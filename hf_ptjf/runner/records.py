@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..files import atomic_write_text, folder_sha256
-from ..recipe import RecipeError, StageSpec
+from ..recipe import RecipeError, StageSpec, with_added_defaults
 
 logger = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ class RunDirectory:
                               "choose another output_dir=...")
         record = self.path / CONFIG_RECORD
         if record.exists() and not start_over:
-            self._finished_stages_unchanged(json.loads(record.read_text()), _plain(config))
+            self._finished_stages_unchanged(_recorded_config(record), _plain(config))
 
     def claim(self, config: dict[str, Any], *, start_over: bool = False) -> None:
         """Record the resolved config. A directory made with another config is continued when only stages that
@@ -209,7 +209,7 @@ class RunDirectory:
             raise RecipeError(
                 f"output_dir `{self.path}` is not writable ({e.strerror}); choose another output_dir=..."
             ) from e
-        old = json.loads(record.read_text()) if record.exists() else mine
+        old = _recorded_config(record) if record.exists() else mine
         if old != mine:
             if start_over:
                 # the old config record goes last: a start-over cut short is still refused without --start-over
@@ -302,6 +302,11 @@ class RunDirectory:
             atomic_write_text(self.path / RESULTS_NAME, json.dumps(results, indent=2, default=str))
             if report is not None:
                 atomic_write_text(self.path / REPORT_NAME, report)
+
+
+def _recorded_config(record: Path) -> dict[str, Any]:
+    """The config a run directory records, with fields added by later versions at their defaults."""
+    return _plain(with_added_defaults(json.loads(record.read_text())))
 
 
 def _plain(config: dict[str, Any]) -> dict[str, Any]:
