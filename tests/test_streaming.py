@@ -296,6 +296,29 @@ def test_a_streamed_recipe_runs_with_counted_sizes_and_logs_passes(streamed_refe
 
 
 @pytest.mark.slow
+def test_a_streamed_recipe_trains_under_deepspeed_zero3(tmp_path, bible_files, tokenizer):
+    """2 CPU processes, DeepSpeed ZeRO-3: each rank reads its own share of the stream, the counts are the global
+    batch's, and every rank's reader states are in the checkpoint."""
+    recipe = streamed_recipe(tmp_path / "recipe.yaml", bible_files)
+    out = tmp_path / "run"
+    proc = accelerate_launch("cpu_zero3_2proc.yaml", ROOT / "recipes" / "run.py", str(recipe), f"output_dir={out}",
+                             f"tokenizer.path={tokenizer}", "eval.bleu=false", timeout=900)
+    assert proc.returncode == 0
+    res = results(out)
+    assert res["complete"]
+    for stage in res["stages"]:
+        assert sum(stage["examples_seen"].values()) == STREAM_STEPS * 8 * 2  # 2 ranks x 8 rows per step
+        assert all(stage["characters_seen"][t] > 0 for t in stage["tasks"] if stage["examples_seen"][t])
+    assert all(np.isfinite(t["final_loss"]) for t in res["tasks"].values())
+    state = json.loads(max((out / "stages" / "1-joint").glob("checkpoint-*/mixture_state.json"),
+                           key=lambda p: int(p.parent.name.split("-")[1])).read_text())
+    assert list((out / "stages" / "1-joint").glob("checkpoint-*/global_step*"))  # DeepSpeed's checkpoint layout
+    readers = state["stream"]["readers"]
+    assert state["stream"]["world_size"] == 2 and sorted(readers) == ["0.0", "1.0"]  # rank.worker: both ranks saved
+    assert readers["0.0"] != readers["1.0"]  # each with its own position in the stream
+
+
+@pytest.mark.slow
 def test_sigkill_a_streamed_recipe_then_rerun_equals_the_uninterrupted_run(tmp_path, streamed_reference):
     from .test_reliability import STAGES, assert_same_experiment, kill_at_random_step, steps_run
 
