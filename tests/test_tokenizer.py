@@ -101,7 +101,9 @@ def test_vocab_too_small_is_refused(corpora, tmp_path):
 def test_tokenize_tasks_columns_tags_and_cache(corpora, tokenizer):
     out = tokenize_tasks(corpora, tokenizer, max_source_length=32, max_target_length=24)
     tr, va = out["en-ro"]["train"], out["en-ro"]["validation"]
-    assert tr.column_names == ["id", "input_ids", "attention_mask", "labels"]
+    assert tr.column_names == ["id", "input_ids", "attention_mask", "labels", "characters"]
+    raw = corpora["en-ro"]["train"]  # characters: each pair's source + target, what characters_seen counts
+    assert tr["characters"][:] == [len(s) + len(t) for s, t in zip(raw["source"][:], raw["target"][:])]
     assert {"source", "target", "id"} <= set(va.column_names)  # raw text kept for BLEU
     row = tr[0]
     assert tokenizer.convert_ids_to_tokens(row["input_ids"][0]) == "<2ro>"
@@ -109,7 +111,8 @@ def test_tokenize_tasks_columns_tags_and_cache(corpora, tokenizer):
     assert max(len(x) for x in tr["input_ids"][:]) <= 32 and max(len(x) for x in tr["labels"][:]) <= 24
     assert out["en-fr"]["train"][0]["input_ids"][0] == tokenizer.convert_tokens_to_ids("<2fr>")
     lm = out["lm-ro"]["train"]
-    assert lm.column_names == ["id", "input_ids"]
+    assert lm.column_names == ["id", "input_ids", "characters"]
+    assert sum(lm["characters"][:]) == sum(len(t) for t in corpora["lm-ro"]["train"]["text"][:])
     lengths = [len(x) for x in lm["input_ids"][:]]
     assert max(lengths) == lengths[0] > 32  # chunks are sized for span corruption (inputs ~ 32 after it)
     again = tokenize_tasks(corpora, tokenizer, max_source_length=32, max_target_length=24)
