@@ -145,6 +145,23 @@ def test_write_report_lists_exactly_the_front(tmp_path):
         _assert_png(report_path.parent / name)
 
 
+def test_report_measures_figure_3_the_low_resource_data_each_method_needed(tmp_path):
+    def trial(method, rate, losses, seen):
+        history = [{"step": 100 * (i + 1), f"examples_seen_{LR}": x, f"eval_{LR}_loss": y, f"eval_{HR}_loss": 4.0}
+                   for i, (x, y) in enumerate(zip(seen, losses))]
+        return {"trial": f"{method}-{rate}", "method": method, "rate": rate, "history": history,
+                "final": {HR: 4.0, LR: losses[-1]}}
+
+    trials = [trial("scalarization", 0.1, [6.0, 5.5, 5.2, 5.3], [100, 200, 300, 400]),  # best 5.2, overfits
+              trial("scalarization", 0.3, [6.5, 6.0, 5.8, 5.7], [300, 600, 900, 1200]),  # not its best trial
+              trial("ptjf", 0.3, [5.8, 5.4, 5.15, 5.1], [50, 80, 120, 150])]
+    report = write_report(trials, HR, LR, tmp_path).read_text()
+    rows = _table_rows(report, "## Low-resource data efficiency")
+    # levels from the lowest: PTJF's best (static never got there), then static's best (PTJF: 120 of static's 300)
+    assert rows == [["5.1000", "ptjf", "never", "150", "-"], ["5.2000", "scalarization", "300", "120", "0.40"]]
+    assert "scalarization (rate 0.1)" in report and "ptjf (rate 0.3)" in report
+
+
 def test_write_report_notes_skipped_figures(tmp_path):
     no_extras = [{k: v for k, v in t.items() if k not in ("bleu", "history")} for t in TRIALS]
     report = write_report(no_extras, HR, LR, tmp_path).read_text()

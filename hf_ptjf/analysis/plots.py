@@ -28,6 +28,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from ..seen import seen_key, seen_of_size_unit
+from .efficiency import best_trials, efficiency_rows, loss_curve
 from .pareto import compare_fronts, hypervolume, pareto_indices, reference_point
 
 __all__ = [
@@ -255,28 +256,6 @@ def plot_bleu_fronts(
     return _front_figure(trials, hr_task, lr_task, path, metric, maximize=True, label=metric.upper())
 
 
-def _loss_curve(
-    history: Iterable[Mapping[str, Any]], loss_key: str, x_key: str
-) -> tuple[list[float], list[float], list[Any]]:
-    """(x, loss, stage) points from a trial history, x forward-filled in step order.
-
-    Trainer logs often put counters and eval losses in separate entries, so an eval entry
-    takes the latest ``x_key`` value logged at or before its step.
-    """
-    xs, ys, stages = [], [], []
-    last_x = None
-    entries = sorted(history, key=lambda e: e.get("step", 0))  # stable: same-step order kept
-    for e in entries:
-        if e.get(x_key) is not None:
-            last_x = float(e[x_key])
-        loss = e.get(loss_key)
-        if loss is not None and last_x is not None and not math.isnan(float(loss)):
-            xs.append(last_x)
-            ys.append(float(loss))
-            stages.append(e.get("stage"))
-    return xs, ys, stages
-
-
 def plot_efficiency(trials: Sequence[Trial], lr_task: str, path: str | os.PathLike[str],
                     unit: str = "examples") -> Path:
     """Low-resource examples (or target tokens, ``unit="tokens"``, or characters) seen vs low-resource validation
@@ -296,12 +275,12 @@ def plot_efficiency(trials: Sequence[Trial], lr_task: str, path: str | os.PathLi
     fig = _new_figure()
     ax = fig.add_subplot()
     drawn = 0
+    best_of = best_trials(trials, lr_task)
     for m in methods:
-        scored = [t for t in trials if str(t["method"]) == m and _value(t, "final", lr_task) is not None]
-        if not scored:
+        best = best_of.get(m)
+        if best is None:
             continue
-        best = min(scored, key=lambda t: _value(t, "final", lr_task))
-        xs, ys, stages = _loss_curve(best.get("history") or [], loss_key, x_key)
+        xs, ys, stages = loss_curve(best.get("history") or [], loss_key, x_key)
         if not xs:
             continue
         ax.plot(xs, ys, color=colors[m], label=f"{m} (rate {_fmt_rate(best.get('rate'))})")
@@ -353,7 +332,7 @@ def plot_training_curves(
     ax = fig.add_subplot()
     labelled: set[tuple[str, Any]] = set()
     for t in trials:
-        xs, ys, _ = _loss_curve(t.get("history") or [], loss_key, "step")
+        xs, ys, _ = loss_curve(t.get("history") or [], loss_key, "step")
         if not xs:
             continue
         key = (str(t["method"]), t.get("rate"))
@@ -407,7 +386,7 @@ def plot_run(results: Mapping[str, Any], out_dir: str | os.PathLike[str]) -> dic
         ax = fig.add_subplot()
         drawn = False
         for key, label in zip(keys, labels):
-            xs, ys, _ = _loss_curve(history, key, "step")
+            xs, ys, _ = loss_curve(history, key, "step")
             if xs:
                 ax.plot(xs, ys, label=label)
                 drawn = True
@@ -443,6 +422,37 @@ def _try_plot(fn: Any, *args: Any, **kwargs: Any) -> tuple[Path | None, str]:
         return fn(*args, **kwargs), ""
     except ValueError as err:
         return None, str(err)
+
+
+def _efficiency_section(trials: Sequence[Trial], lr_task: str, unit: str) -> list[str]:
+    """Figure 3 as numbers: the low-resource data each method's best trial had seen when it first reached each
+    method's best low-resource loss, and the ratio to scalarization's (the paper: PTJF needs a fraction)."""
+    rows = efficiency_rows(trials, lr_task, unit)
+    if not rows:
+        return []
+    best = best_trials(trials, lr_task)
+    methods = [m for m in _methods(trials) if m in rows[0]["seen"]]
+    others = [m for m in methods if m != _BASELINE] if _BASELINE in methods else []
+    seen = seen_of_size_unit(unit).replace("_", " ")
+
+    def amount(x: float | None) -> str:
+        return "never" if x is None else f"{x:,.0f}"
+
+    lines = ["## Low-resource data efficiency (Figure 3)", "",
+             f"{_md(lr_task)} {seen} seen by each method's best trial (lowest final {_md(lr_task)} loss) when its "
+             f"{_md(lr_task)} validation loss first reached each method's best level; the ratio is to "
+             f"{_BASELINE}'s (below 1: fewer). The paper's claim: PTJF reaches {_BASELINE}'s best level with a "
+             "fraction of the low-resource data.", "",
+             "| level | whose best | " + " | ".join(f"{_md(m)} (rate {_fmt_rate(best[m].get('rate'))})" for m in methods)
+             + "".join(f" | {_md(m)} / {_BASELINE}" for m in others) + " |",
+             "|---:|---|" + "---:|" * (len(methods) + len(others))]
+    for r in rows:
+        cells = [amount(r["seen"][m]) for m in methods]
+        for m in others:
+            a, b = r["seen"][m], r["seen"][_BASELINE]
+            cells.append(f"{a / b:.2f}" if a is not None and b else "-")
+        lines.append(f"| {r['level']:.4f} | {_md(r['of'])} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def write_report(
@@ -542,6 +552,7 @@ def write_report(
             row += f" {cmp.hv_diff:+.4f} | {int(cmp.a_dominated.sum())} | {int(cmp.b_dominated.sum())} |"
         lines.append(row)
     lines.append("")
+    lines += _efficiency_section(trials, lr_task, unit)
 
     report = out / "report.md"
     report.write_text("\n".join(lines), encoding="utf-8")
