@@ -41,7 +41,7 @@ from .optim import ADAFACTOR_OPTIONS, LR_SCHEDULES, Adafactor, get_lr_schedule, 
 from .data.stream import TaskStream, as_task_stream
 from .mixture_stream import STREAM_STATE, MixtureStream
 from .sampler import TemperatureMixtureSampler
-from .seen import CHARACTERS, SEEN_UNITS
+from .seen import CHARACTERS, SEEN_UNITS, seen_key
 
 __all__ = ["MIXTURE_STATE_NAME", "MixtureTrainer", "MixtureTrainingArguments", "changed_shards", "concatenate_tasks",
            "shard_identity"]
@@ -536,7 +536,7 @@ class MixtureTrainer(Seq2SeqTrainer):
             if "loss" in logs and self.args.log_task_train_loss:  # a training log: close the loss window
                 logs.update(self._task_train_losses())
             for name, seen in self.seen_counts().items():
-                logs.update({f"{unit}_seen_{name}": n for unit, n in seen.items()})
+                logs.update({f"{seen_key(unit)}_{name}": n for unit, n in seen.items()})
             for name, current in self.stream_passes().items():
                 logs[f"stream_pass_{name}"] = current
         super().log(logs, start_time)
