@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
-__all__ = ["CHARACTERS", "SEEN_UNITS", "seen_key", "seen_of_size_unit", "total_seen"]
+__all__ = ["CHARACTERS", "SEEN_UNITS", "seen_key", "seen_label", "seen_of_size_unit", "total_seen"]
 
 CHARACTERS = "characters"  # the row column holding the characters of text a training row came from
 SEEN_UNITS = ("examples", "target_tokens", "characters")
@@ -30,6 +30,11 @@ def seen_of_size_unit(size_unit: str) -> str:
     if size_unit not in _OF_SIZE_UNIT:
         raise ValueError(f"`size_unit` must be one of {sorted(_OF_SIZE_UNIT)}, got {size_unit!r}.")
     return _OF_SIZE_UNIT[size_unit]
+
+
+def seen_label(size_unit: str) -> str:
+    """What a table or an axis calls the count of a ``size_unit``: ``"examples"``, ``"target tokens"``, ``"characters"``."""
+    return seen_of_size_unit(size_unit).replace("_", " ")
 
 
 def total_seen(stages: Iterable[Mapping[str, Any]], unit: str, task: str) -> int | None:

@@ -27,7 +27,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from ..seen import seen_key, seen_of_size_unit
+from ..seen import seen_key, seen_label, seen_of_size_unit
 from .efficiency import best_trials, efficiency_rows, loss_curve
 from .pareto import compare_fronts, hypervolume, pareto_indices, reference_point
 
@@ -267,8 +267,7 @@ def plot_efficiency(trials: Sequence[Trial], lr_task: str, path: str | os.PathLi
     """
     trials = _check_trials(trials)
     out = _png_path(path)
-    seen = seen_of_size_unit(unit)
-    loss_key, x_key = f"eval_{lr_task}_loss", f"{seen_key(seen)}_{lr_task}"
+    loss_key, x_key = f"eval_{lr_task}_loss", f"{seen_key(seen_of_size_unit(unit))}_{lr_task}"
     methods = _methods(trials)
     colors = _colors(methods)
 
@@ -291,9 +290,9 @@ def plot_efficiency(trials: Sequence[Trial], lr_task: str, path: str | os.PathLi
     if drawn == 0:
         raise ValueError(
             f"No best-per-method trial has a history with {x_key!r} and {loss_key!r}; "
-            f"check `lr_task` and that the sweep logged {seen.replace('_', ' ')} seen."
+            f"check `lr_task` and that the sweep logged {seen_label(unit)} seen."
         )
-    ax.set_xlabel(f"{lr_task} {seen.replace('_', ' ')} seen")
+    ax.set_xlabel(f"{lr_task} {seen_label(unit)} seen")
     ax.set_ylabel(f"{lr_task} validation loss")
     ax.set_title(f"Low-resource data efficiency ({lr_task}), best trial per method")
     ax.grid(alpha=0.3)
@@ -433,7 +432,7 @@ def _efficiency_section(trials: Sequence[Trial], lr_task: str, unit: str) -> lis
     best = best_trials(trials, lr_task)
     methods = [m for m in _methods(trials) if m in rows[0]["seen"]]
     others = [m for m in methods if m != _BASELINE] if _BASELINE in methods else []
-    seen = seen_of_size_unit(unit).replace("_", " ")
+    seen = seen_label(unit)
 
     def amount(x: float | None) -> str:
         return "never" if x is None else f"{x:,.0f}"

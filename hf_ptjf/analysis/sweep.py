@@ -64,7 +64,7 @@ import yaml
 from ..hints import did_you_mean
 from ..mixing import SIZE_UNITS
 from ..runner.results import best_loss, cumulative_counts
-from ..seen import SEEN_UNITS, seen_key, seen_of_size_unit, total_seen
+from ..seen import SEEN_UNITS, seen_key, seen_label, seen_of_size_unit, total_seen
 from ..recipe import METHODS, RecipeError, apply_overrides, expand_method, parse_recipe, read_recipe, read_yaml
 
 logger = logging.getLogger(__name__)
@@ -631,7 +631,7 @@ def summary_markdown(cfg: SweepConfig, records: Sequence[Mapping[str, Any]]) -> 
              "without label smoothing (`-` for runs made before it was logged); best = lowest evaluation during "
              "training (early stopping, for reference only: the fronts use final losses).", "",
              f"| method | rate | lr | seeds | final {hr} | final {lr} | final {lr} CE | best {lr} | best {lr} at step | "
-             f"{lr} {seen.replace('_', ' ')} seen | wall time (s) |",
+             f"{lr} {seen_label(cfg.size_unit)} seen | wall time (s) |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for (method, rate, lr_), rs in sorted(groups.items(), key=lambda kv: (order.get(kv[0][0].split("@")[0], 9),
                                                                            kv[0][0], kv[0][1], str(kv[0][2]))):
