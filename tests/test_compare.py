@@ -40,7 +40,10 @@ def test_table_pools_seeds_per_method_and_plots_are_written(tmp_path):
         assert (tmp_path / "out" / name).stat().st_size > 0
 
 
-def test_unfinished_or_missing_runs_are_refused(tmp_path):
+def test_unfinished_or_missing_runs_are_refused(tmp_path, capsys):
+    assert main([str(tmp_path / "out"), "--label", "run_name", str(tmp_path / "nothing")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "no results.json" in err and err.count("\n") == 1
     with pytest.raises(ValueError, match="no results.json"):
         load_runs([tmp_path / "nothing"])
     run = fake_run(tmp_path / "half", "ptjf", 0, {"en": 4.0, "sw": 5.0}, complete=False)

@@ -400,6 +400,13 @@ def test_the_launch_option_gives_one_line_and_exit_2_from_the_ranks(tmp_path, to
     assert "task `en-xx`" in error_line(proc.stderr) and not out.exists()
 
 
+def test_options_may_come_between_the_config_and_the_overrides(tmp_path, tokenizer):
+    """`run.py CONFIG --start-over key=value`: the overrides after an option are read (argparse alone refuses them
+    with a usage error), so the bad one is the error reported."""
+    fails([TINY, "--start-over", f"output_dir={tmp_path / 'run'}", "learning_rate=fast"], "`learning_rate`", "fast")
+    assert not (tmp_path / "run").exists()
+
+
 def test_the_launch_option_with_a_missing_accelerate_config(tmp_path, previous_run, tokenizer):
     before = files_sha256(previous_run)
     fails([*tiny_args(previous_run, tokenizer), "--launch", str(tmp_path / "nope.yaml")],

@@ -212,7 +212,7 @@ def test_cli_main(tmp_path, capsys):
         "Verdict: a static rate of about r should do as well as PTJF: the planned rates overfit en-ro (24.0 passes)"
     )
     # the same overrides as the runner take
-    assert main([str(recipe), "stages.joint.max_steps=7200"]) == 0  # B = 58,400: en-ro r* = 0.034
+    assert main([str(recipe), "--num-processes", "1", "stages.joint.max_steps=7200"]) == 0  # B = 58,400: r* = 0.034
     assert "Verdict: PTJF is expected to help" in capsys.readouterr().out
     assert main([str(tmp_path / "missing.yaml")]) == 2
     assert "error:" in capsys.readouterr().err

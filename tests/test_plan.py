@@ -127,8 +127,10 @@ def test_cli(tmp_path, capsys):
     rc = main([str(recipe), "--accelerate-config", str(CONFIGS / "gpu1_zero3_bf16.yaml"), "--vocab-size",
                "250112", "--gpu-memory-gib", "16", "--strict"])
     assert rc == 1 and "DOES NOT FIT" in capsys.readouterr().out
-    with pytest.raises(ValueError, match="--vocab-size"):
-        main([str(recipe)])
+    # bad input: one error line and exit 2, also with options between the recipe and its overrides
+    assert main([str(recipe), "--strict", "model.num_layers=3"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "--vocab-size" in err and "Traceback" not in err
 
 
 def test_recipe_read_like_the_runner_reads_it(tmp_path, capsys):

@@ -167,3 +167,24 @@ def test_write_report_notes_skipped_figures(tmp_path):
     report = write_report(no_extras, HR, LR, tmp_path).read_text()
     assert report.count("_Skipped:") == 4  # bleu, efficiency, two curve plots
     assert {r[1] for r in _table_rows(report, "## Pareto fronts")} == EXPECTED_FRONT
+
+
+def test_seed_means_show_their_spread_in_the_fronts_and_the_front_table(tmp_path):
+    from hf_ptjf.analysis.sweep import seed_means
+
+    seeds = [_trial("s0", "scalarization", 0.1, 4.0, 6.0, seed=0), _trial("s1", "scalarization", 0.1, 4.2, 5.8, seed=1),
+             _trial("p0", "ptjf", 0.3, 4.3, 5.9, seed=0), _trial("p1", "ptjf", 0.3, 4.5, 6.3, seed=1),
+             _trial("r0", "restart", 0.1, 4.6, 5.7, seed=0)]
+    means = seed_means(seeds)
+    report = write_report(means, HR, LR, tmp_path / "mean").read_text()
+    rows = {r[0]: r for r in _table_rows(report, "## Pareto fronts")}
+    assert rows["scalarization"] == ["scalarization", "scalarization-r0.1 (mean of 2)", "0.1", "4.1000", "5.9000",
+                                     "4.0000-4.2000 / 5.8000-6.0000"]
+    assert rows["ptjf"][3:] == ["4.4000", "6.1000", "4.3000-4.5000 / 5.9000-6.3000"]
+    assert rows["restart"][3:] == ["4.6000", "5.7000", "- / -"]  # one seed: no spread
+    # the figure draws the spread: the same means without their ranges give a different image
+    bare = [{k: v for k, v in m.items() if k != "final_range"} for m in means]
+    with_bars, without = plot_fronts(means, HR, LR, tmp_path / "a.png"), plot_fronts(bare, HR, LR, tmp_path / "b.png")
+    assert with_bars.read_bytes() != without.read_bytes()
+    # a single-seed report has no spread column
+    assert len(_table_rows(write_report(seeds, HR, LR, tmp_path / "all").read_text(), "## Pareto fronts")[0]) == 5

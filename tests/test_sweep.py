@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -131,11 +132,21 @@ def test_expand_pretraining_lengths_fixed_finetune(tmp_path):
     assert all(t.recipe["method_args"]["first_stage_steps"] == t.first_stage_steps for t in trials)
 
 
-@pytest.mark.parametrize("bad", [{"methods": ["ptfj"]}, {"rates": [1.5]}, {"lr_task": "en-xx"},
-                                 {"first_stage_steps": 6}, {"paralel": 2}, {"size_unit": "bytes"}])
-def test_bad_sweep_configs_refused(tmp_path, bad):
-    with pytest.raises(RecipeError):
+@pytest.mark.parametrize("bad, names", [
+    ({"methods": ["ptfj"]}, "methods"), ({"rates": [1.5]}, "rates"), ({"rates": ["fast"]}, "rates"),
+    ({"lr_task": "en-xx"}, "en-xx"), ({"first_stage_steps": 6}, "first_stage_steps"),
+    ({"first_stage_steps": "long"}, "first_stage_steps"), ({"paralel": 2}, "paralel"),
+    ({"size_unit": "bytes"}, "size_unit"), ({"total_steps": "fast"}, "`total_steps` (N) must be a positive integer"),
+    ({"seeds": ["a"]}, "seeds=[0,1]")])
+def test_bad_sweep_configs_refused(tmp_path, bad, names):
+    with pytest.raises(RecipeError, match=re.escape(names)):
         sw.expand_trials(sw.load_sweep(write_sweep(tmp_path, **bad)))
+
+
+def test_options_may_come_between_the_config_and_the_overrides(tmp_path, capsys):
+    """The documented `sweep.py CONFIG --gather-only key=value` form (argparse refuses it unless intermixed)."""
+    assert sw.main([str(write_sweep(tmp_path)), "--list", "methods=[scalarization]", "rates=[0.2]"]) == 0
+    assert capsys.readouterr().out.split()[0::3] == ["scalarization-r0.2-s0"]
 
 
 def test_failed_pretraining_blocks_its_trials(tmp_path, monkeypatch):
@@ -251,6 +262,25 @@ def test_counters_run_across_stages():
     del stages[0]["characters_seen"]
     out = sw.cumulative_counts(hist, stages)
     assert "characters_seen_en-fr" not in out[1] and out[1]["characters_seen_en-ro"] == 400
+
+
+def test_seed_means_keep_each_tasks_spread_over_the_seeds():
+    def rec(method, rate, seed, fr, ro):
+        return {"method": method, "rate": rate, "lr": 2e-3, "seed": seed, "final": {"en-fr": fr, "en-ro": ro},
+                "best": {"en-fr": fr, "en-ro": ro}, "examples_seen": {"en-ro": 100 * (seed + 1)},
+                "history": [{"step": 10, "eval_en-ro_loss": ro}]}
+
+    means = sw.seed_means([rec("ptjf", 0.3, 0, 4.5, 6.0), rec("ptjf", 0.3, 1, 4.7, 6.3),
+                           rec("scalarization", 0.1, 0, 4.4, 6.1), rec("scalarization", 0.1, 1, 4.3, None),
+                           rec("restart", 0.1, 0, 4.4, 6.1)])
+    ptjf, static, restart = means
+    assert ptjf["trial"] == "ptjf-r0.3 (mean of 2)" and ptjf["n_seeds"] == 2
+    assert ptjf["final"] == pytest.approx({"en-fr": 4.6, "en-ro": 6.15})
+    assert ptjf["final_range"] == {"en-fr": [4.5, 4.7], "en-ro": [6.0, 6.3]}
+    assert ptjf["examples_seen"] == {"en-ro": 150} and ptjf["history"] == [
+        {"step": 10, "stage": None, "eval_en-ro_loss": pytest.approx(6.15)}]
+    assert static["final_range"] == {"en-fr": [4.3, 4.4], "en-ro": None}  # a seed without the loss: no spread
+    assert restart["final_range"] == {}  # one seed: no spread
 
 
 def test_launcher_and_devices(tmp_path, monkeypatch):

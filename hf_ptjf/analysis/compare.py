@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -150,8 +151,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("out_dir", help="where the table and plots go")
     p.add_argument("runs", nargs="+", help="output_dir of each finished run")
     p.add_argument("--label", default="method", help="group runs by `method` (default) or `run_name`")
-    args = p.parse_args(argv)
-    runs = load_runs(args.runs, args.label)
+    args = p.parse_intermixed_args(argv)  # options may come between the positionals
+    try:
+        runs = load_runs(args.runs, args.label)
+    except (ValueError, OSError) as e:  # a run that is missing or unfinished: one line, exit 2
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "compare.md").write_text(compare_table(runs))

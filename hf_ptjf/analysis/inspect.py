@@ -395,7 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--hr-min-size", type=int, default=None,
                    help="training examples a task needs to count as high-resource (default: budget / overfit passes)")
     p.add_argument("--tokenizer", default=None, help="count subword tokens with this tokenizer (default: whitespace words)")
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)  # options may come between the positionals
 
     from ..data.prepare import load_recipe_corpora
 

@@ -25,7 +25,7 @@ from torch import nn
 from transformers import PretrainedConfig, T5Config
 
 from ..modeling import ModelArguments, _numel, build_config, build_meta_model, is_causal
-from ..recipe import read_recipe
+from ..recipe import RecipeError, read_recipe
 
 __all__ = [
     "AccelerateSetup",
@@ -412,7 +412,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--attn-implementation", choices=["sdpa", "eager"], default="sdpa",
                    help="attention kernel assumed by the activation estimate (default sdpa)")
     p.add_argument("--strict", action="store_true", help="exit with status 1 when the plan does not fit")
-    return p.parse_args(argv)
+    return p.parse_intermixed_args(argv)  # options may come between the config and the overrides
 
 
 def _load_model_args(recipe: str | Path, overrides: Sequence[str] = ()) -> ModelArguments:
@@ -424,8 +424,17 @@ def _load_model_args(recipe: str | Path, overrides: Sequence[str] = ()) -> Model
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point (``hf-ptjf-plan``); prints :func:`format_plan` and returns the exit status."""
+    """CLI entry point (``hf-ptjf-plan``); prints :func:`format_plan` and returns the exit status (1: does not fit
+    with ``--strict``; 2: bad input, one ``error:`` line)."""
     ns = _parse_args(argv)
+    try:
+        return _plan_cli(ns)
+    except (RecipeError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _plan_cli(ns: argparse.Namespace) -> int:
     margs = _load_model_args(ns.config, ns.overrides)
     vocab = ns.vocab_size if ns.vocab_size is not None else margs.vocab_size
     if margs.name_or_path is not None:

@@ -88,6 +88,12 @@ def _value(trial: Trial, metric: str, task: str) -> float | None:
     return None if math.isnan(v) else v
 
 
+def _spread(trial: Trial, metric: str, task: str) -> tuple[float, float] | None:
+    """``trial[metric + "_range"][task]``: the (min, max) over seeds of a seed-mean record, else None."""
+    span = (trial.get(f"{metric}_range") or {}).get(task)
+    return None if span is None else (float(span[0]), float(span[1]))
+
+
 def _objectives(trials: Sequence[Trial], hr_task: str, lr_task: str, metric: str) -> tuple[list[Trial], np.ndarray]:
     """Trials that have ``metric`` for both tasks, and their ``(n, 2)`` [hr, lr] values."""
     kept, rows = [], []
@@ -190,6 +196,12 @@ def _front_figure(
             if pts:
                 ax.scatter(values[pts, 0], values[pts, 1], marker=marker, s=40, facecolors=face,
                            edgecolors=colors[m], linewidths=1.5 if face == "none" else 0.5, zorder=3)
+        for i in sel:  # seed means: a bar over each task's min-max across the seeds
+            x, y = _spread(kept[i], metric, hr_task), _spread(kept[i], metric, lr_task)
+            if x is not None and y is not None:
+                ax.errorbar(values[i, 0], values[i, 1], xerr=[[values[i, 0] - x[0]], [x[1] - values[i, 0]]],
+                            yerr=[[values[i, 1] - y[0]], [y[1] - values[i, 1]]], fmt="none", ecolor=colors[m],
+                            elinewidth=1, capsize=2, alpha=0.7, zorder=2)
         front = sel[_front(values[sel], maximize)]
         # Staircase of the attained region: minimization steps right-then-down ("post"),
         # maximization down-then-right ("pre").
@@ -507,13 +519,15 @@ def write_report(
     for title, png, note in figures:
         lines += [f"### {title}", "", f"![{title}]({png.name})" if png is not None else f"_Skipped: {note}_", ""]
 
+    spread = any(_spread(t, "final", task) is not None for t in kept for task in (hr_task, lr_task))
     lines += [
         "## Pareto fronts (final validation loss)",
         "",
-        "Non-dominated trials of each method, sorted by high-resource loss.",
+        "Non-dominated trials of each method, sorted by high-resource loss"
+        + (" (seed means; the seed range is each task's min-max over the seeds)." if spread else "."),
         "",
-        f"| method | trial | rate | {_md(hr_task)} loss | {_md(lr_task)} loss |",
-        "|---|---|---:|---:|---:|",
+        f"| method | trial | rate | {_md(hr_task)} loss | {_md(lr_task)} loss |" + (" seed range |" if spread else ""),
+        "|---|---|---:|---:|---:|" + ("---:|" if spread else ""),
     ]
     fronts: dict[str, np.ndarray] = {}
     for m in methods:
@@ -522,9 +536,11 @@ def write_report(
         for i in sel[_front(values[sel])]:
             t = kept[i]
             name = t.get("trial", f"{m}#{i}")
-            lines.append(
-                f"| {_md(m)} | {_md(name)} | {_fmt_rate(t.get('rate'))} | {values[i, 0]:.4f} | {values[i, 1]:.4f} |"
-            )
+            row = f"| {_md(m)} | {_md(name)} | {_fmt_rate(t.get('rate'))} | {values[i, 0]:.4f} | {values[i, 1]:.4f} |"
+            if spread:
+                spans = [_spread(t, "final", task) for task in (hr_task, lr_task)]
+                row += " " + " / ".join("-" if s is None else f"{s[0]:.4f}-{s[1]:.4f}" for s in spans) + " |"
+            lines.append(row)
 
     lines += [
         "",

@@ -122,7 +122,8 @@ class SweepConfig:
         bad = [m for m in self.methods if m not in METHODS]
         if bad or not self.methods:
             raise RecipeError(f"sweep `methods` must be a non-empty subset of {METHODS}, got {self.methods}.")
-        if not self.rates or any(not (0.0 < float(r) < 1.0) for r in self.rates):
+        if not isinstance(self.rates, list) or not self.rates or any(
+                isinstance(r, bool) or not isinstance(r, (int, float)) or not (0.0 < r < 1.0) for r in self.rates):
             raise RecipeError(f"sweep `rates` are low-resource sampling rates in (0, 1), got {self.rates}.")
         if self.hr_task == self.lr_task:
             raise RecipeError("`hr_task` and `lr_task` must differ.")
@@ -130,8 +131,11 @@ class SweepConfig:
             raise RecipeError(f"`parallel` must be a positive integer, got {self.parallel!r}.")
         if not isinstance(self.threads, int) or self.threads < 1:
             raise RecipeError(f"`threads` must be a positive integer, got {self.threads!r}.")
-        if not self.seeds:
-            raise RecipeError("`seeds` is empty.")
+        if not isinstance(self.seeds, list) or not self.seeds or any(type(x) is not int for x in self.seeds):
+            raise RecipeError(f"sweep `seeds` must be a non-empty list of integers, e.g. seeds=[0,1]; got {self.seeds!r}.")
+        n1 = self.first_stage_steps
+        if n1 is not None and any(type(x) is not int or x <= 0 for x in (n1 if isinstance(n1, list) else [n1])):
+            raise RecipeError(f"`first_stage_steps` (N1) must be a positive integer or a list of them, got {n1!r}.")
         if self.size_unit not in SIZE_UNITS:
             raise RecipeError(f"sweep `size_unit` must be one of {SIZE_UNITS}, got {self.size_unit!r}.")
         if self.devices is not None:
@@ -143,8 +147,10 @@ class SweepConfig:
         if staged and not n1s:
             raise RecipeError(f"methods {staged} need `first_stage_steps` (N1).")
         if self.finetune_steps is None:
-            if not isinstance(self.total_steps, int) or self.total_steps <= 0:
+            if self.total_steps is None:
                 raise RecipeError("`total_steps` (N, a positive integer) is required unless `finetune_steps` is set.")
+            if type(self.total_steps) is not int or self.total_steps <= 0:
+                raise RecipeError(f"`total_steps` (N) must be a positive integer, got {self.total_steps!r}.")
             if any(not (0 < n1 < self.total_steps) for n1 in n1s):
                 raise RecipeError(f"need 0 < first_stage_steps < total_steps, got {n1s} and {self.total_steps}.")
         else:
@@ -539,19 +545,23 @@ def trial_records(cfg: SweepConfig, trials: Sequence[Trial], status: Mapping[str
 
 
 def seed_means(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """One record per (method, rate, lr): losses averaged over seeds; histories averaged per step."""
+    """One record per (method, rate, lr): losses averaged over seeds (``final_range``: the final losses' min and max
+    over two or more seeds); histories averaged per step."""
     groups: dict[tuple, list[Mapping[str, Any]]] = {}
     for r in records:
         groups.setdefault((r["method"], r["rate"], r["lr"]), []).append(r)
     out = []
     for (method, rate, lr), rs in groups.items():
+        def per_task(key: str) -> dict[str, list[float] | None]:
+            """Each task's values over the seeds; None when a seed lacks it."""
+            values = {}
+            for task in rs[0].get(key) or {}:
+                xs = [(r.get(key) or {}).get(task) for r in rs]
+                values[task] = None if any(x is None for x in xs) else xs
+            return values
+
         def mean(key: str) -> dict[str, float | None]:
-            tasks = rs[0][key].keys()
-            vals = {}
-            for task in tasks:
-                xs = [r[key].get(task) for r in rs]
-                vals[task] = None if any(x is None for x in xs) else sum(xs) / len(xs)
-            return vals
+            return {task: None if xs is None else sum(xs) / len(xs) for task, xs in per_task(key).items()}
 
         steps: dict[int, list[Mapping[str, Any]]] = {}
         for r in rs:
@@ -569,7 +579,11 @@ def seed_means(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         out.append({
             "trial": f"{method}" + ("" if rate is None else f"-r{rate:g}") + f" (mean of {len(rs)})",
             "method": method, "rate": rate, "lr": lr, "seed": "mean", "n_seeds": len(rs),
-            "final": mean("final"), "best": mean("best"), **{seen_key(u): mean(seen_key(u)) for u in SEEN_UNITS},
+            "final": mean("final"), "best": mean("best"),
+            # the spread the fronts and the report show beside each mean (one seed has none)
+            "final_range": {t: None if xs is None else [min(xs), max(xs)] for t, xs in per_task("final").items()}
+            if len(rs) > 1 else {},
+            **{seen_key(u): mean(seen_key(u)) for u in SEEN_UNITS},
             "history": history,
         })
     return out
@@ -691,7 +705,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="dotted key=value overrides of the sweep config")
     parser.add_argument("--gather-only", action="store_true", help="only rebuild tables and report from finished trials")
     parser.add_argument("--list", action="store_true", help="print the trials (and whether complete) and exit")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # options may come between the config and the overrides
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         cfg = load_sweep(args.config, args.overrides)

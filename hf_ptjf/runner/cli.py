@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--join-timeout", type=int, default=600, metavar="SECONDS",
                         help="with --launch on several machines: how long machine 0 waits for the others (default 600)")
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # options may come between the config and the overrides
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "httpx2", "httpcore", "httpcore2", "urllib3", "filelock"):  # a line per Hub request
         logging.getLogger(noisy).setLevel(logging.WARNING)
