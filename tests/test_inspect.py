@@ -88,6 +88,8 @@ CALIBRATION = [
     ("C2 Fr/Ro300 N=2000", {"en-fr": FR, "en-ro": 300}, 2000 * 32, STATIC, "static best by 0.067"),
     ("C2 Fr/Ro150 N=2000", {"en-fr": FR, "en-ro": 150}, 2000 * 32, STATIC, "static best by 0.119"),
     ("C2 Fr/Hi300 N=2000", {"en-fr": FR, "en-hi": 300}, 2000 * 32, STATIC, "static best by 0.104"),
+    ("C2 Fr/Ro300 N=4000", {"en-fr": FR, "en-ro": 300}, 4000 * 32, STATIC, "static 0.1 best by 0.094, 2 seeds"),
+    ("C2 Fr/Ro300 N=6000", {"en-fr": FR, "en-ro": 300}, 6000 * 32, STATIC, "static 0.1 ahead by 0.049, 1 seed"),
     ("paper Fr/Ro", {"en-fr": 40_853_298, "en-ro": 610_320}, 450_000 * 1024, HELPS, "PTJF front dominates"),
     ("paper Fr/Hi", {"en-fr": 40_853_298, "en-hi": 313_748}, 350_000 * 1024, HELPS, "PTJF front dominates"),
     ("paper Fr/Zh", {"en-fr": 40_853_298, "en-zh": 25_986_436}, 600_000 * 1024, STATIC, "no gain"),
@@ -212,7 +214,10 @@ def test_cli_main(tmp_path, capsys):
         "Verdict: a static rate of about r should do as well as PTJF: the planned rates overfit en-ro (24.0 passes)"
     )
     # the same overrides as the runner take
-    assert main([str(recipe), "--num-processes", "1", "stages.joint.max_steps=7200"]) == 0  # B = 58,400: r* = 0.034
+    assert main([str(recipe), "stages.joint.max_steps=7200"]) == 0  # B = 58,400: en-ro r* = 0.034 >= r_min 0.029
+    assert "none needs less than 0.029" in capsys.readouterr().out.strip().splitlines()[-1]
+    # a higher r_min (the option between the recipe and its overrides) makes it a PTJF case
+    assert main([str(recipe), "--min-static-rate", "0.035", "stages.joint.max_steps=7200"]) == 0
     assert "Verdict: PTJF is expected to help" in capsys.readouterr().out
     assert main([str(tmp_path / "missing.yaml")]) == 2
     assert "error:" in capsys.readouterr().err
