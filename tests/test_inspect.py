@@ -89,6 +89,7 @@ CALIBRATION = [
     ("C2 Fr/Ro150 N=2000", {"en-fr": FR, "en-ro": 150}, 2000 * 32, STATIC, "static best by 0.119"),
     ("C2 Fr/Hi300 N=2000", {"en-fr": FR, "en-hi": 300}, 2000 * 32, STATIC, "static best by 0.104"),
     ("C2 Fr/Ro300 N=4000", {"en-fr": FR, "en-ro": 300}, 4000 * 32, STATIC, "static 0.1 best by 0.094, 2 seeds"),
+    ("C2 Fr/Hi300 N=4000", {"en-fr": FR, "en-hi": 300}, 4000 * 32, STATIC, "static 0.1 best by 0.154, 2 seeds"),
     ("C2 Fr/Ro300 N=6000", {"en-fr": FR, "en-ro": 300}, 6000 * 32, STATIC, "static 0.1 ahead by 0.049, 1 seed"),
     ("paper Fr/Ro", {"en-fr": 40_853_298, "en-ro": 610_320}, 450_000 * 1024, HELPS, "PTJF front dominates"),
     ("paper Fr/Hi", {"en-fr": 40_853_298, "en-hi": 313_748}, 350_000 * 1024, HELPS, "PTJF front dominates"),
