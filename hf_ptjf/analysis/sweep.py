@@ -91,6 +91,11 @@ _PRETRAIN = "pretrain"  # the name expand_method gives the first stage of ptjf /
 _RUN_CODE = "import sys; from hf_ptjf.runner.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
+def _positive_int(value: Any) -> bool:
+    """A step or process count: an integer >= 1 (the check every count field of a sweep shares)."""
+    return isinstance(value, int) and value > 0
+
+
 @dataclass
 class SweepConfig:
     """A grid of trials over a base recipe (see the module docstring for the YAML)."""
@@ -127,14 +132,14 @@ class SweepConfig:
             raise RecipeError(f"sweep `rates` are low-resource sampling rates in (0, 1), got {self.rates}.")
         if self.hr_task == self.lr_task:
             raise RecipeError("`hr_task` and `lr_task` must differ.")
-        if not isinstance(self.parallel, int) or self.parallel < 1:
+        if not _positive_int(self.parallel):
             raise RecipeError(f"`parallel` must be a positive integer, got {self.parallel!r}.")
-        if not isinstance(self.threads, int) or self.threads < 1:
+        if not _positive_int(self.threads):
             raise RecipeError(f"`threads` must be a positive integer, got {self.threads!r}.")
         if not isinstance(self.seeds, list) or not self.seeds or any(type(x) is not int for x in self.seeds):
             raise RecipeError(f"sweep `seeds` must be a non-empty list of integers, e.g. seeds=[0,1]; got {self.seeds!r}.")
         n1 = self.first_stage_steps
-        if n1 is not None and any(type(x) is not int or x <= 0 for x in (n1 if isinstance(n1, list) else [n1])):
+        if n1 is not None and not all(map(_positive_int, n1 if isinstance(n1, list) else [n1])):
             raise RecipeError(f"`first_stage_steps` (N1) must be a positive integer or a list of them, got {n1!r}.")
         if self.size_unit not in SIZE_UNITS:
             raise RecipeError(f"sweep `size_unit` must be one of {SIZE_UNITS}, got {self.size_unit!r}.")
@@ -149,12 +154,12 @@ class SweepConfig:
         if self.finetune_steps is None:
             if self.total_steps is None:
                 raise RecipeError("`total_steps` (N, a positive integer) is required unless `finetune_steps` is set.")
-            if type(self.total_steps) is not int or self.total_steps <= 0:
+            if not _positive_int(self.total_steps):
                 raise RecipeError(f"`total_steps` (N) must be a positive integer, got {self.total_steps!r}.")
             if any(not (0 < n1 < self.total_steps) for n1 in n1s):
                 raise RecipeError(f"need 0 < first_stage_steps < total_steps, got {n1s} and {self.total_steps}.")
         else:
-            if not isinstance(self.finetune_steps, int) or self.finetune_steps <= 0:
+            if not _positive_int(self.finetune_steps):
                 raise RecipeError(f"`finetune_steps` must be a positive integer, got {self.finetune_steps!r}.")
             if "scalarization" in self.methods and len(n1s) > 1 and self.total_steps is None:
                 raise RecipeError("with several `first_stage_steps` and `finetune_steps`, give `total_steps` for scalarization.")
