@@ -28,7 +28,8 @@ from hf_ptjf.sampler import TemperatureMixtureSampler
 from hf_ptjf.trainer import MixtureTrainer, MixtureTrainingArguments
 
 from .distributed import accelerate_launch
-from .fixtures.recipe_runs import HOOKS, child_env, error_line, results, run_cli, run_process, write_recipe
+from .fixtures.recipe_runs import (HOOKS, child_env, error_line, results, run_cli, run_process, streamed_recipe,
+                                   streamed_tasks, write_bible_files, write_recipe)
 from .toy import collate, tiny_t5, toy_task
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -237,40 +238,8 @@ STREAM_STEPS = 12
 
 @pytest.fixture(scope="module")
 def bible_files(tmp_path_factory):
-    """The tiny recipe's Bible tasks written as the user's files: en-fr's training split in 4 JSON-lines shards (the
-    streamed task), en-ro as one JSON-lines file per split (a map-style task in the same recipe)."""
-    from hf_ptjf.data.loaders import load_tasks
-
-    folder = tmp_path_factory.mktemp("bible_files")
-    corpora = load_tasks([
-        {"name": "en-fr", "source": "bible", "src_versions": ["WEB"], "tgt_versions": ["Segond"], "lang": "fr",
-         "train_size": 400},
-        {"name": "en-ro", "source": "bible", "src_versions": ["WEB"], "tgt_versions": ["Cornilescu"], "lang": "ro",
-         "train_size": 60}], num_dev=16, num_test=8)
-    for name, dsd in corpora.items():
-        for split, ds in dsd.items():
-            rows = [{"id": r["id"], "en": r["source"], "tgt": r["target"]} for r in ds]
-            parts = [rows[k::4] for k in range(4)] if (name, split) == ("en-fr", "train") else [rows]
-            for k, part in enumerate(parts):
-                suffix = f"-{k}" if len(parts) > 1 else ""
-                with open(folder / f"{name}-{split}{suffix}.jsonl", "w") as f:
-                    f.writelines(json.dumps(r) + "\n" for r in part)
-    return folder
-
-
-def streamed_tasks(folder, **fr):
-    files = {s: str(folder / f"en-fr-{s}.jsonl") for s in ("validation", "test")}
-    return [
-        {"name": "en-fr", "source": "json", "streaming": True, "lang": "fr", "columns": {"source": "en", "target": "tgt"},
-         "data_files": {"train": str(folder / "en-fr-train-*.jsonl"), **files}, **fr},
-        {"name": "en-ro", "source": "json", "lang": "ro", "columns": {"source": "en", "target": "tgt"},
-         "data_files": {s: str(folder / f"en-ro-{s}.jsonl") for s in ("train", "validation", "test")}},
-    ]
-
-
-def streamed_recipe(path, folder, **fr):
-    data = {"num_dev": 16, "num_test": 8, "max_source_length": 32, "max_target_length": 32, "stream_window": 40}
-    return write_recipe(path, tasks=streamed_tasks(folder, size="count", **fr), data=data)
+    """The tiny recipe's Bible tasks written as the user's files (see ``write_bible_files``)."""
+    return write_bible_files(tmp_path_factory.mktemp("bible_files"))
 
 
 @pytest.fixture(scope="module")
