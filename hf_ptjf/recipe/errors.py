@@ -1,5 +1,7 @@
 """The error every recipe tool raises for bad input (the message names the field and the fix)."""
 
+from ..errors import UserError
 
-class RecipeError(ValueError):
+
+class RecipeError(UserError):
     """A recipe that cannot run; the message names the field and the fix."""
