@@ -315,8 +315,19 @@ class MixtureTrainer(Seq2SeqTrainer):
                            if int(k.split(".")[0]) == a.process_index})
 
     def get_train_dataloader(self) -> torch.utils.data.DataLoader:  # noqa: D102
-        if self.streams is None:
-            return super().get_train_dataloader()
+        loader = super().get_train_dataloader() if self.streams is None else self._stream_dataloader()
+        # A new DataLoader iterator draws its workers' base seed from `loader.generator`, the global torch RNG when
+        # None. A resumed run creates its iterator after the Trainer restored the checkpoint's RNG state, so that draw
+        # would shift every later dropout mask away from the uninterrupted run's: the loader gets a generator of its own.
+        # (accelerate's DataLoaderShard iterates the DataLoader it wraps, `base_dataloader`.)
+        getattr(loader, "base_dataloader", loader).generator = torch.Generator().manual_seed(self._seed)
+        return loader
+
+    @property
+    def _seed(self) -> int:
+        return self.args.mixture_seed if self.args.mixture_seed is not None else self.args.seed
+
+    def _stream_dataloader(self) -> torch.utils.data.DataLoader:
         from accelerate.data_loader import prepare_data_loader
         from torch.utils.data import DataLoader
 

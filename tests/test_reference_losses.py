@@ -90,6 +90,9 @@ def case_recipe(case: str, folder: Path) -> Path:
 
 
 CASES = ["t5", "llama", "streamed", "lora"]
+# the streamed case was recorded when tests/fixtures/tiny_recipe.yaml had dropout 0.0 (it has 0.1 now, for the
+# resume tests): the reference keeps the recorded configuration
+CASE_OVERRIDES = {"streamed": ["model.dropout_rate=0.0"]}
 
 
 @pytest.fixture(scope="module", params=CASES)
@@ -97,7 +100,7 @@ def reference_run(request, tmp_path_factory) -> tuple[str, Path, dict[str, Any]]
     """(case, run directory, results.json) of one reference case, run once per test session."""
     folder = tmp_path_factory.mktemp(f"reference_{request.param}")
     out = folder / "run"
-    proc = run_process([str(case_recipe(request.param, folder)), f"output_dir={out}"],
+    proc = run_process([str(case_recipe(request.param, folder)), f"output_dir={out}", *CASE_OVERRIDES.get(request.param, [])],
                        env=child_env(**SAME_CODE_PATH), timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return request.param, out, results(out)
