@@ -565,6 +565,16 @@ class MixtureTrainer(Seq2SeqTrainer):
                 atomic_write_text(os.path.join(folder, MIXTURE_STATE_NAME), json.dumps(state, indent=2))
         super()._save_checkpoint(model, trial)
 
+    def _issue_warnings_after_load(self, load_result: Any) -> None:
+        # A tied model (T5's embeddings and head) saves the shared tensor once, so its tied copies are "missing" from
+        # every checkpoint; the Trainer would report them as if the checkpoint were broken. Re-tie them and report
+        # only keys that are really missing.
+        tied = tied_copies(self.model, load_result.missing_keys)
+        if tied:
+            self.model.tie_weights()
+            load_result.missing_keys[:] = [k for k in load_result.missing_keys if k not in tied]
+        super()._issue_warnings_after_load(load_result)
+
     def _sampler_state_at_step(self, step: int) -> dict[str, Any]:
         """The sampler state after ``step`` optimizer steps (the DataLoader may have prefetched further)."""
         consumed = step * self.args.total_train_batch_size
@@ -611,6 +621,15 @@ class MixtureTrainer(Seq2SeqTrainer):
             return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
         finally:
             self.args.ignore_data_skip = skip
+
+
+def tied_copies(model: Any, missing: Sequence[str]) -> set[str]:
+    """The ``missing`` state-dict keys whose parameter is the very tensor of a key that was loaded (tied weights)."""
+    owners: dict[int, list[str]] = {}
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        owners.setdefault(id(tensor), []).append(name)
+    gone = set(missing)
+    return {name for names in owners.values() if any(n not in gone for n in names) for name in names if name in gone}
 
 
 def _seen_base(saved: Mapping[str, Mapping[str, int]], tasks: Sequence[str]) -> np.ndarray:

@@ -239,3 +239,41 @@ def test_resume_with_dropout_continues_exactly(tmp_path, data):
     assert [b[s] for s in b] == [a[s] for s in b]  # bit for bit
     for p, q in zip(full.model.parameters(), resumed.model.parameters()):
         torch.testing.assert_close(p, q, rtol=0, atol=0)
+
+
+def test_resuming_a_tied_model_does_not_report_its_tied_weights_missing(tmp_path):
+    """T5 ties its embeddings and head: the checkpoint stores the shared tensor once, and a resume must not log
+    "There were missing keys in the checkpoint model loaded" for the tied copies (a user reads it as a broken
+    checkpoint); a key that is really missing is still reported."""
+    import logging
+
+    class Keep(logging.Handler):
+        def __init__(self):
+            super().__init__()
+            self.messages = []
+
+        def emit(self, record):
+            self.messages.append(record.getMessage())
+
+    keep = Keep()
+    logger = logging.getLogger("transformers.trainer")
+    logger.addHandler(keep)
+    level = logger.level
+    logger.setLevel(logging.WARNING)  # the suite runs with TRANSFORMERS_VERBOSITY=error
+    try:
+        make_trainer(tmp_path / "a", max_steps=4, save_steps=2).train()
+        ckpt = tmp_path / "a" / "checkpoint-2"
+        assert tiny_t5().config.tie_word_embeddings
+        make_trainer(tmp_path / "b", max_steps=4).train(resume_from_checkpoint=str(ckpt))
+        assert not [m for m in keep.messages if "missing keys" in m], keep.messages
+        weights = load_file(ckpt / "model.safetensors")
+        from safetensors.torch import save_file
+
+        save_file({k: v for k, v in weights.items() if not k.startswith("decoder.final_layer_norm")},
+                  ckpt / "model.safetensors", metadata={"format": "pt"})
+        make_trainer(tmp_path / "c", max_steps=4).train(resume_from_checkpoint=str(ckpt))
+        missing = [m for m in keep.messages if "missing keys" in m]
+        assert len(missing) == 1 and "decoder.final_layer_norm.weight" in missing[0] and "lm_head" not in missing[0]
+    finally:
+        logger.removeHandler(keep)
+        logger.setLevel(level)
