@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hf_ptjf.data import CausalLMCollator, load_tasks, tokenize_tasks, train_tokenizer  # noqa: E402
 from hf_ptjf.data.spec import TaskSpec  # noqa: E402
 from hf_ptjf.modeling import ModelArguments, build_model  # noqa: E402
-from hf_ptjf.sampler import TemperatureMixtureSampler  # noqa: E402
-from hf_ptjf.trainer import MixtureTrainer, MixtureTrainingArguments, concatenate_tasks  # noqa: E402
+from hf_ptjf.mixture.sampler import TemperatureMixtureSampler  # noqa: E402
+from hf_ptjf.train import MixtureTrainer, MixtureTrainingArguments, concatenate_tasks  # noqa: E402
 
 LENGTH = 128
 

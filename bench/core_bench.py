@@ -30,8 +30,8 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import datasets  # noqa: E402
 
-from hf_ptjf.mixing import temperature  # noqa: E402
-from hf_ptjf.sampler import TemperatureMixtureSampler  # noqa: E402
+from hf_ptjf.mixture import temperature  # noqa: E402
+from hf_ptjf.mixture.sampler import TemperatureMixtureSampler  # noqa: E402
 
 SIZES = (2_000_000, 50_000, 5_000)
 TAU = 3.33
@@ -113,7 +113,7 @@ def bench_resume() -> None:
 def bench_trainer(steps: int = 40, repeats: int = 5) -> None:
     from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments, T5Config, T5ForConditionalGeneration
 
-    from hf_ptjf.trainer import MixtureTrainer, MixtureTrainingArguments, concatenate_tasks
+    from hf_ptjf.train import MixtureTrainer, MixtureTrainingArguments, concatenate_tasks
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from tests.toy import collate, toy_task

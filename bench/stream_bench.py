@@ -35,8 +35,8 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 import datasets  # noqa: E402
 
 from hf_ptjf.data.stream import TaskStream  # noqa: E402
-from hf_ptjf.mixing import temperature  # noqa: E402
-from hf_ptjf.mixture_stream import MixtureStream  # noqa: E402
+from hf_ptjf.mixture import temperature  # noqa: E402
+from hf_ptjf.mixture.stream import MixtureStream  # noqa: E402
 
 datasets.disable_progress_bars()
 

@@ -1,8 +1,8 @@
 """hf_ptjf: pre-training joint fine-tuning (PTJF) for imbalanced multi-task training with HF Trainer.
 
-Layout: the core a user imports (``mixing``: rates; ``sampler``: the task stream; ``mixture_stream``: streamed
-mixtures; ``trainer``: MixtureTrainer;
-``optim``, ``modeling``), ``data/`` (corpora, tokenizer, collators), ``recipe/`` (YAML -> stages), ``runner/``
+Layout: the core a user imports (``mixture/``: strategies, the Mixture, the task sequence, sampler and stream;
+``train/``: MixtureTrainer, its arguments, data and meter; ``optim``, ``modeling``), ``data/`` (corpora, tokenizer,
+collators), ``recipe/`` (YAML -> stages), ``runner/``
 (the stage loop and its records, handoff, evaluation, results), ``hub/`` (client + offline server),
 ``analysis/`` (sweep, pareto, plots, inspect, plan) and ``metrics/`` (sacreBLEU, offline).
 """
@@ -10,28 +10,31 @@ mixtures; ``trainer``: MixtureTrainer;
 from importlib import import_module
 from typing import Any
 
-# (`hf_ptjf.mixing.plan` is not re-exported: `hf_ptjf.analysis.plan` is the memory planner)
-from .mixing import RATE_STRATEGIES, MixtureSpec, cap_epochs, mixing_rates, proportional, static, temperature, unimax
+# (`hf_ptjf.mixture.plan` is not re-exported: it is what a budget means per task, not the memory planner)
+from .mixture import (RATE_STRATEGIES, Mixture, MixtureSpec, cap_epochs, mixing_rates, proportional, register_strategy,
+                      static, temperature, unimax)
 
 __version__ = "0.1.0"
 
 # heavy (torch / transformers) symbols load on first use, so `import hf_ptjf` stays cheap
 _LAZY = {
-    "TemperatureMixtureSampler": "sampler",
-    "TaskSequence": "sampler",
-    "MixtureStream": "mixture_stream",
-    "MixtureTrainer": "trainer",
-    "MixtureTrainingArguments": "trainer",
+    "TemperatureMixtureSampler": "mixture.sampler",
+    "TaskSequence": "mixture.sequence",
+    "MixtureStream": "mixture.stream",
+    "MixtureTrainer": "train",
+    "MixtureTrainingArguments": "train",
     "load_recipe": "recipe",
     "run_recipe": "runner",
 }
 
 __all__ = [
     "RATE_STRATEGIES",
+    "Mixture",
     "MixtureSpec",
     "cap_epochs",
     "mixing_rates",
     "proportional",
+    "register_strategy",
     "static",
     "temperature",
     "unimax",

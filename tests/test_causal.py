@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from hf_ptjf.data import CausalLMCollator, set_task_meta, tokenize_tasks
 from hf_ptjf.modeling import ModelArguments, build_config, build_model, count_parameters, is_causal
-from hf_ptjf.trainer import MIXTURE_STATE_NAME, MixtureTrainer, MixtureTrainingArguments
+from hf_ptjf.train import MIXTURE_STATE_NAME, MixtureTrainer, MixtureTrainingArguments
 
 from .fixtures.recipe_runs import error_line, run_cli
 from .distributed import ROOT

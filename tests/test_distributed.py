@@ -17,7 +17,7 @@ def ddp_result(tmp_path_factory):
 
 @pytest.mark.slow
 def test_ranks_get_distinct_batches_of_one_stream(ddp_result):
-    from hf_ptjf.sampler import TemperatureMixtureSampler
+    from hf_ptjf.mixture.sampler import TemperatureMixtureSampler
 
     assert ddp_result["world_size"] == 2
     rank0, rank1 = ddp_result["batches"]["0"], ddp_result["batches"]["1"]
@@ -30,7 +30,7 @@ def test_ranks_get_distinct_batches_of_one_stream(ddp_result):
 
 @pytest.mark.slow
 def test_counts_are_summed_across_ranks_and_loss_matches_one_process(ddp_result, tmp_path):
-    from hf_ptjf.trainer import MixtureTrainer, MixtureTrainingArguments
+    from hf_ptjf.train import MixtureTrainer, MixtureTrainingArguments
 
     logs = ddp_result["logs"]
     last = logs[-1]

@@ -426,7 +426,7 @@ def test_a_hub_id_that_names_nothing_is_reported_at_once(tmp_path, tokenizer):
 
 
 def test_a_disk_that_fills_while_saving_is_one_line(tmp_path, tokenizer, monkeypatch):
-    from hf_ptjf.trainer import MixtureTrainer
+    from hf_ptjf.train import MixtureTrainer
 
     def full(self, *a, **k):  # what torch reports when a checkpoint write hits ENOSPC
         raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 64 vs 0 "

@@ -20,7 +20,7 @@ from hf_ptjf.analysis.inspect import (
     recipe_report,
     verdict_for,
 )
-from hf_ptjf.mixing import temperature
+from hf_ptjf.mixture import temperature
 from hf_ptjf.recipe import RecipeError, load_recipe, parse_recipe
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from hf_ptjf import mixing
-from hf_ptjf.mixing import cap_epochs, mixing_rates, plan, proportional, static, temperature, unimax
+from hf_ptjf import mixture as mixing
+from hf_ptjf.mixture import cap_epochs, mixing_rates, plan, proportional, static, temperature, unimax
 
 
 def test_proportional_hand_values():
@@ -83,3 +83,37 @@ def test_plan_reports_examples_and_epochs():
 def test_invalid_input_names_the_argument(call, needle):
     with pytest.raises(ValueError, match=needle):
         call()
+
+
+def test_a_strategy_defined_outside_the_package_is_used_from_yaml_and_from_the_trainer(tmp_path):
+    """A new strategy is one registered function: no edit of the package, usable by name from a recipe and from
+    MixtureTrainingArguments, and refused names still get a did-you-mean."""
+    from pathlib import Path
+
+    from hf_ptjf.mixture import STRATEGIES, normalise, register_strategy
+    from hf_ptjf.recipe import RecipeError, load_recipe
+    from hf_ptjf.train import MixtureTrainer, MixtureTrainingArguments
+
+    from .toy import collate, tiny_t5, toy_mixture
+
+    @register_strategy("inverse_test")
+    def inverse(sizes):  # the smallest task gets the largest rate
+        return normalise(1.0 / np.asarray(sizes, dtype=np.float64))
+
+    try:
+        with pytest.raises(ValueError, match="already registered"):
+            register_strategy("inverse_test")(inverse)
+        recipe = Path(__file__).parent / "recipes" / "tiny_ptjf.yaml"
+        cfg = load_recipe(recipe, [f"output_dir={tmp_path}", "method_args.mixture={strategy: inverse_test}"])
+        rates = cfg.stage_rates(cfg.stages[1], {"en-fr": 600, "en-ro": 80})
+        assert rates == pytest.approx({"en-fr": 80 / 680, "en-ro": 600 / 680})
+        train, _ = toy_mixture()  # sizes 3000 and 40
+        args = MixtureTrainingArguments(output_dir=str(tmp_path / "t"), max_steps=2, report_to=[], use_cpu=True,
+                                        mixture_strategy="inverse_test")
+        trainer = MixtureTrainer(model=tiny_t5(), args=args, train_datasets=train, data_collator=collate)
+        assert trainer.rates.tolist() == pytest.approx([40 / 3040, 3000 / 3040])
+        with pytest.raises(RecipeError, match="Did you mean `inverse_test`"):
+            load_recipe(recipe, [f"output_dir={tmp_path}", "method_args.mixture={strategy: inverse_tset}"])
+    finally:
+        del STRATEGIES["inverse_test"]
+    assert "inverse_test" not in STRATEGIES

@@ -166,7 +166,7 @@ def test_schedules():
 
 
 def test_trainer_uses_adafactor_and_the_schedule(tmp_path):
-    from hf_ptjf.trainer import MixtureTrainer, MixtureTrainingArguments
+    from hf_ptjf.train import MixtureTrainer, MixtureTrainingArguments
 
     from .toy import collate, tiny_t5, toy_mixture
 
@@ -227,20 +227,17 @@ def test_recipe_optimizer_args_and_per_stage_keys():
 def test_deepspeed_json_with_its_own_optimizer_or_scheduler_is_refused():
     from types import SimpleNamespace
 
-    from hf_ptjf.trainer import MixtureTrainer
+    from hf_ptjf.train.arguments import check_deepspeed_config
 
-    def fake(optim: str, lr_schedule: str | None, ds: dict) -> SimpleNamespace:
-        plugin = SimpleNamespace(hf_ds_config=SimpleNamespace(config=ds))
-        return SimpleNamespace(is_deepspeed_enabled=True, args=SimpleNamespace(optim=optim, lr_schedule=lr_schedule),
-                               accelerator=SimpleNamespace(state=SimpleNamespace(deepspeed_plugin=plugin)))
+    def check(optim: str, lr_schedule: str | None, ds: dict) -> None:
+        check_deepspeed_config(SimpleNamespace(optim=optim, lr_schedule=lr_schedule), ds)
 
-    check = MixtureTrainer._check_deepspeed_leaves_optimization_to_us
-    check(fake("adafactor", "warmup_then_rsqrt", {"zero_optimization": {"stage": 3}}))
-    check(fake("adamw_torch", None, {"optimizer": {"type": "AdamW"}, "scheduler": {"type": "WarmupLR"}}))
+    check("adafactor", "warmup_then_rsqrt", {"zero_optimization": {"stage": 3}})
+    check("adamw_torch", None, {"optimizer": {"type": "AdamW"}, "scheduler": {"type": "WarmupLR"}})
     with pytest.raises(ValueError, match="declares an `optimizer`"):
-        check(fake("adafactor", None, {"optimizer": {"type": "AdamW"}}))
+        check("adafactor", None, {"optimizer": {"type": "AdamW"}})
     with pytest.raises(ValueError, match="declares a `scheduler`"):
-        check(fake("adamw_torch", "constant_then_rsqrt", {"scheduler": {"type": "WarmupLR"}}))
+        check("adamw_torch", "constant_then_rsqrt", {"scheduler": {"type": "WarmupLR"}})
 
 
 @pytest.mark.slow

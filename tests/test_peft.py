@@ -72,7 +72,7 @@ def test_the_adapter_reloaded_at_its_sha_gives_the_in_memory_eval_loss(lora_run,
     from hf_ptjf.modeling import ModelArguments, build_model
     from hf_ptjf.runner import RecipeRunner
     from hf_ptjf.runner.evaluation import eval_sets
-    from hf_ptjf.trainer import MixtureTrainer
+    from hf_ptjf.train import MixtureTrainer
 
     cfg, results, tmp = lora_run
     joint = results["stages"][1]
@@ -155,3 +155,25 @@ def test_a_merged_adapter_is_the_base_of_the_next_stages_new_adapter(tmp_path, t
     assert more["adapter"] and more["trainable_parameters"] == joint["trainable_parameters"]  # a new adapter
     adapter = json.loads((cfg_output(more) / "adapter_config.json").read_text())
     assert (adapter["base_model_name_or_path"], adapter["revision"]) == (joint["hub_repo"], joint["hub_sha"])
+
+
+def test_a_new_adapter_is_drawn_from_the_seed_not_from_the_rng_earlier_stages_left(tokenizer):
+    """A rerun that skips finished stages reaches a LoRA stage with another global RNG state than the uninterrupted
+    run: the adapter's initial weights must not depend on it."""
+    import torch
+
+    from hf_ptjf.modeling import ModelArguments
+    from hf_ptjf.recipe import StageSpec
+    from hf_ptjf.recipe.config import PeftSpec
+    from hf_ptjf.runner.handoff import new_adapter
+
+    from .toy import tiny_t5
+
+    stage = StageSpec(name="joint", max_steps=4, peft=PeftSpec(r=4, alpha=8, target_modules=["q", "v"]))
+    weights = []
+    for leftover in (1, 2):
+        base = tiny_t5()
+        torch.manual_seed(leftover)  # what earlier stages left in the global RNG
+        model = new_adapter(base, stage, 1, ModelArguments(name_or_path="base"), seed=0)
+        weights.append({k: v.clone() for k, v in model.state_dict().items() if "lora_A" in k})
+    assert weights[0] and all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from hf_ptjf.mixing import temperature
-from hf_ptjf.sampler import TemperatureMixtureSampler, feistel_permute
+from hf_ptjf.mixture import temperature
+from hf_ptjf.mixture.sampler import TemperatureMixtureSampler, feistel_permute
 
 SIZES = [20_000, 700, 37]
 

@@ -121,7 +121,7 @@ def test_no_unsafe_deserialisation_in_the_package():
 
 
 def _toy_trainer(out: Path, max_steps: int):
-    from hf_ptjf.trainer import MixtureTrainer, MixtureTrainingArguments
+    from hf_ptjf.train import MixtureTrainer, MixtureTrainingArguments
 
     from .toy import collate, toy_mixture
 

@@ -24,8 +24,8 @@ import pytest
 import torch
 
 from hf_ptjf.data.stream import StreamError, TaskStream
-from hf_ptjf.sampler import TemperatureMixtureSampler
-from hf_ptjf.trainer import MixtureTrainer, MixtureTrainingArguments
+from hf_ptjf.mixture.sampler import TemperatureMixtureSampler
+from hf_ptjf.train import MixtureTrainer, MixtureTrainingArguments
 
 from .distributed import accelerate_launch
 from .fixtures.recipe_runs import (HOOKS, child_env, error_line, results, run_cli, run_process, streamed_recipe,
@@ -385,7 +385,7 @@ def test_a_counted_stream_has_the_sizes_of_the_same_data_loaded_map_style_and_th
 
 
 def test_rates_in_characters_use_declared_sizes_and_unimax_budgets_convert_from_examples(tmp_path, bible_files):
-    from hf_ptjf import mixing
+    from hf_ptjf import mixture as mixing
 
     declared = {"characters": 3.0e7, "examples": 150_000}
     tasks = streamed_tasks(bible_files, size=declared)
@@ -460,7 +460,7 @@ def test_bad_streamed_input_is_one_line_naming_the_task_field_and_fix(tmp_path, 
 def test_the_mc4_recipe_mixes_table_2_character_counts_at_tau_3_33_and_inspect_plans_in_characters():
     """recipes/configs/mc4_streamed_lm.yaml: declared sizes (the paper's Table 2) reach the rates unchanged, and the
     applicability check plans the run in characters (no data is read: every size is declared)."""
-    from hf_ptjf import mixing
+    from hf_ptjf import mixture as mixing
     from hf_ptjf.analysis.inspect import recipe_report
     from hf_ptjf.data.sizes import TaskSizes
     from hf_ptjf.recipe import load_recipe
@@ -614,7 +614,7 @@ def test_a_resumed_mixture_stream_gives_the_same_batches_with_a_noisy_collator(t
     from transformers import AutoTokenizer
 
     from hf_ptjf.data.collators import SpanCorruptionCollator
-    from hf_ptjf.mixture_stream import STREAM_STATE, MixtureStream
+    from hf_ptjf.mixture.stream import STREAM_STATE, MixtureStream
 
     tok = AutoTokenizer.from_pretrained(tokenizer)
 

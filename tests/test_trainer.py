@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from hf_ptjf.trainer import MIXTURE_STATE_NAME, MixtureTrainer, MixtureTrainingArguments
+from hf_ptjf.train import MIXTURE_STATE_NAME, MixtureTrainer, MixtureTrainingArguments
 
 from .toy import collate, tiny_t5, toy_mixture
 

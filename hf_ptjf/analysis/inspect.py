@@ -31,7 +31,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-from ..mixing import plan
+from ..mixture import plan
 from ..recipe import RecipeConfig, RecipeError, load_recipe
 
 __all__ = [

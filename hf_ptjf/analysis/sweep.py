@@ -62,7 +62,7 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from ..hints import did_you_mean
-from ..mixing import SIZE_UNITS
+from ..mixture import SIZE_UNITS
 from ..runner.results import best_loss, cumulative_counts
 from ..seen import SEEN_UNITS, seen_key, seen_label, seen_of_size_unit, total_seen
 from ..recipe import METHODS, RecipeError, apply_overrides, expand_method, parse_recipe, read_recipe, read_yaml

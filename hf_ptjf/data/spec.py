@@ -24,7 +24,7 @@ __all__ = ["TaskSpec", "TASK_TYPES", "SOURCES"]
 
 TASK_TYPES = ("translation", "lm")
 SOURCES = ("bible", "json", "csv", "tsv", "parquet", "arrow", "hf")
-from ..mixing import SIZE_UNITS  # what `mixture.size_unit` measures tasks in
+from ..mixture import SIZE_UNITS  # what `mixture.size_unit` measures tasks in
 HELDOUT_MODES = ("shared", "own")
 LM_OBJECTIVES = ("span_corruption", "next_token")  # what an encoder-decoder / a decoder-only model learns lm from
 _COLUMN_KEYS = {"translation": {"source", "target", "id"}, "lm": {"text", "id"}}

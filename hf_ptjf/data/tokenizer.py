@@ -26,7 +26,7 @@ import numpy as np
 import sentencepiece as spm
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, T5Tokenizer
 
-from ..mixing import temperature
+from ..mixture import temperature
 from .columns import column_list
 from .meta import task_meta
 

@@ -9,7 +9,7 @@ Runner, sweep, ``hf-ptjf-inspect`` and ``hf-ptjf-plan`` all go through :func:`lo
 dict, :func:`parse_recipe`). Only the check of training-argument names imports transformers.
 """
 
-from ..mixing import MixtureSpec
+from ..mixture import Mixture, MixtureSpec
 from .config import (
     LR_SCHEDULERS,
     OPTIMIZERS,
@@ -36,6 +36,7 @@ __all__ = [
     "DataSpec",
     "EvalSpec",
     "HubSpec",
+    "Mixture",
     "MixtureSpec",
     "RecipeConfig",
     "RecipeError",

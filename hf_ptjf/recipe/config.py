@@ -4,7 +4,7 @@ A recipe names the tasks, the model, the tokenizer and a list of stages (or a ``
 expanded by :mod:`hf_ptjf.recipe.methods`). Top-level keys that are not recipe sections are
 ``Seq2SeqTrainingArguments`` fields, passed through over :data:`TRAINING_DEFAULTS`; anything else is
 refused with a did-you-mean. The budget of a stage and its rates are derived here and in
-:class:`hf_ptjf.mixing.MixtureSpec`, so the runner, the sweep and ``hf-ptjf-inspect`` see the same numbers.
+:class:`hf_ptjf.mixture.Mixture`, so the runner, the sweep and ``hf-ptjf-inspect`` see the same numbers.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..hints import did_you_mean
-from ..mixing import MixtureSpec
+from ..mixture import Mixture
 from .errors import RecipeError
 from .methods import expand_method
 from .reading import apply_overrides, read_recipe
@@ -109,7 +109,7 @@ class StageSpec:
 
     name: str
     max_steps: int
-    mixture: MixtureSpec = field(default_factory=MixtureSpec)
+    mixture: Mixture = field(default_factory=Mixture)
     init: Any = None  # "scratch" | "previous" | a stage name | {"hub": repo, "revision": sha} | {"path": dir}
     optimizer: str = "adamw"
     optimizer_args: dict[str, Any] = field(default_factory=dict)  # e.g. adafactor {beta1: 0.9, factored: false}
@@ -255,26 +255,9 @@ class RecipeConfig:
         return stage.max_steps * kw["per_device_train_batch_size"] * kw.get("gradient_accumulation_steps", 1) * num_processes
 
     def stage_rates(self, stage: StageSpec, sizes: Mapping[str, float] | Any, num_processes: int = 1) -> dict[str, float]:
-        """A stage's sampling rate per task, from its mixture and the tasks' training sizes (computed once, here).
-
-        ``sizes``: a :class:`~hf_ptjf.data.sizes.TaskSizes` (any ``mixture.size_unit``), or ``{task: examples}``.
-        The stage's budget is in examples; with sizes in tokens or characters, UniMax's budget and an epoch cap are
-        expressed in that unit through the tasks' mean size per example.
-        """
-        tasks, mixture = self.stage_tasks(stage), stage.mixture
-        budget: float = self.stage_budget(stage, num_processes)
-        if not mixture.uses_sizes or len(tasks) == 1:  # sizes play no part (a streamed task may have none)
-            unit_sizes = {t: 1.0 for t in tasks}
-        elif hasattr(sizes, "of"):
-            unit_sizes = sizes.of(mixture.size_unit, tasks)
-            if mixture.uses_budget:
-                budget *= sizes.per_example(mixture.size_unit, tasks)
-        else:
-            if mixture.size_unit != "examples":
-                raise ValueError(f"size_unit {mixture.size_unit!r} needs the tasks' sizes in that unit (a TaskSizes).")
-            unit_sizes = {t: sizes[t] for t in tasks}
-        rates = mixture.rates(unit_sizes, budget)
-        return {t: float(r) for t, r in zip(tasks, rates)}
+        """A stage's sampling rate per task (its :class:`~hf_ptjf.mixture.Mixture` over its budget): ``sizes`` is a
+        :class:`~hf_ptjf.data.sizes.TaskSizes` (any ``mixture.size_unit``), or ``{task: examples}``."""
+        return stage.mixture.stage_rates(self.stage_tasks(stage), sizes, self.stage_budget(stage, num_processes))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -394,7 +377,7 @@ def with_added_defaults(recorded: Mapping[str, Any]) -> dict[str, Any]:
     for stage in out.get("stages") or []:
         stage = _fill_defaults(StageSpec, stage)
         if isinstance(stage, dict):
-            stage["mixture"] = _fill_defaults(MixtureSpec, stage.get("mixture"))
+            stage["mixture"] = _fill_defaults(Mixture, stage.get("mixture"))
             if stage.get("peft") is not None:
                 stage["peft"] = _fill_defaults(PeftSpec, stage["peft"])
         stages.append(stage)
@@ -424,7 +407,7 @@ def _parse_stage(raw: Mapping[str, Any], index: int, task_names: list[str]) -> S
         raise RecipeError(f"`{where}` must be a mapping with name, max_steps, mixture, ...")
     raw = dict(raw)
     raw.setdefault("name", f"stage{index}")
-    mixture = _from_dict(MixtureSpec, raw.get("mixture"), f"{where}.mixture")
+    mixture = _from_dict(Mixture, raw.get("mixture"), f"{where}.mixture")
     for task in mixture.tasks or []:
         if task not in task_names:
             raise RecipeError(

@@ -53,12 +53,16 @@ def _adapter_config(margs: Any) -> dict | None:
     return json.loads(Path(path).read_text()) if path else None
 
 
-def _new_adapter(model: Any, stage: StageSpec, index: int, base: Any) -> Any:
-    """``model`` wrapped with the stage's new LoRA adapter, whose config pins its base (name and revision)."""
-    from peft import get_peft_model
+def new_adapter(model: Any, stage: StageSpec, index: int, base: Any, seed: int) -> Any:
+    """``model`` wrapped with the stage's new LoRA adapter, whose config pins its base (name and revision); its
+    initial weights are drawn from ``seed``, not from whatever the global RNG holds after the earlier stages (a
+    rerun that skips finished stages draws the same adapter as the uninterrupted run)."""
+    from peft import get_peft_model  # (optional heavy dependency: only for LoRA stages)
+    from transformers import set_seed
 
     from ..modeling import is_causal
 
+    set_seed(seed)
     config = stage.peft.lora_config("CAUSAL_LM" if is_causal(model) else "SEQ_2_SEQ_LM")
     try:
         wrapped = get_peft_model(model, config, revision=base.revision)
@@ -124,7 +128,7 @@ class StageHandoff:
         else:
             model = self._adapter_on_its_base(margs, adapter, index, stage, tokenizer)
         if stage.peft is not None and not (adapter is not None and stage.peft.continue_adapter):
-            model = _new_adapter(model, stage, index, margs)
+            model = new_adapter(model, stage, index, margs, self.cfg.seed)
         return model
 
     def _build(self, margs: Any, index: int, tokenizer: Any, new_tokens: Sequence[str] = ()) -> Any:

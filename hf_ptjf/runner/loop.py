@@ -93,7 +93,7 @@ class RecipeRunner:
     def _check_stream_checkpoints(self) -> None:
         """A crashed stage continues its streams where its newest checkpoint left them: their shards must be the
         same (checked before anything is written: a missing shard is one line and the run directory is untouched)."""
-        from ..trainer import MIXTURE_STATE_NAME, changed_shards
+        from ..train import MIXTURE_STATE_NAME, changed_shards
 
         if not self.data.streams or self.start_over:
             return
@@ -110,7 +110,7 @@ class RecipeRunner:
 
     def run_stage(self, index: int, stage: StageSpec) -> StageResult:
         """One stage: arguments, init weights, a NEW optimizer and LR schedule, train, evaluate, save, push, record."""
-        from ..trainer import MixtureTrainer
+        from ..train import MixtureTrainer
 
         start = time.time()
         stage_dir = self.run_dir.stage_dir(index, stage)
@@ -170,7 +170,7 @@ class RecipeRunner:
 
     def training_arguments(self, index: int, stage: StageSpec) -> Any:
         """Training arguments of one stage (create them before the model: ZeRO-3 needs that order)."""
-        from ..trainer import MixtureTrainingArguments
+        from ..train import MixtureTrainingArguments
 
         kw: dict[str, Any] = self.cfg.training_for(stage)
         if "ddp_backend" not in kw and int(os.environ.get("WORLD_SIZE", "1")) > 1 and not _cuda_available():

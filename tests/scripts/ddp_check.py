@@ -13,8 +13,8 @@ from accelerate.utils import gather_object
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from hf_ptjf.sampler import TemperatureMixtureSampler  # noqa: E402
-from hf_ptjf.trainer import MixtureTrainer, MixtureTrainingArguments  # noqa: E402
+from hf_ptjf.mixture.sampler import TemperatureMixtureSampler  # noqa: E402
+from hf_ptjf.train import MixtureTrainer, MixtureTrainingArguments  # noqa: E402
 from tests.toy import collate, tiny_t5, toy_mixture  # noqa: E402
 
 

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from transformers import TrainerCallback  # noqa: E402
 
 from hf_ptjf import hub as hub_module  # noqa: E402
-from hf_ptjf import trainer as trainer_module  # noqa: E402
+from hf_ptjf import train as trainer_module  # noqa: E402
 from hf_ptjf.runner.cli import main  # noqa: E402
 
 KILL = os.environ.get("HF_PTJF_TEST_KILL", "")

@@ -15,7 +15,7 @@ from accelerate import Accelerator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from hf_ptjf.trainer import MixtureTrainer, MixtureTrainingArguments  # noqa: E402
+from hf_ptjf.train import MixtureTrainer, MixtureTrainingArguments  # noqa: E402
 from tests.toy import collate, tiny_t5, toy_task  # noqa: E402
 
 OUT = Path(sys.argv[1])

@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from accelerate.state import AcceleratorState, GradientState  # noqa: E402
 
-from hf_ptjf.trainer import MixtureTrainer, MixtureTrainingArguments  # noqa: E402
+from hf_ptjf.train import MixtureTrainer, MixtureTrainingArguments  # noqa: E402
 from tests.toy import collate, tiny_t5, toy_mixture  # noqa: E402
 
 

@@ -17,7 +17,7 @@ sys.path.insert(0, str(ROOT))
 
 from hf_ptjf.runner import loop as runner_module  # noqa: E402
 from hf_ptjf.recipe import load_recipe  # noqa: E402
-from hf_ptjf.trainer import MixtureTrainer  # noqa: E402
+from hf_ptjf.train import MixtureTrainer  # noqa: E402
 
 OUT = Path(sys.argv[1])
 RECIPE = Path(sys.argv[2]) if len(sys.argv) > 2 else ROOT / "tests" / "recipes" / "tiny_ptjf.yaml"
