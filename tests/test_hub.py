@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from huggingface_hub import ModelCard
+from huggingface_hub import HfApi, ModelCard, hf_hub_download
+from huggingface_hub.errors import RemoteEntryNotFoundError
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import (
     AutoModelForSeq2SeqLM,
@@ -95,7 +96,11 @@ def test_push_folder_mirrors_the_folder(hub, tmp_path):
     push_folder(folder, REPO, commit_message="a")
     (folder / "gone.txt").unlink()
     sha = push_folder(folder, REPO, commit_message="b")
-    verify_revision(REPO, sha, folder)  # gone.txt was deleted remotely too
+    verify_revision(REPO, sha, folder)
+    files = HfApi().list_repo_files(REPO, revision=sha)
+    assert "gone.txt" not in files and "keep.txt" in files  # deleted remotely too, at the new sha
+    with pytest.raises(RemoteEntryNotFoundError):
+        hf_hub_download(REPO, "gone.txt", revision=sha)
 
 
 def test_retries_two_503_then_succeeds(hub, tmp_path, caplog):
@@ -199,3 +204,54 @@ def test_redact():
     text = f"token={secret} Authorization: Bearer abc.def hf_ptjf stays"
     assert redact(text, "abc.def") == "token=hf_*** Authorization: Bearer *** hf_ptjf stays"
     assert secret not in redact(f"x {secret}")
+
+
+# Recorded from write_model_card at aa3f61e (before it was split into helpers): the card must stay byte-identical.
+CARD_FULL = (
+    "---\nbase_model: google/t5-small\nlanguage:\n- en\n- de\nlibrary_name: transformers\nlicense: apache-2.0\n"
+    "tags:\n- hf_ptjf\n- multi-task\n- ptjf-rate-0-3\nhf_ptjf:\n  method: PTJF (rate 0.3)\n"
+    "  base_model_revision: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n  tasks:\n  - en-de\n  - en-fr\n  - en-fr-x\n"
+    "  rates:\n    en-de: 0.5\n    en-fr: 0.25\n  steps:\n    pretrain: 100\n    finetune: 20\n---\n\n# tiny-t5\n\n"
+    "Trained with `hf_ptjf` using **PTJF (rate 0.3)**, starting from `google/t5-small` at revision "
+    "`aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa`.\n\n## Tasks and mixing rates\n\n| Task | Rate |\n| --- | --- |\n"
+    "| en-de | 0.5 |\n| en-fr | 0.25 |\n| en-fr-x | n/a |\n\n## Training steps\n\n| Stage | Steps |\n| --- | --- |\n"
+    "| pretrain | 100 |\n| finetune | 20 |\n\n## Metrics\n\n| Task | Metric | Value |\n| --- | --- | --- |\n"
+    "| en-fr-x | bleu | 1.5 |\n| en-fr | loss | 2.25 |\n| all | eval_loss | 3 |\n| en-de | bleu | 12.5 |\n"
+)
+CARD_BASE_NO_REVISION = (
+    "---\nbase_model: ns/base\nlanguage: fr\nlibrary_name: transformers\ntags:\n- hf_ptjf\n- multi-task\n- static\n"
+    "hf_ptjf:\n  method: Static\n  tasks:\n  - t\n  rates:\n    t: 0.125\n  steps:\n    s: 3\n---\n\n# m\n\n"
+    "Trained with `hf_ptjf` using **Static**, starting from `ns/base`.\n\n## Tasks and mixing rates\n\n"
+    "| Task | Rate |\n| --- | --- |\n| t | 0.125 |\n\n## Training steps\n\n| Stage | Steps |\n| --- | --- |\n"
+    "| s | 3 |\n\n## Metrics\n\n| Task | Metric | Value |\n| --- | --- | --- |\n| t | bleu | 1 |\n"
+)
+CARD_SCRATCH = (
+    "---\nlibrary_name: transformers\ntags:\n- hf_ptjf\n- multi-task\n- ptjf\nhf_ptjf:\n  method: '!!'\n  tasks:\n"
+    "  - a|b\n  rates:\n    a|b: 1.0\n  steps:\n    total: 7\n---\n\n# x\n\nTrained with `hf_ptjf` using **!!**.\n\n"
+    "## Tasks and mixing rates\n\n| Task | Rate |\n| --- | --- |\n| a\\|b | 1 |\n\n## Training steps\n\n"
+    "| Stage | Steps |\n| --- | --- |\n| total | 7 |\n\n## Metrics\n\nNo metrics recorded.\n"
+)
+
+
+def test_model_card_is_byte_identical(tmp_path):
+    full = write_model_card(
+        tmp_path / "full",
+        repo_id="test-user/tiny-t5",
+        base_model="google/t5-small",
+        base_revision="a" * 40,
+        tasks=["en-de", "en-fr", "en-fr-x"],
+        rates={"en-de": 0.5, "en-fr": 0.25},
+        steps={"pretrain": 100, "finetune": 20},
+        metrics={"eval_en-fr-x_bleu": 1.5, "eval_en-fr_loss": 2.25, "eval_loss": 3.0, "en-de": {"bleu": 12.5}},
+        method="PTJF (rate 0.3)",
+        license="apache-2.0",
+        language=["en", "de"],
+    )
+    assert full.read_bytes() == CARD_FULL.encode()
+    base = write_model_card(tmp_path / "base", repo_id="ns/m", base_model="ns/base", tasks=["t"], rates={"t": 0.125},
+                            steps={"s": 3}, metrics={"t": {"bleu": 1.0}}, method="Static", language="fr")
+    assert base.read_bytes() == CARD_BASE_NO_REVISION.encode()
+    scratch = write_model_card(tmp_path / "s", repo_id="x", tasks=["a|b"], rates=[1.0], steps=7, metrics={}, method="!!")
+    assert scratch.read_bytes() == CARD_SCRATCH.encode()
+    with pytest.raises(ValueError, match="2 rates for 1 tasks"):
+        write_model_card(tmp_path / "e", repo_id="x", tasks=["a"], rates=[0.5, 0.5], steps=1, metrics={}, method="m")

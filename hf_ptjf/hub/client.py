@@ -430,6 +430,76 @@ def metrics_by_task(metrics: Mapping[str, object], tasks: Sequence[str]) -> dict
     return out
 
 
+def _card_data(
+    *,
+    tasks: list[str],
+    rates: Mapping[str, float],
+    stage_steps: Mapping[str, int],
+    method: str,
+    base_model: str | None,
+    base_revision: str | None,
+    license: str | None,  # noqa: A002 - the model card field's name
+    language: str | Sequence[str] | None,
+) -> ModelCardData:
+    """The card's YAML metadata: tags, base_model and the PTJF settings under ``hf_ptjf``."""
+    return ModelCardData(
+        language=language,
+        license=license,
+        library_name="transformers",
+        base_model=base_model,
+        tags=["hf_ptjf", "multi-task", re.sub(r"[^a-z0-9-]+", "-", method.lower()).strip("-") or "ptjf"],
+        hf_ptjf={
+            "method": method,
+            **({"base_model_revision": base_revision} if base_revision else {}),
+            "tasks": tasks,
+            "rates": {t: float(rates[t]) for t in tasks if t in rates},
+            "steps": {k: int(v) for k, v in stage_steps.items()},
+        },
+    )
+
+
+def _card_body(
+    *,
+    repo_id: str,
+    tasks: list[str],
+    rates: Mapping[str, float],
+    stage_steps: Mapping[str, int],
+    metrics: Mapping[str, object],
+    method: str,
+    base_model: str | None,
+    base_revision: str | None,
+) -> str:
+    """The card's Markdown: what it was trained with, then the rates, steps and metrics tables."""
+    metric_rows: list[tuple[object, ...]] = []
+    for name, value in metrics_by_task(metrics, tasks).items():
+        if isinstance(value, Mapping):
+            metric_rows += [(name, metric, v) for metric, v in value.items()]
+        else:
+            metric_rows.append(("all", name, value))
+    start = "."
+    if base_model:
+        start = f", starting from `{base_model}`" + (f" at revision `{base_revision}`." if base_revision else ".")
+    body = [
+        f"# {repo_id.split('/')[-1]}",
+        "",
+        f"Trained with `hf_ptjf` using **{_cell(method)}**" + start,
+        "",
+        "## Tasks and mixing rates",
+        "",
+        _table(["Task", "Rate"], [(t, float(rates[t]) if t in rates else "n/a") for t in tasks]),
+        "",
+        "## Training steps",
+        "",
+        _table(["Stage", "Steps"], list(stage_steps.items())),
+        "",
+        "## Metrics",
+        "",
+        _table(["Task", "Metric", "Value"], metric_rows) if metric_rows else "No metrics recorded.",
+        "",
+    ]
+    return "\n".join(body)
+
+
 def write_model_card(
     folder: str | Path,
     *,
@@ -459,49 +529,11 @@ def write_model_card(
             raise ValueError(f"write_model_card: {len(rates)} rates for {len(tasks)} tasks; give one rate per task.")
         rates = dict(zip(tasks, rates))
     stage_steps = dict(steps) if isinstance(steps, Mapping) else {"total": int(steps)}
-
-    card_data = ModelCardData(
-        language=language,
-        license=license,
-        library_name="transformers",
-        base_model=base_model,
-        tags=["hf_ptjf", "multi-task", re.sub(r"[^a-z0-9-]+", "-", method.lower()).strip("-") or "ptjf"],
-        hf_ptjf={
-            "method": method,
-            **({"base_model_revision": base_revision} if base_revision else {}),
-            "tasks": tasks,
-            "rates": {t: float(rates[t]) for t in tasks if t in rates},
-            "steps": {k: int(v) for k, v in stage_steps.items()},
-        },
-    )
-    metric_rows: list[tuple[object, ...]] = []
-    for name, value in metrics_by_task(metrics, tasks).items():
-        if isinstance(value, Mapping):
-            metric_rows += [(name, metric, v) for metric, v in value.items()]
-        else:
-            metric_rows.append(("all", name, value))
-
-    body = [
-        f"# {repo_id.split('/')[-1]}",
-        "",
-        f"Trained with `hf_ptjf` using **{_cell(method)}**"
-        + (f", starting from `{base_model}`" + (f" at revision `{base_revision}`." if base_revision else ".")
-           if base_model else "."),
-        "",
-        "## Tasks and mixing rates",
-        "",
-        _table(["Task", "Rate"], [(t, float(rates[t]) if t in rates else "n/a") for t in tasks]),
-        "",
-        "## Training steps",
-        "",
-        _table(["Stage", "Steps"], list(stage_steps.items())),
-        "",
-        "## Metrics",
-        "",
-        _table(["Task", "Metric", "Value"], metric_rows) if metric_rows else "No metrics recorded.",
-        "",
-    ]
-    card = ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n" + "\n".join(body))
+    common = dict(tasks=tasks, rates=rates, stage_steps=stage_steps, method=method, base_model=base_model,
+                  base_revision=base_revision)
+    card_data = _card_data(**common, license=license, language=language)
+    body = _card_body(**common, repo_id=repo_id, metrics=metrics)
+    card = ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n" + body)
     path = Path(folder) / "README.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     card.save(path)
