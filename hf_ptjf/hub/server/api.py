@@ -11,11 +11,13 @@ import json
 from typing import Any, Callable
 
 from .errors import HubHTTPError
-from .storage import FAKE_USER, NAME_RE, REPO_TYPES, RepoStore
+from .storage import FAKE_USER, NAME_RE, REPO_TYPES, FileStat, RepoStore, git_blob_sha1
 
-__all__ = ["HubAPI", "URL_PREFIX", "truthy"]
+__all__ = ["DEFAULT_LFS_THRESHOLD", "HubAPI", "URL_PREFIX", "file_fields", "truthy"]
 
 URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
+# Files larger than this go through LFS, as on the Hub (which refuses regular files over 10 MiB).
+DEFAULT_LFS_THRESHOLD = 10 * 1024 * 1024
 
 
 def truthy(value: Any) -> bool:
@@ -23,13 +25,33 @@ def truthy(value: Any) -> bool:
     return str(value).lower() in ("1", "true", "yes")
 
 
+def file_fields(stat: FileStat, lfs: bool) -> dict[str, Any]:
+    """A file's ``size``, git ``oid`` and, for an LFS file, its ``lfs`` block, as the Hub reports them.
+
+    For an LFS file git stores a pointer, so the git oid is the pointer's and the content's sha256 is in
+    ``lfs`` (recomputed from the bytes on disk: a tampered blob shows up as a changed sha256).
+    """
+    if not lfs:
+        return {"oid": stat.git_oid, "size": stat.size}
+    pointer = stat.pointer
+    return {"oid": git_blob_sha1(pointer), "size": stat.size,
+            "lfs": {"oid": stat.sha256, "sha256": stat.sha256, "size": stat.size, "pointerSize": len(pointer)}}
+
+
 class HubAPI:
     """The answers of the offline Hub over ``store``; ``base_url()`` is the server's URL (in commit URLs)."""
 
-    def __init__(self, store: RepoStore, base_url: Callable[[], str], require_token: str | None = None):
+    def __init__(
+        self,
+        store: RepoStore,
+        base_url: Callable[[], str],
+        require_token: str | None = None,
+        lfs_threshold: int | None = DEFAULT_LFS_THRESHOLD,
+    ):
         self.store = store
         self.base_url = base_url
         self.require_token = require_token
+        self.lfs_threshold = lfs_threshold  # None: every file inline in the commit (no LFS)
 
     # -- account ------------------------------------------------------------------------------
     def check_auth(self, authorization: str | None, path: str) -> None:
@@ -84,8 +106,10 @@ class HubAPI:
         for path, sha256 in commit["files"].items():
             sibling: dict[str, Any] = {"rfilename": path}
             if blobs:
-                stat = self.store.blobs.stat(sha256)
-                sibling.update(size=stat.size, blobId=stat.git_oid)
+                fields = file_fields(self.store.blobs.stat(sha256), path in commit.get("lfs", ()))
+                sibling.update(size=fields["size"], blobId=fields["oid"])
+                if "lfs" in fields:
+                    sibling["lfs"] = {k: fields["lfs"][k] for k in ("sha256", "size", "pointerSize")}
             siblings.append(sibling)
         info = {
             "_id": hashlib.sha1(repo_id.encode()).hexdigest()[:24],
@@ -134,9 +158,11 @@ class HubAPI:
         ]
 
     # -- files ----------------------------------------------------------------------------------
-    def _entry(self, repo_type: str, repo_id: str, head: str, path: str, sha256: str, expand: bool) -> dict:
-        stat = self.store.blobs.stat(sha256)
-        entry: dict[str, Any] = {"type": "file", "oid": stat.git_oid, "size": stat.size, "path": path}
+    def _entry(self, repo_type: str, repo_id: str, head: str, commit: dict, path: str, expand: bool) -> dict:
+        fields = file_fields(self.store.blobs.stat(commit["files"][path]), path in commit.get("lfs", ()))
+        entry: dict[str, Any] = {"type": "file", "oid": fields["oid"], "size": fields["size"], "path": path}
+        if "lfs" in fields:
+            entry["lfs"] = {k: fields["lfs"][k] for k in ("oid", "size", "pointerSize")}
         if expand:
             entry["lastCommit"] = self._last_commit(repo_type, repo_id, head, lambda f: f.get(path))
         return entry
@@ -164,19 +190,20 @@ class HubAPI:
     def tree(self, repo_type: str, repo_id: str, revision: str, sub: str, recursive: bool, expand: bool) -> list[dict]:
         """``GET /api/{type}s/{repo}/tree/{rev}[/{path}]``: directories first, then files."""
         oid = self.store.resolve(repo_type, repo_id, revision)
-        files = self.store.commit(repo_type, repo_id, oid)["files"]
+        commit = self.store.commit(repo_type, repo_id, oid)
+        files = commit["files"]
         sub = sub.strip("/")
         prefix = f"{sub}/" if sub else ""
         under = {p: s for p, s in files.items() if p.startswith(prefix)}
         if sub and not under:
             raise HubHTTPError(404, f"Entry not found: {sub}", "EntryNotFound", {"X-Repo-Commit": oid})
         out, dirs = [], set()
-        for path, sha256 in sorted(under.items()):
+        for path in sorted(under):
             rel_parts = path[len(prefix) :].split("/")
             if not recursive and len(rel_parts) > 1:
                 dirs.add(prefix + rel_parts[0])
                 continue
-            out.append(self._entry(repo_type, repo_id, oid, path, sha256, expand))
+            out.append(self._entry(repo_type, repo_id, oid, commit, path, expand))
             if recursive:
                 dirs.update(prefix + "/".join(rel_parts[:i]) for i in range(1, len(rel_parts)))
         dir_entries = [self._dir_entry(repo_type, repo_id, oid, files, d, expand) for d in sorted(dirs)]
@@ -185,39 +212,49 @@ class HubAPI:
     def paths_info(self, repo_type: str, repo_id: str, revision: str, paths: list, expand: bool) -> list[dict]:
         """``POST /api/{type}s/{repo}/paths-info/{rev}``: the entries of the paths that exist."""
         oid = self.store.resolve(repo_type, repo_id, revision)
-        files = self.store.commit(repo_type, repo_id, oid)["files"]
+        commit = self.store.commit(repo_type, repo_id, oid)
+        files = commit["files"]
         out = []
         for path in paths:
             path = str(path).strip("/")
             if path in files:
-                out.append(self._entry(repo_type, repo_id, oid, path, files[path], expand))
+                out.append(self._entry(repo_type, repo_id, oid, commit, path, expand))
             elif any(p.startswith(path + "/") for p in files):
                 out.append(self._dir_entry(repo_type, repo_id, oid, files, path, expand))
         return out
 
-    def resolve_file(self, repo_type: str, repo_id: str, revision: str, filename: str) -> tuple[str, str]:
-        """The commit oid and blob sha256 of ``filename`` at ``revision`` (404 with ``X-Repo-Commit`` if absent)."""
+    def resolve_file(self, repo_type: str, repo_id: str, revision: str, filename: str) -> tuple[str, str, bool]:
+        """The commit oid, blob sha256 and LFS-ness of ``filename`` at ``revision`` (404 if absent)."""
         oid = self.store.resolve(repo_type, repo_id, revision)
-        files = self.store.commit(repo_type, repo_id, oid)["files"]
-        if filename not in files:
+        commit = self.store.commit(repo_type, repo_id, oid)
+        if filename not in commit["files"]:
             # X-Repo-Commit lets hf_hub_download cache the miss (".no_exist") for this commit.
             raise HubHTTPError(404, f"Entry not found: {filename}", "EntryNotFound", {"X-Repo-Commit": oid})
-        return oid, files[filename]
+        return oid, commit["files"][filename], filename in commit.get("lfs", ())
 
     # -- uploads --------------------------------------------------------------------------------
+    def upload_mode(self, size: Any) -> str:
+        """``lfs`` for a file over the threshold, else ``regular`` (inline, base64, in the commit)."""
+        big = self.lfs_threshold is not None and isinstance(size, int) and size > self.lfs_threshold
+        return "lfs" if big else "regular"
+
     def preupload(self, repo_type: str, repo_id: str, revision: str, payload: dict) -> dict:
-        """``POST /api/{type}s/{repo}/preupload/{rev}``: how each file travels (always ``regular``)."""
+        """``POST /api/{type}s/{repo}/preupload/{rev}``: how each file travels (``lfs`` over the threshold)."""
         self.store.load_repo(repo_type, repo_id)
         try:
-            files = self.store.commit(repo_type, repo_id, self.store.resolve(repo_type, repo_id, revision))["files"]
+            commit = self.store.commit(repo_type, repo_id, self.store.resolve(repo_type, repo_id, revision))
         except HubHTTPError:
-            files = {}  # e.g. a branch that will be created: nothing to compare against
-        out = []
+            commit = {"files": {}}  # e.g. a branch that will be created: nothing to compare against
+        files, out = commit["files"], []
         for item in payload.get("files", []):
-            path = item.get("path")
-            # "oid" of the remote file lets the client skip unchanged files (git sha1 for regular files).
-            oid = self.store.blobs.stat(files[path]).git_oid if path in files else None
-            out.append({"path": path, "uploadMode": "regular", "shouldIgnore": False, "oid": oid})
+            path, mode = item.get("path"), self.upload_mode(item.get("size"))
+            # "oid" of the remote file lets the client skip unchanged files; it compares it with the sha256
+            # of its file when that travels as LFS, with the git sha1 when it travels inline.
+            oid = None
+            if path in files:
+                stat = self.store.blobs.stat(files[path])
+                oid = stat.sha256 if mode == "lfs" else stat.git_oid
+            out.append({"path": path, "uploadMode": mode, "shouldIgnore": False, "oid": oid})
         return {"files": out, "commitOid": None}
 
     def commit(self, repo_type: str, repo_id: str, branch: str, body: bytes) -> dict:

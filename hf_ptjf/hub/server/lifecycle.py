@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .api import HubAPI
+from .api import DEFAULT_LFS_THRESHOLD, HubAPI
 from .intercept import Intercept, RequestRecord
+from .lfs import LFSAPI
 from .routes import HubHTTPServer
 from .storage import RepoStore
 
@@ -28,19 +29,23 @@ class HubServer:
     after :meth:`stop`, :meth:`start` serves again on the same port (to simulate an outage).
     ``require_token``: if set, every request must carry ``Authorization: Bearer <require_token>``,
     others get 401; if None, any (or no) token is accepted.
+    ``lfs_threshold``: files larger than this many bytes are pushed through LFS (streamed to the blob store),
+    smaller ones inline in the commit, as on the Hub; None: every file inline (the old, in-memory path).
     """
 
     root: str | Path
     host: str = "127.0.0.1"
     port: int = 0
     require_token: str | None = field(default=None, repr=False)
+    lfs_threshold: int | None = DEFAULT_LFS_THRESHOLD
     # called with (method, path) before each request is handled; an Intercept replaces the handling
     intercept: Callable[[str, str], Intercept | None] | None = field(default=None, init=False, repr=False)
     requests: list[RequestRecord] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.store = RepoStore(self.root)
-        self.api = HubAPI(self.store, lambda: self.url, self.require_token)
+        self.api = HubAPI(self.store, lambda: self.url, self.require_token, self.lfs_threshold)
+        self.lfs = LFSAPI(self.store, lambda: self.url)
         self._httpd: HubHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -140,6 +145,16 @@ def _parser() -> argparse.ArgumentParser:
         metavar="VAR",
         help="name of an environment variable holding the only accepted token (keeps it out of `ps`)",
     )
+    parser.add_argument(
+        "--lfs-threshold",
+        type=int,
+        default=DEFAULT_LFS_THRESHOLD,
+        metavar="BYTES",
+        help=f"files larger than this go through LFS uploads, streamed to disk (default {DEFAULT_LFS_THRESHOLD})",
+    )
+    parser.add_argument(
+        "--no-lfs", action="store_true", help="every file inline in the commit body, held in memory (for comparisons)"
+    )
     return parser
 
 
@@ -150,7 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     token = os.environ.get(args.require_token_env) if args.require_token_env else None
     if args.require_token_env and not token:
         parser.error(f"environment variable {args.require_token_env} is empty")
-    server = HubServer(args.root, host=args.host, port=args.port, require_token=token)
+    threshold = None if args.no_lfs else args.lfs_threshold
+    server = HubServer(args.root, host=args.host, port=args.port, require_token=token, lfs_threshold=threshold)
 
     def on_sigterm(*_: object) -> None:
         raise KeyboardInterrupt
@@ -158,7 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_sigterm)
     server.start()
     print(server.url, flush=True)
-    print(f"# export HF_ENDPOINT={server.url} HF_HUB_DISABLE_XET=1", file=sys.stderr, flush=True)
+    print(f"# export HF_ENDPOINT={server.url} HF_HUB_DISABLE_XET=1  (this Hub takes large files through LFS, not Xet)",
+          file=sys.stderr, flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

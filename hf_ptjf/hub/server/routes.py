@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, BinaryIO, Iterator, Mapping
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from .api import truthy
+from .api import file_fields, truthy
 from .errors import HubHTTPError
 from .intercept import RequestRecord
 
@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 _API_REPO_RE = re.compile(r"^/api/(models|datasets|spaces)/([^/]+/[^/]+)(?:/(.*))?$")
 _RESOLVE_RE = re.compile(r"^/(?:(datasets|spaces)/)?([^/]+/[^/]+)/resolve/([^/]+)/(.+)$")
+_LFS_RE = re.compile(r"^/(?:(datasets|spaces)/)?([^/]+/[^/]+?)\.git/info/lfs/objects/(batch|verify|([0-9a-f]{64})/(\d+))$")
 _CHUNK = 1 << 20
 
 
@@ -41,6 +42,7 @@ class RequestBody:
         self._chunked = headers.get("Transfer-Encoding", "").lower() == "chunked"
         self._left = 0 if self._chunked else int(headers.get("Content-Length") or 0)
         self.done = not self._chunked and self._left == 0
+        self._data: bytes | None = None
 
     def chunks(self, size: int = _CHUNK) -> Iterator[bytes]:
         """The body in pieces of at most ``size`` bytes; raises ConnectionError if it ends early."""
@@ -63,8 +65,10 @@ class RequestBody:
             yield data
 
     def read(self) -> bytes:
-        """The whole (rest of the) body."""
-        return b"".join(self.chunks())
+        """The whole body (read once, then remembered); not for uploads, which are streamed."""
+        if self._data is None:
+            self._data = b"".join(self.chunks())
+        return self._data
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -127,10 +131,14 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         self._request_record = RequestRecord(self.command, path)
         hub.record(self._request_record)
+        body = RequestBody(self.rfile, self.headers)
+        upload = self.command == "PUT" and _LFS_RE.match(path) is not None
         try:
-            body = RequestBody(self.rfile, self.headers).read()  # always drain first: the connection is reused
+            if not upload:
+                body.read()  # drain first, so that the connection can be reused whatever the answer
             if not self._intercepted(path):
-                hub.api.check_auth(self.headers.get("Authorization"), path)
+                if not upload:  # an upload href carries its own signature, not the Hub token
+                    hub.api.check_auth(self.headers.get("Authorization"), path)
                 self._route(path, parse_qs(urlsplit(self.path).query), body)
         except HubHTTPError as err:
             self._error(err)
@@ -139,6 +147,8 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # a bug here must show up as a 500, not a hung client
             logger.exception("offline hub: unhandled error on %s %s", self.command, self.path)
             self._error(HubHTTPError(500, f"Internal error in the offline hub: {type(exc).__name__}"))
+        if not body.done:
+            self.close_connection = True  # an upload answered before its body was read: never read GBs to drop them
 
     def _intercepted(self, path: str) -> bool:
         """Apply the server's ``intercept`` rule for this request; True if it replaced the handling."""
@@ -163,8 +173,11 @@ class _Handler(BaseHTTPRequestHandler):
         return True
 
     # -- routing --------------------------------------------------------------------------------
-    def _route(self, path: str, query: dict, body: bytes) -> None:
+    def _route(self, path: str, query: dict, request: RequestBody) -> None:
         api, method = self.server.hub.api, self.command
+        if (m := _LFS_RE.match(path)) and method in ("POST", "PUT"):
+            return self._lfs(m, query, request)
+        body = request.read()
         if path == "/api/whoami-v2" and method == "GET":
             return self._json(api.whoami())
         if path == "/api/validate-yaml" and method == "POST":
@@ -206,7 +219,24 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(api.commits(repo_type, repo_id, unquote(arg)))
         if method == "POST" and verb == "branch":
             return self._json(api.create_branch(repo_type, repo_id, unquote(arg), _load_json(body)))
+        if verb in ("xet-write-token", "xet-read-token"):
+            raise HubHTTPError(404, "The offline hub does not speak Xet: large files go through LFS. Set "
+                                    "HF_HUB_DISABLE_XET=1 (hf_ptjf.hub.push_folder and use_endpoint do it for you)")
         raise HubHTTPError(404, f"No such endpoint on the offline hub: {method} /api/{repo_type}s/{repo_id}/{rest}")
+
+    def _lfs(self, match: re.Match, query: dict, request: RequestBody) -> None:
+        lfs, repo_type = self.server.hub.lfs, (match.group(1) or "models")[:-1]
+        repo_id, action, oid, size = match.group(2), match.group(3), match.group(4), match.group(5)
+        if self.command == "PUT" and oid is not None:
+            sig = query.get("sig", [""])[0]
+            lfs.upload(repo_type, repo_id, oid, int(size), sig, request.chunks())
+            return self._send(200, b"", {"Content-Type": "text/plain"})
+        if self.command == "POST" and action == "batch":
+            answer = lfs.batch(repo_type, repo_id, _load_json(request.read()))
+            return self._json(answer, headers={"Content-Type": "application/vnd.git-lfs+json"})
+        if self.command == "POST" and action == "verify":
+            return self._json(lfs.verify(repo_type, repo_id, _load_json(request.read())))
+        raise HubHTTPError(404, f"No such endpoint on the offline hub: {self.command} {self.path}")
 
     def _paths_form(self, body: bytes) -> tuple[list, bool]:
         # get_paths_info posts a form; accept JSON too
@@ -219,14 +249,17 @@ class _Handler(BaseHTTPRequestHandler):
     # -- downloads ------------------------------------------------------------------------------
     def _resolve(self, repo_type: str, repo_id: str, revision: str, filename: str) -> None:
         store = self.server.hub.store
-        oid, sha256 = self.server.hub.api.resolve_file(repo_type, repo_id, revision, filename)
+        oid, sha256, lfs = self.server.hub.api.resolve_file(repo_type, repo_id, revision, filename)
         stat = store.blobs.stat(sha256)
+        fields = file_fields(stat, lfs)
         headers = {
             "X-Repo-Commit": oid,
-            "ETag": f'"{stat.git_oid}"',  # non-LFS semantics: git blob sha1, no X-Linked-Etag/Size
+            "ETag": f'"{fields["oid"]}"',  # the git oid: of the content, or of the LFS pointer
             "Accept-Ranges": "bytes",
             "Content-Type": "application/octet-stream",
         }
+        if lfs:  # as the Hub's LFS answers: the client names the cached blob after the content's sha256
+            headers.update({"X-Linked-Etag": f'"{stat.sha256}"', "X-Linked-Size": str(stat.size)})
         start, end, status = 0, stat.size - 1, 200
         if (rng := re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", "").strip())) is not None:
             start = int(rng.group(1))

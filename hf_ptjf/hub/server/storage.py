@@ -3,9 +3,11 @@
 Under ``root``:
 
 * ``blobs/<sha256>``: file contents, content-addressed;
+* ``blobs/.incoming/``: LFS uploads being received (streamed to disk, hashed as they arrive, renamed
+  to ``blobs/<sha256>`` only once the hash matches the announced oid);
 * ``repos/<type>s/<namespace>/<name>/repo.json``: branches (``refs``) and metadata;
-* ``repos/.../commits/<oid>.json``: one manifest per commit (``{path: sha256}``, parents,
-  message); commit oids are random-salted 40-hex sha1s, like git's.
+* ``repos/.../commits/<oid>.json``: one manifest per commit (``files``: ``{path: sha256}``, ``lfs``: the
+  paths committed as LFS files, parents, message); commit oids are random-salted 40-hex sha1s, like git's.
 
 Hashes and sizes are recomputed from the blob bytes on disk whenever they are reported, so a
 blob tampered with on disk shows up as a changed file (``verify_revision`` relies on that).
@@ -16,6 +18,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import re
 import secrets
 import shutil
@@ -23,17 +26,30 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from ...files import atomic_write_bytes
 from .errors import HubHTTPError
 
-__all__ = ["BlobStore", "FAKE_USER", "FileStat", "NAME_RE", "REPO_TYPES", "RepoStore", "git_blob_sha1", "now"]
+__all__ = [
+    "BlobStore",
+    "FAKE_USER",
+    "FileStat",
+    "NAME_RE",
+    "REPO_TYPES",
+    "RepoStore",
+    "SHA256_RE",
+    "git_blob_sha1",
+    "lfs_pointer",
+    "now",
+]
 
 FAKE_USER = "test-user"
 REPO_TYPES = ("model", "dataset", "space")
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_CHUNK = 1 << 20
 # What the Hub puts in a fresh repo (shortened): a new repo always has one commit, so "main" resolves.
 _GITATTRIBUTES = b"*.bin filter=lfs diff=lfs merge=lfs -text\n*.safetensors filter=lfs diff=lfs merge=lfs -text\n"
 
@@ -48,13 +64,40 @@ def git_blob_sha1(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\x00" % len(data) + data).hexdigest()
 
 
+def lfs_pointer(sha256: str, size: int) -> bytes:
+    """The git-lfs pointer file git stores in place of an LFS file (its git oid is the Hub's ``blobId``)."""
+    return f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
+
+
 @dataclass(frozen=True)
 class FileStat:
     """Size and hashes of a blob as stored now."""
 
     size: int
     sha256: str  # of the bytes on disk now (differs from the blob name if tampered with)
-    git_oid: str
+    git_oid: str  # of the content, as a regular git file
+
+    @property
+    def pointer(self) -> bytes:
+        """The LFS pointer of this content."""
+        return lfs_pointer(self.sha256, self.size)
+
+
+class _Hashes:
+    """sha256 and git blob sha1 of a stream of ``size`` bytes, fed chunk by chunk (one read pass)."""
+
+    def __init__(self, size: int):
+        self.size, self.seen = size, 0
+        self._sha256 = hashlib.sha256()
+        self._sha1 = hashlib.sha1(b"blob %d\x00" % size)
+
+    def update(self, chunk: bytes) -> None:
+        self._sha256.update(chunk)
+        self._sha1.update(chunk)
+        self.seen += len(chunk)
+
+    def stat(self) -> FileStat:
+        return FileStat(self.seen, self._sha256.hexdigest(), self._sha1.hexdigest())
 
 
 class BlobStore:
@@ -62,7 +105,10 @@ class BlobStore:
 
     def __init__(self, root: Path):
         self.root = root
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.incoming = root / ".incoming"
+        self.incoming.mkdir(parents=True, exist_ok=True)
+        for stale in self.incoming.glob("*.part"):  # uploads cut short when a server process died
+            stale.unlink(missing_ok=True)
         self._stat_cache: dict[tuple[str, int, int], FileStat] = {}
 
     def put(self, data: bytes) -> str:
@@ -84,10 +130,45 @@ class BlobStore:
         key = (str(path), st.st_mtime_ns, st.st_size)
         cached = self._stat_cache.get(key)
         if cached is None:
-            data = path.read_bytes()
-            cached = FileStat(len(data), hashlib.sha256(data).hexdigest(), git_blob_sha1(data))
-            self._stat_cache[key] = cached
+            hashes = _Hashes(st.st_size)
+            with open(path, "rb") as f:  # in chunks: blobs can be many GB
+                for chunk in iter(lambda: f.read(_CHUNK), b""):
+                    hashes.update(chunk)
+            cached = self._stat_cache[key] = hashes.stat()
         return cached
+
+    def has(self, sha256: str, size: int | None = None) -> bool:
+        """Whether the blob ``sha256`` is stored (with ``size`` bytes, if given)."""
+        path = self.path(sha256)
+        return path.is_file() and (size is None or path.stat().st_size == size)
+
+    def ingest(self, chunks: Iterable[bytes], sha256: str, size: int) -> FileStat:
+        """Store an upload announced as ``sha256``/``size``, written to disk as ``chunks`` arrive.
+
+        Nothing is held in memory but one chunk; the bytes become blob ``sha256`` only if they hash to it
+        (and have ``size`` bytes): otherwise 400 and nothing is kept. A stream cut short leaves nothing.
+        """
+        if not SHA256_RE.match(sha256):
+            raise HubHTTPError(400, f"Invalid LFS oid {sha256!r}: expected a sha256 in hex")
+        tmp = self.incoming / f"{sha256}.{secrets.token_hex(4)}.part"
+        hashes = _Hashes(size)
+        try:
+            with open(tmp, "wb") as f:
+                for chunk in chunks:
+                    f.write(chunk)
+                    hashes.update(chunk)
+                f.flush()
+                os.fsync(f.fileno())
+            got = hashes.stat()
+            if got.size != size or got.sha256 != sha256:
+                raise HubHTTPError(400, f"Upload rejected: the {got.size} bytes received hash to sha256 {got.sha256}, "
+                                        f"not the announced oid {sha256} ({size} bytes)")
+            os.replace(tmp, self.path(sha256))
+        finally:
+            tmp.unlink(missing_ok=True)
+        st = self.path(sha256).stat()
+        self._stat_cache[(str(self.path(sha256)), st.st_mtime_ns, st.st_size)] = got
+        return got
 
 
 class RepoStore:
@@ -191,12 +272,13 @@ class RepoStore:
             if parent_commit and not head.startswith(parent_commit.lower()):
                 # Compare-and-swap, like the Hub: somebody committed since the caller looked.
                 raise HubHTTPError(412, f"A commit has happened since {parent_commit}. Please refresh and try again.")
-            files = dict(self.commit(repo_type, repo_id, head)["files"])
+            parent = self.commit(repo_type, repo_id, head)
+            files, lfs = dict(parent["files"]), set(parent.get("lfs", ()))
             for op in operations:
-                self._apply_op(files, op)
-            return self._write_commit(repo_type, repo_id, repo, branch, files, [head], title, message)
+                self._apply_op(files, lfs, op)
+            return self._write_commit(repo_type, repo_id, repo, branch, files, [head], title, message, lfs)
 
-    def _apply_op(self, files: dict[str, str], op: dict) -> None:
+    def _apply_op(self, files: dict[str, str], lfs: set[str], op: dict) -> None:
         key, value = op.get("key"), op.get("value") or {}
         path = str(value.get("path", "")).strip("/")
         if not path or ".." in path.split("/"):
@@ -205,11 +287,14 @@ class RepoStore:
             if value.get("encoding", "base64") != "base64":
                 raise HubHTTPError(400, f"Unsupported encoding {value.get('encoding')!r}")
             files[path] = self.blobs.put(base64.b64decode(value.get("content", "")))
+            lfs.discard(path)
         elif key == "lfsFile":
-            oid = str(value.get("oid", ""))
-            if not re.fullmatch(r"[0-9a-f]{64}", oid) or not self.blobs.path(oid).exists():
-                raise HubHTTPError(400, f"LFS upload is not supported by this test server (unknown oid for {path})")
+            oid, size = str(value.get("oid", "")), value.get("size")
+            if not SHA256_RE.match(oid) or not self.blobs.has(oid, size if isinstance(size, int) else None):
+                raise HubHTTPError(400, f"LFS file {path}: object {oid} ({size} bytes) was never uploaded; upload it "
+                                        "through the LFS batch API ({repo}.git/info/lfs/objects/batch) first")
             files[path] = oid
+            lfs.add(path)
         elif key == "deletedFile":
             if files.pop(path, None) is None:
                 raise HubHTTPError(404, f"A file with this name doesn't exist: {path}", "EntryNotFound")
@@ -232,10 +317,12 @@ class RepoStore:
         parents: list,
         title: str,
         message: str,
+        lfs: set[str] = frozenset(),  # type: ignore[assignment]
     ) -> str:
         body = {
             "parents": parents,
             "files": dict(sorted(files.items())),
+            "lfs": sorted(lfs & files.keys()),
             "title": title,
             "message": message,
             "date": now(),
