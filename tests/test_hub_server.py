@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -100,14 +101,18 @@ def test_old_sha_keeps_old_content(server, folder):
     assert api.upload_folder(repo_id=REPO, folder_path=folder, commit_message="noop").oid == sha2
 
 
-def test_preupload_is_regular_and_parent_commit_is_checked(server):
+def test_preupload_sends_large_files_to_lfs_and_parent_commit_is_checked(server, tmp_path):
     api = HfApi()
     api.create_repo(REPO)
-    answer = httpx.post(
-        f"{server.url}/api/models/{REPO}/preupload/main",
-        json={"files": [{"path": "w.safetensors", "sample": "", "size": 10**9}]},
-    ).json()
-    assert answer["files"][0]["uploadMode"] == "regular"  # content inline: no LFS, no Xet
+    files = [{"path": "w.safetensors", "sample": "", "size": 10**9}, {"path": "c.json", "sample": "", "size": 10},
+             {"path": "edge.bin", "sample": "", "size": 10 * 2**20}, {"path": "e.txt", "sample": "", "size": 0}]
+    answer = httpx.post(f"{server.url}/api/models/{REPO}/preupload/main", json={"files": files}).json()
+    modes = {f["path"]: f["uploadMode"] for f in answer["files"]}
+    assert modes == {"w.safetensors": "lfs", "c.json": "regular", "edge.bin": "regular", "e.txt": "regular"}
+    with FaultyHubServer(tmp_path / "inline", lfs_threshold=None) as inline:  # the old path: everything inline
+        HfApi(endpoint=inline.url).create_repo(REPO)
+        answer = httpx.post(f"{inline.url}/api/models/{REPO}/preupload/main", json={"files": files[:1]}).json()
+        assert answer["files"][0]["uploadMode"] == "regular"
 
     head = api.model_info(REPO).sha
     new = api.upload_file(path_or_fileobj=b"x", path_in_repo="x.txt", repo_id=REPO, parent_commit=head).oid
@@ -185,3 +190,71 @@ def test_cli_serves_until_killed(tmp_path):
     finally:
         proc.terminate()
         assert proc.wait(timeout=10) == 0
+
+
+def lfs_pointer(data: bytes) -> bytes:
+    return f"version https://git-lfs.github.com/spec/v1\noid sha256:{hashlib.sha256(data).hexdigest()}\nsize {len(data)}\n".encode()
+
+
+def test_large_file_goes_through_lfs_and_reads_back_like_the_hub(server):
+    api = HfApi()
+    api.create_repo(REPO)
+    data = os.urandom(11 * 2**20)  # over the 10 MiB threshold
+    sha256 = hashlib.sha256(data).hexdigest()
+    sha = api.upload_file(path_or_fileobj=data, path_in_repo="w.safetensors", repo_id=REPO).oid
+    assert server.count("POST", ".git/info/lfs/objects/batch") == 1 and server.count("PUT", "/lfs/objects/") == 1
+    assert server.count("POST", "/lfs/objects/verify") == 1
+
+    (entry,) = api.get_paths_info(REPO, ["w.safetensors"], revision=sha)
+    pointer = lfs_pointer(data)
+    assert (entry.size, entry.lfs.sha256, entry.lfs.size, entry.blob_id) == (len(data), sha256, len(data), git_sha1(pointer))
+    sibling = {s.rfilename: s for s in api.model_info(REPO, revision=sha, files_metadata=True).siblings}["w.safetensors"]
+    assert (sibling.lfs.sha256, sibling.lfs.pointer_size, sibling.blob_id) == (sha256, len(pointer), git_sha1(pointer))
+    head = httpx.head(f"{server.url}/{REPO}/resolve/{sha}/w.safetensors")
+    assert head.headers["X-Linked-Etag"] == f'"{sha256}"' and int(head.headers["X-Linked-Size"]) == len(data)
+    assert Path(hf_hub_download(REPO, "w.safetensors", revision=sha)).read_bytes() == data
+
+    # the same content under another name: the batch API says it is stored, nothing is uploaded again
+    api.upload_file(path_or_fileobj=data, path_in_repo="copy.safetensors", repo_id=REPO)
+    assert server.count("POST", ".git/info/lfs/objects/batch") == 2 and server.count("PUT", "/lfs/objects/") == 1
+
+
+def lfs_upload_href(server, data: bytes) -> str:
+    objects = [{"oid": hashlib.sha256(data).hexdigest(), "size": len(data)}]
+    answer = httpx.post(f"{server.url}/{REPO}.git/info/lfs/objects/batch",
+                        json={"operation": "upload", "transfers": ["basic"], "objects": objects}).json()
+    return answer["objects"][0]["actions"]["upload"]["href"]
+
+
+def test_lfs_upload_with_the_wrong_sha256_is_refused_and_leaves_nothing(server):
+    api = HfApi()
+    api.create_repo(REPO)
+    head = api.model_info(REPO).sha
+    announced, sent = b"a" * 1000, b"b" * 1000
+    href = lfs_upload_href(server, announced)
+    answer = httpx.put(href, content=sent)
+    assert answer.status_code == 400 and "hash to sha256" in answer.json()["error"]
+    oid = hashlib.sha256(announced).hexdigest()
+    assert not (server.store.blobs.path(oid).exists() or any(server.store.blobs.incoming.iterdir()))
+    assert httpx.post(f"{server.url}/{REPO}.git/info/lfs/objects/verify", json={"oid": oid, "size": 1000}).status_code == 404
+    commit = b'{"key": "header", "value": {"summary": "m"}}\n' + json.dumps(
+        {"key": "lfsFile", "value": {"path": "w.bin", "algo": "sha256", "oid": oid, "size": 1000}}).encode()
+    answer = httpx.post(f"{server.url}/api/models/{REPO}/commit/main", content=commit)
+    assert answer.status_code == 400 and "never uploaded" in answer.json()["error"]
+    assert api.model_info(REPO).sha == head  # no commit
+    assert httpx.put(href.replace("sig=", "sig=0"), content=announced).status_code == 403  # a forged href
+    assert httpx.put(href, content=announced).status_code == 200 and server.store.blobs.has(oid, 1000)
+
+
+def test_lfs_upload_href_carries_its_own_authorisation(tmp_path):
+    good = "hf_GoodTokenForTheTestHub0000000001"
+    with FaultyHubServer(tmp_path, require_token=good, lfs_threshold=0) as srv, use_endpoint(srv.url):
+        api = HfApi(token=good)
+        api.create_repo(REPO)
+        sha = api.upload_file(path_or_fileobj=b"weights", path_in_repo="w.bin", repo_id=REPO).oid  # PUT has no token
+        assert srv.count("PUT", "/lfs/objects/") == 1
+        assert api.get_paths_info(REPO, ["w.bin"], revision=sha)[0].lfs.size == 7
+        with pytest.raises(HfHubHTTPError) as err:
+            HfApi(token="hf_BadTokenThatMustNeverBeEchoed0002").upload_file(
+                path_or_fileobj=b"other", path_in_repo="x.bin", repo_id=REPO)
+        assert err.value.response.status_code == 401

@@ -16,16 +16,24 @@ Note that huggingface_hub itself already retries a few calls (preupload, tree li
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import re
 import time
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, Sequence, TypeVar
+from urllib.parse import quote
 
 from huggingface_hub import HfApi, ModelCard, ModelCardData, constants, get_token, snapshot_download
 from huggingface_hub.errors import IncompleteSnapshotError, LocalEntryNotFoundError
 from huggingface_hub.file_download import repo_folder_name
-from huggingface_hub.utils import DEFAULT_IGNORE_PATTERNS, build_hf_headers, filter_repo_objects, get_session
+from huggingface_hub.utils import (
+    DEFAULT_IGNORE_PATTERNS,
+    build_hf_headers,
+    filter_repo_objects,
+    get_session,
+    hf_raise_for_status,
+)
 from huggingface_hub.utils import httpx as _httpx
 from huggingface_hub.utils.sha import git_hash
 
@@ -226,6 +234,31 @@ def _with_retries(
             time.sleep(delay)
 
 
+@contextlib.contextmanager
+def _xet_only_if_offered(repo_id: str, revision: str, token: str | None) -> Iterator[None]:
+    """Upload through Xet only where the Hub grants a Xet write token; elsewhere through plain LFS.
+
+    huggingface_hub (2.x) uploads every large file through Xet whenever ``hf_xet`` is installed, whatever
+    the server: it does not fall back. The offline Hub speaks LFS only, so unless the endpoint hands out a
+    Xet token, Xet is switched off (``HF_HUB_DISABLE_XET``, process-wide) for the length of the upload.
+    """
+    if constants.HF_HUB_DISABLE_XET or importlib.util.find_spec("hf_xet") is None:
+        yield  # plain LFS already
+        return
+    url = f"{current_endpoint()}/api/models/{repo_id}/xet-write-token/{quote(revision, safe='')}"
+    response = get_session().get(url, headers=build_hf_headers(token=token))
+    if response.status_code in _RETRY_STATUS:
+        hf_raise_for_status(response)  # the Hub is in trouble: let the retry policy decide
+    if response.status_code == 200:
+        yield
+        return
+    previous, constants.HF_HUB_DISABLE_XET = constants.HF_HUB_DISABLE_XET, True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_DISABLE_XET = previous
+
+
 def push_folder(
     folder: str | Path,
     repo_id: str,
@@ -246,6 +279,10 @@ def push_folder(
     revision holds exactly the folder and :func:`verify_revision` can compare them.  ``timeout`` (seconds)
     bounds each HTTP request.  Each attempt re-runs create_repo + upload; a retried upload whose files
     already landed makes no duplicate commit (unchanged files are skipped, the head sha is returned).
+
+    Files stream from disk: large ones (what the Hub's preupload calls ``lfs``) are hashed in chunks and
+    PUT as LFS objects, or through Xet where the Hub offers it; only small files travel inside the commit.
+    An LFS object the Hub already holds (a push killed after its upload) is not uploaded again.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -256,14 +293,15 @@ def push_folder(
         api.create_repo(repo_id, private=private, exist_ok=True)
         if revision != constants.DEFAULT_REVISION:
             api.create_branch(repo_id, branch=revision, exist_ok=True)
-        info = api.upload_folder(
-            repo_id=repo_id,
-            folder_path=folder,
-            commit_message=commit_message,
-            revision=revision,
-            delete_patterns="*" if mirror else None,
-            ignore_patterns=NOT_PUSHED,
-        )
+        with _xet_only_if_offered(repo_id, revision, token):
+            info = api.upload_folder(
+                repo_id=repo_id,
+                folder_path=folder,
+                commit_message=commit_message,
+                revision=revision,
+                delete_patterns="*" if mirror else None,
+                ignore_patterns=NOT_PUSHED,
+            )
         return info.oid
 
     with _client_timeout(timeout):
@@ -430,6 +468,76 @@ def metrics_by_task(metrics: Mapping[str, object], tasks: Sequence[str]) -> dict
     return out
 
 
+def _card_data(
+    *,
+    tasks: list[str],
+    rates: Mapping[str, float],
+    stage_steps: Mapping[str, int],
+    method: str,
+    base_model: str | None,
+    base_revision: str | None,
+    license: str | None,  # noqa: A002 - the model card field's name
+    language: str | Sequence[str] | None,
+) -> ModelCardData:
+    """The card's YAML metadata: tags, base_model and the PTJF settings under ``hf_ptjf``."""
+    return ModelCardData(
+        language=language,
+        license=license,
+        library_name="transformers",
+        base_model=base_model,
+        tags=["hf_ptjf", "multi-task", re.sub(r"[^a-z0-9-]+", "-", method.lower()).strip("-") or "ptjf"],
+        hf_ptjf={
+            "method": method,
+            **({"base_model_revision": base_revision} if base_revision else {}),
+            "tasks": tasks,
+            "rates": {t: float(rates[t]) for t in tasks if t in rates},
+            "steps": {k: int(v) for k, v in stage_steps.items()},
+        },
+    )
+
+
+def _card_body(
+    *,
+    repo_id: str,
+    tasks: list[str],
+    rates: Mapping[str, float],
+    stage_steps: Mapping[str, int],
+    metrics: Mapping[str, object],
+    method: str,
+    base_model: str | None,
+    base_revision: str | None,
+) -> str:
+    """The card's Markdown: what it was trained with, then the rates, steps and metrics tables."""
+    metric_rows: list[tuple[object, ...]] = []
+    for name, value in metrics_by_task(metrics, tasks).items():
+        if isinstance(value, Mapping):
+            metric_rows += [(name, metric, v) for metric, v in value.items()]
+        else:
+            metric_rows.append(("all", name, value))
+    start = "."
+    if base_model:
+        start = f", starting from `{base_model}`" + (f" at revision `{base_revision}`." if base_revision else ".")
+    body = [
+        f"# {repo_id.split('/')[-1]}",
+        "",
+        f"Trained with `hf_ptjf` using **{_cell(method)}**" + start,
+        "",
+        "## Tasks and mixing rates",
+        "",
+        _table(["Task", "Rate"], [(t, float(rates[t]) if t in rates else "n/a") for t in tasks]),
+        "",
+        "## Training steps",
+        "",
+        _table(["Stage", "Steps"], list(stage_steps.items())),
+        "",
+        "## Metrics",
+        "",
+        _table(["Task", "Metric", "Value"], metric_rows) if metric_rows else "No metrics recorded.",
+        "",
+    ]
+    return "\n".join(body)
+
+
 def write_model_card(
     folder: str | Path,
     *,
@@ -459,49 +567,11 @@ def write_model_card(
             raise ValueError(f"write_model_card: {len(rates)} rates for {len(tasks)} tasks; give one rate per task.")
         rates = dict(zip(tasks, rates))
     stage_steps = dict(steps) if isinstance(steps, Mapping) else {"total": int(steps)}
-
-    card_data = ModelCardData(
-        language=language,
-        license=license,
-        library_name="transformers",
-        base_model=base_model,
-        tags=["hf_ptjf", "multi-task", re.sub(r"[^a-z0-9-]+", "-", method.lower()).strip("-") or "ptjf"],
-        hf_ptjf={
-            "method": method,
-            **({"base_model_revision": base_revision} if base_revision else {}),
-            "tasks": tasks,
-            "rates": {t: float(rates[t]) for t in tasks if t in rates},
-            "steps": {k: int(v) for k, v in stage_steps.items()},
-        },
-    )
-    metric_rows: list[tuple[object, ...]] = []
-    for name, value in metrics_by_task(metrics, tasks).items():
-        if isinstance(value, Mapping):
-            metric_rows += [(name, metric, v) for metric, v in value.items()]
-        else:
-            metric_rows.append(("all", name, value))
-
-    body = [
-        f"# {repo_id.split('/')[-1]}",
-        "",
-        f"Trained with `hf_ptjf` using **{_cell(method)}**"
-        + (f", starting from `{base_model}`" + (f" at revision `{base_revision}`." if base_revision else ".")
-           if base_model else "."),
-        "",
-        "## Tasks and mixing rates",
-        "",
-        _table(["Task", "Rate"], [(t, float(rates[t]) if t in rates else "n/a") for t in tasks]),
-        "",
-        "## Training steps",
-        "",
-        _table(["Stage", "Steps"], list(stage_steps.items())),
-        "",
-        "## Metrics",
-        "",
-        _table(["Task", "Metric", "Value"], metric_rows) if metric_rows else "No metrics recorded.",
-        "",
-    ]
-    card = ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n" + "\n".join(body))
+    common = dict(tasks=tasks, rates=rates, stage_steps=stage_steps, method=method, base_model=base_model,
+                  base_revision=base_revision)
+    card_data = _card_data(**common, license=license, language=language)
+    body = _card_body(**common, repo_id=repo_id, metrics=metrics)
+    card = ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n" + body)
     path = Path(folder) / "README.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     card.save(path)
