@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 
@@ -141,3 +143,59 @@ def test_feistel_beyond_32_bits_stays_in_domain_and_injective():
     x = np.arange(0, domain, domain // 20_000, dtype=np.int64)
     out = feistel_permute(x, domain, keys)
     assert out.min() >= 0 and out.max() < domain and len(np.unique(out)) == len(x)
+
+
+# ------------------------------------------------------------------ rate schedules (rates that change in a stage)
+def test_a_one_segment_schedule_is_the_task_sequence_bit_for_bit():
+    from hf_ptjf.mixture.schedule import RateSchedule
+    from hf_ptjf.mixture.sequence import BLOCK, TaskSequence
+
+    rates = [0.7, 0.2, 0.1]
+    plain, schedule = TaskSequence(rates, seed=3), RateSchedule(rates, seed=3)
+    for start, stop in ((0, 10), (5, BLOCK + 7), (3 * BLOCK - 1, 5 * BLOCK + 2), (40 * BLOCK, 40 * BLOCK + 1)):
+        assert np.array_equal(schedule.labels(start, stop), plain.labels(start, stop)), (start, stop)
+    for position in (0, 1, BLOCK, 7 * BLOCK + 13, 10**7 + 5):
+        block, within = divmod(position, BLOCK)
+        want = plain.counts_before_block(block) + np.bincount(plain.block_labels(block, block + 1)[:within],
+                                                              minlength=3)
+        assert np.array_equal(schedule.counts_before(position), want), position
+
+
+def test_a_schedule_switches_rates_at_its_segments_and_counts_exactly():
+    from hf_ptjf.mixture.schedule import RateSchedule
+
+    schedule = RateSchedule([0.9, 0.1], seed=0)
+    schedule.append(5000, [0.1, 0.9])
+    schedule.append(30000, [0.5, 0.5])
+    with pytest.raises(ValueError, match="after the last one"):
+        schedule.append(30000, [0.5, 0.5])
+    labels = schedule.labels(0, 60000)
+    assert np.array_equal(labels[:5000], RateSchedule([0.9, 0.1], seed=0).labels(0, 5000))  # before: unchanged
+    assert abs(labels[5000:30000].mean() - 0.9) < 0.02 and abs(labels[30000:].mean() - 0.5) < 0.02  # ~7 sigma
+    assert np.array_equal(schedule.labels(4990, 30010), labels[4990:30010])  # ranges across segment edges
+    for position in (0, 4999, 5000, 5001, 17777, 30000, 45678):
+        assert np.array_equal(schedule.counts_before(position), np.bincount(labels[:position], minlength=2))
+    assert schedule.rates_at(4999).tolist() == [0.9, 0.1] and schedule.rates_at(5000).tolist() == [0.1, 0.9]
+
+
+def test_a_sampler_with_changed_rates_resumes_exactly_and_old_checkpoints_still_load():
+    sampler = TemperatureMixtureSampler([500, 50], 3000, [0.8, 0.2], seed=1)
+    fixed_state = sampler.state_dict()
+    assert "schedule" not in fixed_state  # fixed rates: checkpoints as before
+    sampler.tasks.append(1000, [0.3, 0.7])
+    full = list(sampler)
+    assert np.mean([sampler.task_of(i) for i in full[1000:]]) > 0.6  # the new rates hold from position 1000
+    assert sampler.task_counts(3000).tolist() == np.bincount([sampler.task_of(i) for i in full], minlength=2).tolist()
+    cut = TemperatureMixtureSampler([500, 50], 3000, [0.8, 0.2], seed=1)
+    cut.tasks.append(1000, [0.3, 0.7])
+    it = iter(cut)
+    for _ in range(1700):
+        next(it)
+    state = cut.state_dict()
+    assert state["schedule"] == [[0, [0.8, 0.2]], [1000, [0.3, 0.7]]]
+    resumed = TemperatureMixtureSampler([500, 50], 3000, [0.8, 0.2], seed=1)
+    resumed.load_state_dict(json.loads(json.dumps(state)))
+    assert list(resumed) == full[1700:]
+    old = TemperatureMixtureSampler([500, 50], 3000, [0.8, 0.2], seed=1)
+    old.load_state_dict({**fixed_state, "position": 40})  # a checkpoint of the current release
+    assert list(old) == list(TemperatureMixtureSampler([500, 50], 3000, [0.8, 0.2], seed=1))[40:]

@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 from . import strategies
-from .sequence import BLOCK, CHUNK, TaskSequence, feistel_permute, permutation_keys
+from .schedule import RateSchedule
+from .sequence import BLOCK, CHUNK, feistel_permute, permutation_keys
 
 __all__ = ["TemperatureMixtureSampler"]
 
@@ -61,7 +62,7 @@ class TemperatureMixtureSampler(torch.utils.data.Sampler[int]):
         self.epoch = 0
         self._resume_position: int | None = None
         self._position = 0  # next global position this sampler will yield (for state_dict)
-        self.tasks = TaskSequence(self.probabilities, self.seed)
+        self.tasks = RateSchedule(self.probabilities, self.seed)  # one segment unless the rates change
 
     # ---------------------------------------------------------------- public API
     def __len__(self) -> int:
@@ -110,12 +111,7 @@ class TemperatureMixtureSampler(torch.utils.data.Sampler[int]):
         """How many of the first ``position`` stream positions belong to each task (exact, O(log))."""
         if position < 0:
             raise ValueError(f"`position` must be >= 0, got {position}.")
-        block, within = divmod(int(position), BLOCK)
-        counts = self.tasks.counts_before_block(block)
-        if within:
-            counts = counts + np.bincount(self.tasks.block_labels(block, block + 1)[:within],
-                                          minlength=len(self.task_sizes))
-        return counts
+        return self.tasks.counts_before(int(position))
 
     def state_dict(self) -> dict[str, Any]:
         """Where the stream is, plus what it was built from (to refuse resuming a different mixture)."""
@@ -126,6 +122,8 @@ class TemperatureMixtureSampler(torch.utils.data.Sampler[int]):
             "num_samples": self.num_samples,
             "task_sizes": self.task_sizes.tolist(),
             "probabilities": self.probabilities.tolist(),
+            # rates that changed during the stage (an online strategy); absent for fixed rates, as before
+            **({"schedule": self.tasks.state_dict()} if len(self.tasks.starts) > 1 else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -141,14 +139,16 @@ class TemperatureMixtureSampler(torch.utils.data.Sampler[int]):
                 f"cannot resume: the checkpoint's mixing rates {state['probabilities']} differ from this run's "
                 f"{self.probabilities.tolist()}. Resume with the same rates, or start a new output directory."
             )
+        if "schedule" in state:  # (a checkpoint of fixed rates has none: it resumes as before)
+            self.tasks.load_state_dict(state["schedule"])
         self.epoch = int(state["epoch"])
         self._position = self._resume_position = int(state["position"])
 
     # ---------------------------------------------------------------- the stream
     def _range_indices(self, first_block: int, last_block: int) -> np.ndarray:
         """Dataset indices of all positions in blocks ``[first_block, last_block)``, vectorised."""
-        labels = self.tasks.block_labels(first_block, last_block)
-        before = self.tasks.counts_before_block(first_block)
+        labels = self.tasks.labels(first_block * BLOCK, last_block * BLOCK)
+        before = self.tasks.counts_before(first_block * BLOCK)
         # Sorting the slots by task (stably) lists each task's slots in stream order; their occurrence
         # numbers are then consecutive, from before[k], so each (task, pass) run is one arange.
         order = np.argsort(labels.astype(np.int16), kind="stable")  # radix sort on small ints

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
-from .sequence import TaskSequence
+from .schedule import RateSchedule
 
 if TYPE_CHECKING:  # a type only: the mixture sits below the data layer
     from ..data.stream import TaskStream
@@ -81,7 +81,7 @@ class MixtureStream(torch.utils.data.IterableDataset):
         if workers != self.readers_per_rank:
             raise RuntimeError(f"MixtureStream was built for {self.readers_per_rank} readers per rank but runs in "
                                f"{workers} DataLoader workers; pass num_workers={workers}.")
-        sequence = TaskSequence(self.probabilities, self.seed)
+        sequence = RateSchedule(self.probabilities, self.seed)
         first = self.start_batch + worker  # the DataLoader takes batch j from worker j mod workers
         q = first % workers
         count = self.world_size * workers
