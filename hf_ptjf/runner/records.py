@@ -292,7 +292,7 @@ class RunDirectory:
         run directory, for report.md."""
         if not self.is_main:
             return {}
-        from ..analysis.plots import plot_run
+        from .curves import plot_run  # matplotlib: imported when a run draws its curves, not with the runner
 
         return {name: str(path.relative_to(self.path)) for name, path in plot_run(results, self.path / "plots").items()}
 
