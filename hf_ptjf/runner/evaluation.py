@@ -7,6 +7,7 @@ import contextlib
 from typing import Any
 
 from ..data.prepare import RecipeData
+from ..metrics import compute_bleu
 from ..recipe import EvalSpec
 
 __all__ = ["eval_sets", "evaluate_stage"]
@@ -61,8 +62,6 @@ def _final_losses(trainer: Any, tasks: list[str]) -> dict[str, float]:
 
 
 def _bleu(trainer: Any, data: RecipeData, spec: EvalSpec) -> tuple[dict[str, float], dict[str, list]]:
-    from ..metrics import compute_bleu
-
     tokenizer = data.tokenizer
     scores, samples = {}, {}
     for name, ds in eval_sets(data, spec.split, spec.bleu_examples).items():

@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
 from ..files import atomic_write_text, folder_sha256
 from ..recipe import RecipeError, StageSpec, with_added_defaults
 
@@ -142,8 +144,6 @@ def latest_checkpoint(stage_dir: Path, stage_name: str) -> str | None:
     interrupted save is skipped with a warning (the resumed run rewrites it when it gets there); a complete
     checkpoint with a damaged file is refused with the fix, and nothing is deleted either way.
     """
-    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-
     if not stage_dir.is_dir():
         return None
     pattern = re.compile(rf"{PREFIX_CHECKPOINT_DIR}-(\d+)")
