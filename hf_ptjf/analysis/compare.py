@@ -100,11 +100,12 @@ def _best_step(history: Sequence[Mapping[str, Any]], task: str) -> int | None:
 
 def plot_task_bars(runs: Sequence[RunRecord], path: str | Path, metric: str = "final_loss") -> Path:
     """Grouped bars: per task, one bar per label (mean over seeds) with min-max whiskers."""
-    from .plots import _colors, _new_figure, _save
+    from ..figures import new_figure, save_png
+    from .plots import method_colors
 
     groups, tasks = _groups(runs), _tasks(runs)
-    colors = _colors(list(groups))
-    fig = _new_figure((max(6.0, 1.6 * len(tasks) + 2), 4.2))
+    colors = method_colors(list(groups))
+    fig = new_figure((max(6.0, 1.6 * len(tasks) + 2), 4.2))
     ax = fig.add_subplot()
     width = 0.8 / max(1, len(groups))
     for g, (label, rs) in enumerate(groups.items()):
@@ -119,16 +120,17 @@ def plot_task_bars(runs: Sequence[RunRecord], path: str | Path, metric: str = "f
     ax.set_ylim(bottom=max(0.0, low - 0.5))
     ax.set_ylabel(f"validation {metric.replace('_', ' ')} (seed mean, min-max)")
     ax.legend()
-    return _save(fig, Path(path))
+    return save_png(fig, Path(path))
 
 
 def plot_loss_vs_tokens(runs: Sequence[RunRecord], task: str, path: str | Path) -> Path:
     """The task's validation loss against the task's own tokens seen (cumulative over stages), one line a run."""
-    from .plots import _colors, _new_figure, _save
+    from ..figures import new_figure, save_png
+    from .plots import method_colors
 
     groups = _groups(runs)
-    colors = _colors(list(groups))
-    fig = _new_figure()
+    colors = method_colors(list(groups))
+    fig = new_figure()
     ax = fig.add_subplot()
     for label, rs in groups.items():
         for i, r in enumerate(rs):
@@ -142,7 +144,7 @@ def plot_loss_vs_tokens(runs: Sequence[RunRecord], task: str, path: str | Path) 
     ax.set_xlabel(f"{task} tokens seen")
     ax.set_ylabel(f"{task} validation loss")
     ax.legend()
-    return _save(fig, Path(path))
+    return save_png(fig, Path(path))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,34 +10,14 @@ level, so the table says whether each method reached the others' best, and with 
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
+from ..history import loss_curve  # (its home since issue 25; still importable from here)
 from ..seen import seen_key, seen_of_size_unit
 
 __all__ = ["best_trials", "efficiency_rows", "loss_curve", "seen_to_reach"]
 
 Trial = Mapping[str, Any]
-
-
-def loss_curve(history: Iterable[Mapping[str, Any]], loss_key: str, x_key: str
-               ) -> tuple[list[float], list[float], list[Any]]:
-    """(x, loss, stage) points from a trial history, x forward-filled in step order.
-
-    Trainer logs often put counters and eval losses in separate entries, so an eval entry
-    takes the latest ``x_key`` value logged at or before its step.
-    """
-    xs, ys, stages = [], [], []
-    last_x = None
-    entries = sorted(history, key=lambda e: e.get("step", 0))  # stable: same-step order kept
-    for e in entries:
-        if e.get(x_key) is not None:
-            last_x = float(e[x_key])
-        loss = e.get(loss_key)
-        if loss is not None and last_x is not None and not math.isnan(float(loss)):
-            xs.append(last_x)
-            ys.append(float(loss))
-            stages.append(e.get("stage"))
-    return xs, ys, stages
 
 
 def best_trials(trials: Sequence[Trial], lr_task: str) -> dict[str, Trial]:

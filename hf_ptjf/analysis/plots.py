@@ -10,8 +10,9 @@ the path. A trial record is a dict as produced by the sweep::
      "history": [{"step": 100, "stage": "joint", "eval_en-fr_loss": 5.1,
                   "examples_seen_en-ro": 800}, ...]}
 
-Figures are built on :class:`matplotlib.figure.Figure` with the Agg canvas directly, so
-importing this module never switches the global pyplot backend of the caller.
+Figures are built on :class:`matplotlib.figure.Figure` with the Agg canvas directly (:mod:`hf_ptjf.figures`), so
+importing this module never switches the global pyplot backend of the caller. One run's own curves are the runner's
+(:func:`hf_ptjf.runner.curves.plot_run`, also importable from here).
 """
 
 from __future__ import annotations
@@ -23,16 +24,20 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 from matplotlib import colormaps
-from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from ..figures import new_figure, png_path, save_png
+from ..history import loss_curve
+from ..runner.curves import plot_run  # (a run's own curves: the runner's; still importable from here)
 from ..seen import seen_key, seen_label, seen_of_size_unit
-from .efficiency import best_trials, efficiency_rows, loss_curve
+from .efficiency import best_trials, efficiency_rows
 from .pareto import compare_fronts, hypervolume, pareto_indices, reference_point
 
 __all__ = [
     "METHOD_COLORS",
+    "method_colors",
     "plot_run",
     "plot_bleu_fronts",
     "plot_efficiency",
@@ -116,7 +121,8 @@ def _methods(trials: Iterable[Trial]) -> list[str]:
     return [m for m in METHOD_COLORS if m in present] + sorted(present - METHOD_COLORS.keys())
 
 
-def _colors(methods: Sequence[str]) -> dict[str, str]:
+def method_colors(methods: Sequence[str]) -> dict[str, str]:
+    """A colour per method: the paper's methods keep theirs (``METHOD_COLORS``), others get the next free one."""
     extra = iter(_EXTRA_COLORS * (len(methods) // len(_EXTRA_COLORS) + 1))
     return {m: METHOD_COLORS.get(m) or next(extra) for m in methods}
 
@@ -145,26 +151,7 @@ def _front(values: np.ndarray, maximize: bool = False) -> np.ndarray:
     return idx[np.argsort(values[idx, 0], kind="stable")]
 
 
-# ---------------------------------------------------------------------------- figure helpers
-
-
-def _png_path(path: str | os.PathLike[str]) -> Path:
-    path = Path(path)
-    if path.suffix.lower() != ".png":
-        raise ValueError(f"`path` must end with .png (these plots are written as PNG), got {str(path)!r}.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def _new_figure(size: tuple[float, float] = (7.5, 4.8)) -> Figure:
-    fig = Figure(figsize=size, layout="constrained")
-    FigureCanvasAgg(fig)  # attach the Agg canvas: no pyplot, no global backend switch
-    return fig
-
-
-def _save(fig: Figure, path: Path) -> Path:
-    fig.savefig(path, format="png", dpi=120)
-    return path
+# ---------------------------------------------------------------------------- trade-off fronts
 
 
 def _front_figure(
@@ -176,42 +163,62 @@ def _front_figure(
     maximize: bool,
     label: str,
 ) -> Path:
+    """Every trial's ``metric`` of both tasks (colour: method, marker: rate) and each method's front."""
     trials = _check_trials(trials)
     _check_tasks(hr_task, lr_task)
-    out = _png_path(path)
+    out = png_path(path)
     kept, values = _objectives(trials, hr_task, lr_task, metric)
     methods = _methods(kept)
-    colors = _colors(methods)
+    colors = method_colors(methods)
     markers = {r: _MARKERS[i % len(_MARKERS)] for i, r in enumerate(_rates(kept))}
 
-    fig = _new_figure()
+    fig = new_figure()
     ax = fig.add_subplot()
     method_of = np.array([str(t["method"]) for t in kept])
-    rate_of = [t.get("rate") for t in kept]
     for m in methods:
         sel = np.flatnonzero(method_of == m)
-        face = "none" if m in _HOLLOW_METHODS else colors[m]
-        for rate, marker in markers.items():
-            pts = [i for i in sel if rate_of[i] == rate]
-            if pts:
-                ax.scatter(values[pts, 0], values[pts, 1], marker=marker, s=40, facecolors=face,
-                           edgecolors=colors[m], linewidths=1.5 if face == "none" else 0.5, zorder=3)
-        for i in sel:  # seed means: a bar over each task's min-max across the seeds
-            x, y = _spread(kept[i], metric, hr_task), _spread(kept[i], metric, lr_task)
-            if x is not None and y is not None:
-                ax.errorbar(values[i, 0], values[i, 1], xerr=[[values[i, 0] - x[0]], [x[1] - values[i, 0]]],
-                            yerr=[[values[i, 1] - y[0]], [y[1] - values[i, 1]]], fmt="none", ecolor=colors[m],
-                            elinewidth=1, capsize=2, alpha=0.7, zorder=2)
+        _draw_method(ax, [kept[i] for i in sel], values[sel], colors[m], markers, m in _HOLLOW_METHODS,
+                     (metric, hr_task, lr_task))
         front = sel[_front(values[sel], maximize)]
         # Staircase of the attained region: minimization steps right-then-down ("post"),
         # maximization down-then-right ("pre").
         where = "pre" if maximize else "post"
         ax.step(values[front, 0], values[front, 1], where=where, color=colors[m], alpha=0.8)
 
+    _front_legends(fig, colors, markers)
+    ax.set_xlabel(f"{hr_task} {label} (high-resource)")
+    ax.set_ylabel(f"{lr_task} {label} (low-resource)")
+    sense = "higher is better" if maximize else "lower is better"
+    ax.set_title(f"Trade-off fronts: {label}, {sense}")
+    ax.grid(alpha=0.3)
+    return save_png(fig, out)
+
+
+def _draw_method(ax: Axes, trials: Sequence[Trial], values: np.ndarray, color: str, markers: Mapping[Any, str],
+                 hollow: bool, spread_of: tuple[str, str, str]) -> None:
+    """One method's points (a marker per rate) and, for seed means, a bar over each task's min-max across seeds
+    (``spread_of``: the metric and the two tasks)."""
+    face = "none" if hollow else color
+    rate_of = [t.get("rate") for t in trials]
+    for rate, marker in markers.items():
+        pts = [i for i in range(len(trials)) if rate_of[i] == rate]
+        if pts:
+            ax.scatter(values[pts, 0], values[pts, 1], marker=marker, s=40, facecolors=face,
+                       edgecolors=color, linewidths=1.5 if face == "none" else 0.5, zorder=3)
+    metric, hr_task, lr_task = spread_of
+    for i, trial in enumerate(trials):
+        x, y = _spread(trial, metric, hr_task), _spread(trial, metric, lr_task)
+        if x is not None and y is not None:
+            ax.errorbar(values[i, 0], values[i, 1], xerr=[[values[i, 0] - x[0]], [x[1] - values[i, 0]]],
+                        yerr=[[values[i, 1] - y[0]], [y[1] - values[i, 1]]], fmt="none", ecolor=color,
+                        elinewidth=1, capsize=2, alpha=0.7, zorder=2)
+
+
+def _front_legends(fig: Figure, colors: Mapping[str, str], markers: Mapping[Any, str]) -> None:
+    """The method legend (colours, hollow for the restart baseline) and the sampling-rate legend (markers)."""
     method_handles = [
-        Line2D([], [], color=colors[m], marker="o", label=m,
-               markerfacecolor="none" if m in _HOLLOW_METHODS else colors[m])
-        for m in methods
+        Line2D([], [], color=color, marker="o", label=m, markerfacecolor="none" if m in _HOLLOW_METHODS else color)
+        for m, color in colors.items()
     ]
     rate_handles = [
         Line2D([], [], color="black", marker=mk, linestyle="none", markerfacecolor="none",
@@ -221,12 +228,6 @@ def _front_figure(
     # Legends outside the axes: fronts fill the corners a legend would otherwise cover.
     fig.legend(handles=method_handles, title="method", loc="outside right upper", fontsize="small")
     fig.legend(handles=rate_handles, title="sampling rate", loc="outside right lower", fontsize="small")
-    ax.set_xlabel(f"{hr_task} {label} (high-resource)")
-    ax.set_ylabel(f"{lr_task} {label} (low-resource)")
-    sense = "higher is better" if maximize else "lower is better"
-    ax.set_title(f"Trade-off fronts: {label}, {sense}")
-    ax.grid(alpha=0.3)
-    return _save(fig, out)
 
 
 # ---------------------------------------------------------------------------- public plots
@@ -278,12 +279,12 @@ def plot_efficiency(trials: Sequence[Trial], lr_task: str, path: str | os.PathLi
     A filled dot marks the first evaluation of each new training stage (e.g. PTJF's joint stage).
     """
     trials = _check_trials(trials)
-    out = _png_path(path)
+    out = png_path(path)
     loss_key, x_key = f"eval_{lr_task}_loss", f"{seen_key(seen_of_size_unit(unit))}_{lr_task}"
     methods = _methods(trials)
-    colors = _colors(methods)
+    colors = method_colors(methods)
 
-    fig = _new_figure()
+    fig = new_figure()
     ax = fig.add_subplot()
     drawn = 0
     best_of = best_trials(trials, lr_task)
@@ -309,7 +310,7 @@ def plot_efficiency(trials: Sequence[Trial], lr_task: str, path: str | os.PathLi
     ax.set_title(f"Low-resource data efficiency ({lr_task}), best trial per method")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
-    return _save(fig, out)
+    return save_png(fig, out)
 
 
 def plot_training_curves(
@@ -327,7 +328,7 @@ def plot_training_curves(
         method: only plot this method's trials; None plots all, line style per method.
     """
     trials = _check_trials(trials)
-    out = _png_path(path)
+    out = png_path(path)
     if method is not None:
         trials = [t for t in trials if str(t["method"]) == method]
         if not trials:
@@ -339,7 +340,7 @@ def plot_training_curves(
     methods = _methods(trials)
     styles = {m: ("-", "--", ":", "-.")[i % 4] for i, m in enumerate(methods)}
 
-    fig = _new_figure()
+    fig = new_figure()
     ax = fig.add_subplot()
     labelled: set[tuple[str, Any]] = set()
     for t in trials:
@@ -360,60 +361,7 @@ def plot_training_curves(
     ax.grid(alpha=0.3)
     # Outside the axes: with a dozen curves any inside corner hides some of them.
     fig.legend(loc="outside right upper", fontsize="small")
-    return _save(fig, out)
-
-
-# ---------------------------------------------------------------------------- one run
-
-
-def plot_run(results: Mapping[str, Any], out_dir: str | os.PathLike[str]) -> dict[str, Path]:
-    """A run's curves against the global step, across its stages (``results.json`` of the recipe runner).
-
-    Writes ``dev_loss.png`` (validation loss per task), ``train_loss.png`` (training loss per task where it
-    was logged, else overall) and ``examples_seen.png`` (examples seen per task, counted across stages). A
-    dashed line marks each stage boundary: there the optimizer state and LR schedule start anew. Returns
-    ``{name: path}`` of the figures that had data.
-    """
-    from ..runner.results import cumulative_counts
-
-    out = Path(out_dir)
-    history = cumulative_counts(list(results.get("history") or []), results.get("stages") or [])
-    tasks = list(results.get("tasks") or {})
-    boundaries, step = [], 0
-    for stage in results.get("stages") or []:
-        boundaries.append((step, stage["name"]))
-        step += int(stage.get("steps") or 0)
-    train_keys = [f"train_{t}_loss" for t in tasks]
-    if not any(k in h for h in history for k in train_keys):
-        train_keys = ["loss"]
-    panels = {
-        "dev_loss": ([f"eval_{t}_loss" for t in tasks], tasks, "validation loss (nats/token)"),
-        "train_loss": (train_keys, tasks if train_keys[0] != "loss" else ["all tasks"], "training loss"),
-        "examples_seen": ([f"examples_seen_{t}" for t in tasks], tasks, "examples seen (all stages)"),
-    }
-    written = {}
-    for name, (keys, labels, ylabel) in panels.items():
-        fig = _new_figure()
-        ax = fig.add_subplot()
-        drawn = False
-        for key, label in zip(keys, labels):
-            xs, ys, _ = loss_curve(history, key, "step")
-            if xs:
-                ax.plot(xs, ys, label=label)
-                drawn = True
-        if not drawn:
-            continue
-        for x, stage in boundaries:
-            ax.axvline(x, color="gray", linestyle="--", linewidth=0.8)
-            ax.annotate(f" {stage}" + (" (reset)" if x else ""), (x, 1.0), xycoords=("data", "axes fraction"),
-                        va="top", fontsize="small", color="gray")
-        ax.set_xlabel("step (all stages)")
-        ax.set_ylabel(ylabel)
-        ax.set_title(f"{results.get('run_name', 'run')}: {ylabel}")
-        ax.grid(alpha=0.3)
-        fig.legend(loc="outside right upper", fontsize="small")
-        written[name] = _save(fig, _png_path(out / f"{name}.png"))
-    return written
+    return save_png(fig, out)
 
 
 # ---------------------------------------------------------------------------- report
@@ -491,10 +439,29 @@ def write_report(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     kept, values = _objectives(trials, hr_task, lr_task, "final")
-    ref = reference_point(values, margin=REFERENCE_MARGIN)
     methods = _methods(kept)
-    method_of = np.array([str(t["method"]) for t in kept])
+    lines = [
+        f"# Trade-off report: {hr_task} (high-resource) vs {lr_task} (low-resource)",
+        "",
+        f"{len(kept)} trials with final validation losses for both tasks"
+        + (f" ({len(trials) - len(kept)} skipped: missing or NaN final loss)" if len(kept) < len(trials) else "")
+        + f"; methods: {', '.join(methods)}. Both losses are minimized.",
+        "",
+    ]
+    lines += _figures_section(trials, kept, hr_task, lr_task, out, unit)
+    front_lines, fronts = _fronts_section(kept, values, methods, hr_task, lr_task)
+    lines += front_lines
+    lines += _hypervolume_section(kept, fronts, reference_point(values, margin=REFERENCE_MARGIN), hr_task, lr_task)
+    lines += _efficiency_section(trials, lr_task, unit)
 
+    report = out / "report.md"
+    report.write_text("\n".join(lines), encoding="utf-8")
+    return report
+
+
+def _figures_section(trials: Sequence[Trial], kept: Sequence[Trial], hr_task: str, lr_task: str, out: Path,
+                     unit: str) -> list[str]:
+    """Draw the report's figures into ``out``; the lines embedding them (a note for each that had no data)."""
     figures = [("Validation-loss trade-off fronts", plot_fronts(kept, hr_task, lr_task, out / "fronts.png"), "")]
     optional = [
         ("BLEU trade-off fronts", plot_bleu_fronts, (trials, hr_task, lr_task, out / "fronts_bleu.png")),
@@ -505,22 +472,18 @@ def write_report(
     ]
     for title, fn, args in optional:
         figures.append((title, *_try_plot(fn, *args)))
-
-    lines = [
-        f"# Trade-off report: {hr_task} (high-resource) vs {lr_task} (low-resource)",
-        "",
-        f"{len(kept)} trials with final validation losses for both tasks"
-        + (f" ({len(trials) - len(kept)} skipped: missing or NaN final loss)" if len(kept) < len(trials) else "")
-        + f"; methods: {', '.join(methods)}. Both losses are minimized.",
-        "",
-        "## Figures",
-        "",
-    ]
+    lines = ["## Figures", ""]
     for title, png, note in figures:
         lines += [f"### {title}", "", f"![{title}]({png.name})" if png is not None else f"_Skipped: {note}_", ""]
+    return lines
 
+
+def _fronts_section(kept: Sequence[Trial], values: np.ndarray, methods: Sequence[str], hr_task: str, lr_task: str
+                    ) -> tuple[list[str], dict[str, np.ndarray]]:
+    """The table of each method's non-dominated trials (with the seed range of seed means), and the fronts."""
+    method_of = np.array([str(t["method"]) for t in kept])
     spread = any(_spread(t, "final", task) is not None for t in kept for task in (hr_task, lr_task))
-    lines += [
+    lines = [
         "## Pareto fronts (final validation loss)",
         "",
         "Non-dominated trials of each method, sorted by high-resource loss"
@@ -541,8 +504,14 @@ def write_report(
                 spans = [_spread(t, "final", task) for task in (hr_task, lr_task)]
                 row += " " + " / ".join("-" if s is None else f"{s[0]:.4f}-{s[1]:.4f}" for s in spans) + " |"
             lines.append(row)
+    return lines, fronts
 
-    lines += [
+
+def _hypervolume_section(kept: Sequence[Trial], fronts: Mapping[str, np.ndarray], ref: np.ndarray, hr_task: str,
+                         lr_task: str) -> list[str]:
+    """Each method's hypervolume against the shared reference point, and its front against scalarization's."""
+    method_of = np.array([str(t["method"]) for t in kept])
+    lines = [
         "",
         "## Hypervolume",
         "",
@@ -560,15 +529,11 @@ def write_report(
             f"its front points dominated by {_BASELINE} | {_BASELINE} front points it dominates |",
             "|---|---:|---:|---:|---:|---:|---:|",
         ]
-    for m in methods:
-        row = f"| {_md(m)} | {int((method_of == m).sum())} | {len(fronts[m])} | {hypervolume(fronts[m], ref):.4f} |"
+    for m, front in fronts.items():
+        row = f"| {_md(m)} | {int((method_of == m).sum())} | {len(front)} | {hypervolume(front, ref):.4f} |"
         if base is not None:
-            cmp = compare_fronts(fronts[m], base, ref)
+            cmp = compare_fronts(front, base, ref)
             row += f" {cmp.hv_diff:+.4f} | {int(cmp.a_dominated.sum())} | {int(cmp.b_dominated.sum())} |"
         lines.append(row)
     lines.append("")
-    lines += _efficiency_section(trials, lr_task, unit)
-
-    report = out / "report.md"
-    report.write_text("\n".join(lines), encoding="utf-8")
-    return report
+    return lines

@@ -7,6 +7,7 @@ import contextlib
 from typing import Any
 
 from ..data.prepare import RecipeData
+from ..metrics import compute_bleu
 from ..recipe import EvalSpec
 
 __all__ = ["eval_sets", "evaluate_stage"]
@@ -61,8 +62,6 @@ def _final_losses(trainer: Any, tasks: list[str]) -> dict[str, float]:
 
 
 def _bleu(trainer: Any, data: RecipeData, spec: EvalSpec) -> tuple[dict[str, float], dict[str, list]]:
-    from ..metrics import compute_bleu
-
     tokenizer = data.tokenizer
     scores, samples = {}, {}
     for name, ds in eval_sets(data, spec.split, spec.bleu_examples).items():
@@ -73,9 +72,10 @@ def _bleu(trainer: Any, data: RecipeData, spec: EvalSpec) -> tuple[dict[str, flo
             ds = ds.remove_columns([c for c in ("input_ids", "labels") if c in ds.column_names])
             ds = ds.rename_column("prompt_ids", "input_ids")
             prompts = data.collator.prompts()
+        forced = data.generation_kwargs(name)
         with prompts:
             out = trainer.predict(ds, metric_key_prefix=f"bleu_{name}", num_beams=spec.num_beams,
-                                  max_new_tokens=spec.max_new_tokens, **data.generation_kwargs(name))
+                                  max_new_tokens=spec.max_new_tokens, **forced)
         # ranks get consecutive batches round-robin and the last ones are padded with repeats to
         # even out; gathered results are in dataset order, so the first len(ds) rows are the answers
         preds = out.predictions[: len(ds)]
@@ -84,4 +84,14 @@ def _bleu(trainer: Any, data: RecipeData, spec: EvalSpec) -> tuple[dict[str, flo
         scores[f"eval_{name}_bleu"] = round(float(compute_bleu(hyps, [[r] for r in refs])["score"]), 2)
         samples[name] = [{"source": src, "reference": ref, "hypothesis": hyp}
                          for src, ref, hyp in zip(text["source"][: len(ds)], refs, hyps)]
+        if "forced_bos_token_id" in forced:
+            _record_first_tokens(samples[name], preds, tokenizer, data.causal)
     return scores, samples
+
+
+def _record_first_tokens(rows: list[dict[str, str]], preds: Any, tokenizer: Any, causal: bool) -> None:
+    """``first_token`` of each sample: the token generated first, which a language-code run forces to the target
+    code. The hypothesis skips special tokens, so without this a sample cannot show that the code was generated."""
+    first = 0 if causal else 1  # an encoder-decoder's output starts with the decoder start token
+    for row, token in zip(rows, tokenizer.convert_ids_to_tokens(preds[:, first].tolist())):
+        row["first_token"] = token

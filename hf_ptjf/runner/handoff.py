@@ -10,12 +10,19 @@ process serves the offline Hub (:class:`hf_ptjf.hub.HubServer`) for the length o
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from accelerate.utils import broadcast_object_list
+from transformers import set_seed
+from transformers.utils import cached_file
+
 from .. import hub
+from ..modeling import ModelArguments, build_model, is_causal
 from ..recipe import RecipeConfig, RecipeError, StageSpec
+from .preflight import check_adapter_base, linear_module_names
 from .records import StageResult
 
 __all__ = ["StageHandoff", "offline_hub"]
@@ -27,8 +34,6 @@ def offline_hub(cfg: RecipeConfig, root: Path, state: Any) -> Iterator[None]:
     if cfg.hub.mode != "local" or os.environ.get("HF_ENDPOINT"):
         yield
         return
-    from accelerate.utils import broadcast_object_list
-
     server = hub.HubServer(root).start() if state.is_main_process else None
     url = [server.url if server else None]
     if state.num_processes > 1:
@@ -44,10 +49,6 @@ def offline_hub(cfg: RecipeConfig, root: Path, state: Any) -> Iterator[None]:
 
 def _adapter_config(margs: Any) -> dict | None:
     """The ``adapter_config.json`` of a LoRA adapter at ``margs`` (a path, or a repo at its revision), else None."""
-    import json
-
-    from transformers.utils import cached_file
-
     path = cached_file(margs.name_or_path, "adapter_config.json", revision=margs.revision,
                        _raise_exceptions_for_missing_entries=False, _raise_exceptions_for_connection_errors=False)
     return json.loads(Path(path).read_text()) if path else None
@@ -57,18 +58,13 @@ def new_adapter(model: Any, stage: StageSpec, index: int, base: Any, seed: int) 
     """``model`` wrapped with the stage's new LoRA adapter, whose config pins its base (name and revision); its
     initial weights are drawn from ``seed``, not from whatever the global RNG holds after the earlier stages (a
     rerun that skips finished stages draws the same adapter as the uninterrupted run)."""
-    from peft import get_peft_model  # (optional heavy dependency: only for LoRA stages)
-    from transformers import set_seed
-
-    from ..modeling import is_causal
+    from peft import get_peft_model  # optional: only runs with LoRA need it
 
     set_seed(seed)
     config = stage.peft.lora_config("CAUSAL_LM" if is_causal(model) else "SEQ_2_SEQ_LM")
     try:
         wrapped = get_peft_model(model, config, revision=base.revision)
     except ValueError as e:  # (checked before work for the recipe's own model; an `init` model may differ)
-        from .preflight import linear_module_names
-
         raise RecipeError(f"`stages.{index}.peft.target_modules`: {stage.peft.target_modules!r} match no module of "
                           f"{type(model).__name__} ({' '.join(str(e).split())[:120]}); its linear layers are named "
                           f"{', '.join(linear_module_names(model))}. Or use target_modules: all-linear.") from e
@@ -108,15 +104,11 @@ class StageHandoff:
         kept trainable with ``peft.continue_adapter``, else merged. A stage with ``peft`` then gets a new adapter.
         ``new_tokens``: language tags the recipe added to a checkpoint's tokenizer (rows are made for them).
         """
-        from ..modeling import ModelArguments, build_model
-
         if stage.init == "scratch":
             try:
                 margs = ModelArguments.from_dict(self.cfg.model)
             except ValueError as e:
                 raise RecipeError(f"`model`: {e}") from e
-            from transformers import set_seed
-
             set_seed(self.cfg.seed)  # the initial weights are part of the experiment: a rerun draws the same ones
             return build_model(margs, tokenizer, new_tokens)
         margs = self._init_source(index, stage)
@@ -132,8 +124,6 @@ class StageHandoff:
         return model
 
     def _build(self, margs: Any, index: int, tokenizer: Any, new_tokens: Sequence[str] = ()) -> Any:
-        from ..modeling import build_model
-
         # every rank together: under ZeRO-3 loading partitions the weights collectively
         try:
             return build_model(margs, tokenizer, new_tokens)
@@ -151,15 +141,11 @@ class StageHandoff:
             ) from e
 
     def _adapter_on_its_base(self, margs: Any, adapter: dict, index: int, stage: StageSpec, tokenizer: Any) -> Any:
-        from peft import PeftModel
-
-        from ..modeling import ModelArguments
+        from peft import PeftModel  # optional: only runs with LoRA need it
 
         base = ModelArguments(name_or_path=adapter.get("base_model_name_or_path"), revision=adapter.get("revision"),
                               trust_remote_code=self.cfg.model.get("trust_remote_code") is True)
         where = margs.name_or_path + (f" at {margs.revision}" if margs.revision else "")
-        from .preflight import check_adapter_base
-
         check_adapter_base(adapter, where, f"stages.{index}.init")
         if base.revision is not None:
             self._download(base, index)
@@ -170,8 +156,6 @@ class StageHandoff:
 
     def _init_source(self, index: int, stage: StageSpec) -> Any:
         """ModelArguments naming where a non-scratch stage's weights come from."""
-        from ..modeling import ModelArguments
-
         trust = self.cfg.model.get("trust_remote_code") is True  # remote code only if the recipe opts in
         init = stage.init
         if isinstance(init, dict) and "hub" in init:
@@ -204,8 +188,6 @@ class StageHandoff:
         A push that is not confirmed raises on every rank: the stage stays unrecorded and the next one never starts.
         ``run_steps``: steps of the whole run up to and including this stage (the card gives both).
         """
-        from accelerate.utils import broadcast_object_list
-
         h = self.cfg.hub
         repo = f"{h.namespace}/{h.repo_prefix or self.cfg.run_name}-{result.index}-{stage.name}"
         sha: list[Any] = [None]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, TypeVar
 
+import torch.distributed as dist
+
 from ..recipe import RecipeError
 
 __all__ = ["PeerFailed", "main_process_first"]
@@ -38,8 +40,6 @@ def main_process_first(state: Any, work: Callable[[], T]) -> T:
 
 
 def _agree(state: Any, error: BaseException | None) -> None:
-    import torch.distributed as dist
-
     messages: list[Any] = [None] * state.num_processes
     dist.all_gather_object(messages, None if error is None else f"{error}")
     if error is not None:

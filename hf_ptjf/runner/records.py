@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
 from ..files import atomic_write_text, folder_sha256
 from ..recipe import RecipeError, StageSpec, with_added_defaults
 
@@ -142,8 +144,6 @@ def latest_checkpoint(stage_dir: Path, stage_name: str) -> str | None:
     interrupted save is skipped with a warning (the resumed run rewrites it when it gets there); a complete
     checkpoint with a damaged file is refused with the fix, and nothing is deleted either way.
     """
-    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-
     if not stage_dir.is_dir():
         return None
     pattern = re.compile(rf"{PREFIX_CHECKPOINT_DIR}-(\d+)")
@@ -292,7 +292,7 @@ class RunDirectory:
         run directory, for report.md."""
         if not self.is_main:
             return {}
-        from ..analysis.plots import plot_run
+        from .curves import plot_run  # matplotlib: imported when a run draws its curves, not with the runner
 
         return {name: str(path.relative_to(self.path)) for name, path in plot_run(results, self.path / "plots").items()}
 

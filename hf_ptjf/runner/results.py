@@ -7,6 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from ..history import cumulative_counts  # (its home since issue 25; still importable from here)
 from ..recipe import RecipeConfig
 from ..seen import SEEN_UNITS, seen_key, total_seen
 from .records import StageResult
@@ -107,22 +108,3 @@ def _fmt(x: Any) -> str:
     if x is None:
         return "-"
     return f"{x:.4f}" if isinstance(x, float) else f"{x:,}" if isinstance(x, int) else str(x)
-
-
-def cumulative_counts(history: list[dict[str, Any]], stages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Make the per-stage ``<unit>_seen_<task>`` counters (``SEEN_UNITS``) run across stages."""
-    offsets: dict[str, dict[str, int]] = {}
-    for i, s in enumerate(stages):
-        offsets[s["name"]] = {f"{seen_key(unit)}_{t}": total_seen(stages[:i], unit, t)
-                              for unit in SEEN_UNITS for t in _tasks_seen(stages)}
-    out = []
-    for h in history:
-        off = offsets.get(h.get("stage"), {})
-        # a count the earlier stages did not make (None: characters of rows without them) is unknown from then on
-        out.append({k: (v + off[k] if off.get(k) is not None and isinstance(v, (int, float)) else v)
-                    for k, v in h.items() if not (k in off and off[k] is None)})
-    return out
-
-
-def _tasks_seen(stages: Sequence[Mapping[str, Any]]) -> list[str]:
-    return sorted({t for s in stages for t in (s.get("examples_seen") or {})})
