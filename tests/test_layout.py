@@ -57,7 +57,7 @@ HEAVY = ("torch", "transformers", "accelerate", "datasets", "pyarrow", "evaluate
 # "importer -> imported" (modules); owners in brackets. Remove an entry when its import is gone.
 KNOWN_UPWARD: set[str] = {
     # [CONFIG] the recipe builds MixtureTrainingArguments: the recipe is below the trainer it configures
-    "hf_ptjf.recipe.training -> hf_ptjf.trainer",
+    "hf_ptjf.recipe.training -> hf_ptjf.train",
 }
 # "importer: imported" for function-body imports that are neither optional nor heavy in a light module: move them
 # to the top, or (a light module) make the module light first, or say in OPTIONAL why one is optional.
@@ -105,16 +105,7 @@ KNOWN_BODY_IMPORTS: set[str] = {
     "hf_ptjf.runner.preflight: torch",
     "hf_ptjf.runner.preflight: transformers",
     # [HUB]
-    "hf_ptjf.hub.server: huggingface_hub",
     # [LEAD]
-    "hf_ptjf.runner.loop: accelerate.state",
-    "hf_ptjf.runner.loop: hf_ptjf.modeling",
-    "hf_ptjf.runner.loop: hf_ptjf.trainer",
-    "hf_ptjf.runner.loop: torch",
-    "hf_ptjf.runner.loop: transformers.integrations.deepspeed",
-    "hf_ptjf.trainer: accelerate.data_loader",
-    "hf_ptjf.trainer: datasets",
-    "hf_ptjf.trainer: torch.utils.data",
 }
 # "importer: module.name" for private names imported from another module: make the name public (it is shared) or
 # move the code that needs it.

@@ -14,15 +14,12 @@ after its last consumed batch: every batch carries it (``STREAM_STATE``), and th
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from .schedule import RateSchedule
-
-if TYPE_CHECKING:  # a type only: the mixture sits below the data layer
-    from ..data.stream import TaskStream
 
 __all__ = ["STREAM_STATE", "MixtureStream"]
 
@@ -47,7 +44,7 @@ class MixtureStream(torch.utils.data.IterableDataset):
 
     def __init__(
         self,
-        streams: Sequence["TaskStream"],
+        streams: Sequence[Any],  # hf_ptjf.data.stream.TaskStream (not imported: the mixture is below the data layer)
         probabilities: Sequence[float],
         *,
         batch_size: int,

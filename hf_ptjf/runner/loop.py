@@ -20,9 +20,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+from accelerate.state import AcceleratorState, GradientState
+from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
 from ..data.prepare import RecipeData, prepare_recipe_data, recipe_tokenizer_cache
+from ..modeling import _numel
 from ..recipe import LR_SCHEDULERS, OPTIMIZERS, RecipeConfig, RecipeError, StageSpec
 from ..seen import SEEN_UNITS, seen_key
+from ..train import MIXTURE_STATE_NAME, MixtureTrainer, MixtureTrainingArguments, changed_shards
 from .evaluation import eval_sets, evaluate_stage
 from .handoff import StageHandoff, offline_hub
 from .preflight import check_before_work
@@ -93,8 +99,6 @@ class RecipeRunner:
     def _check_stream_checkpoints(self) -> None:
         """A crashed stage continues its streams where its newest checkpoint left them: their shards must be the
         same (checked before anything is written: a missing shard is one line and the run directory is untouched)."""
-        from ..train import MIXTURE_STATE_NAME, changed_shards
-
         if not self.data.streams or self.start_over:
             return
         for index, stage in enumerate(self.cfg.stages):
@@ -110,8 +114,6 @@ class RecipeRunner:
 
     def run_stage(self, index: int, stage: StageSpec) -> StageResult:
         """One stage: arguments, init weights, a NEW optimizer and LR schedule, train, evaluate, save, push, record."""
-        from ..train import MixtureTrainer
-
         start = time.time()
         stage_dir = self.run_dir.stage_dir(index, stage)
         # 1. Training arguments first: under ZeRO-3 the weights are then partitioned as they load.
@@ -170,8 +172,6 @@ class RecipeRunner:
 
     def training_arguments(self, index: int, stage: StageSpec) -> Any:
         """Training arguments of one stage (create them before the model: ZeRO-3 needs that order)."""
-        from ..train import MixtureTrainingArguments
-
         kw: dict[str, Any] = self.cfg.training_for(stage)
         if "ddp_backend" not in kw and int(os.environ.get("WORLD_SIZE", "1")) > 1 and not _cuda_available():
             # Without it, accelerate treats a DeepSpeed launch on CPU as one process per rank
@@ -225,32 +225,21 @@ class RecipeRunner:
 
 def _parameter_counts(model: Any) -> tuple[int, int]:
     """(all parameters, trainable ones), counted once each; ZeRO-3 partitions by their full size."""
-    from ..modeling import _numel
-
     params = list(model.parameters())
     return sum(map(_numel, params)), sum(_numel(p) for p in params if p.requires_grad)
 
 
 def _release(trainer: Any) -> None:
     """Free the stage and reset process-global accelerate / DeepSpeed state for the next one."""
-    from accelerate.state import AcceleratorState, GradientState
-
     trainer.accelerator.free_memory()
     del trainer
     gc.collect()
     AcceleratorState._reset_state(reset_partial_state=False)  # keep the process group
     GradientState._reset_state()
-    try:
-        from transformers.integrations.deepspeed import unset_hf_deepspeed_config
-
-        unset_hf_deepspeed_config()
-    except ImportError:
-        pass
+    unset_hf_deepspeed_config()
 
 
 def _cuda_available() -> bool:
-    import torch
-
     return torch.cuda.is_available()
 
 

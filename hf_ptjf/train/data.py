@@ -15,9 +15,11 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping, MutableMapping, Sequence
 
+import datasets as hf_datasets
 import numpy as np
 import torch
 import torch.distributed as dist
+from accelerate.data_loader import prepare_data_loader
 
 from ..data.stream import TaskStream, as_task_stream
 from ..mixture.sampler import TemperatureMixtureSampler
@@ -138,8 +140,6 @@ class StreamMixtureData(MixtureData):
         return self.current
 
     def dataloader(self, args: Any, rates: np.ndarray, collator: Callable) -> torch.utils.data.DataLoader:  # noqa: D102
-        from accelerate.data_loader import prepare_data_loader  # (accelerate's import is slow; only when streaming)
-
         stream = self.train_dataset(args, rates, collator)
         self._pending = {}
         workers = args.dataloader_num_workers
@@ -203,16 +203,12 @@ class StreamMixtureData(MixtureData):
 
 def mixture_data(datasets: Mapping[str, Any], seed: int) -> MixtureData:
     """Map-style data, or a stream as soon as one task is streamed (an ``IterableDataset`` or a ``TaskStream``)."""
-    import datasets as hf_datasets  # (heavy; the trainer module imports it anyway through transformers' Trainer)
-
     streamed = any(isinstance(d, (TaskStream, hf_datasets.IterableDataset)) for d in datasets.values())
     return StreamMixtureData(datasets, seed) if streamed else MapMixtureData(datasets, seed)
 
 
 def concatenate_tasks(datasets: Mapping[str, Any]) -> Any:
     """Concatenate named `datasets.Dataset`s in order, adding the integer column ``task_id``."""
-    import datasets as hf_datasets  # (see mixture_data)
-
     if not datasets:
         raise ValueError("`train_datasets` is empty: give at least one task, e.g. {'en-fr': dataset}.")
     parts = []

@@ -14,15 +14,12 @@ import select
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, BinaryIO, Iterator, Mapping
+from typing import Any, BinaryIO, Iterator, Mapping
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from .api import file_fields, truthy
 from .errors import HubHTTPError
 from .intercept import RequestRecord
-
-if TYPE_CHECKING:  # the server object owns the HTTP server; only its type is needed here
-    from .lifecycle import HubServer
 
 __all__ = ["HubHTTPServer", "RequestBody"]
 
@@ -299,7 +296,7 @@ class HubHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], hub: "HubServer"):
+    def __init__(self, address: tuple[str, int], hub: Any):  # the lifecycle.HubServer that owns it (no import: a cycle)
         self.hub = hub
         self._conns: set[socket.socket] = set()
         self._conns_lock = threading.Lock()
