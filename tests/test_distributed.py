@@ -92,3 +92,17 @@ def test_two_processes_end_with_the_weights_of_one_process(ddp_runs):
     assert moved > 1e-3  # the comparison is not of untrained weights
     for name in two:
         torch.testing.assert_close(two[name], one[name], rtol=REL, atol=WEIGHT_ABS, msg=lambda m, n=name: f"{n}: {m}")
+
+
+@pytest.mark.slow
+def test_a_resume_with_dropout_on_two_processes_continues_exactly(tmp_path):
+    """2-process DDP, dropout 0.3, map-style and streamed: the resumed run's losses after the checkpoint and its final
+    weights equal the uninterrupted run's, bit for bit (tests/scripts/ddp_resume_check.py)."""
+    accelerate_launch("cpu_ddp2.yaml", ROOT / "tests" / "scripts" / "ddp_resume_check.py", str(tmp_path), timeout=900)
+    result = json.loads((tmp_path / "resume.json").read_text())
+    for data in ("map", "stream"):
+        got = result[data]
+        assert got["world_size"] == 2
+        assert [s for s, _ in got["full"]] == list(range(5, 9)), data
+        assert got["resumed"] == got["full"], data
+        assert got["same_weights"], data
