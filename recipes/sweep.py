@@ -9,11 +9,11 @@ format and ``recipes/configs/repro_*.yaml`` for examples.
 import sys
 from pathlib import Path
 
-try:
-    from hf_ptjf.cli.sweep import main
-except ModuleNotFoundError:  # not pip-installed: use the checkout this script lives in
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from hf_ptjf.cli.sweep import main
+# The package of the checkout this script is in comes first (where there is one): the script runs its own
+# checkout's code even when another copy of hf_ptjf is installed, as the sweep's trials do (their PYTHONPATH).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from hf_ptjf.cli.sweep import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())
