@@ -41,11 +41,6 @@ from ..recipe import METHODS, RecipeError, apply_overrides, read_yaml
 __all__ = ["SweepConfig", "load_sweep"]
 
 
-def _positive_int(value: object) -> bool:
-    """A step or process count: an integer >= 1, not a boolean (the check every count field of a sweep shares)."""
-    return is_integer(value, 1)
-
-
 @dataclass
 class SweepConfig:
     """A grid of trials over a base recipe (see the module docstring for the YAML)."""
@@ -93,9 +88,9 @@ class SweepConfig:
         if self.size_unit not in SIZE_UNITS:
             raise RecipeError(f"sweep `size_unit` must be one of {SIZE_UNITS}, got {self.size_unit!r}.")
 
-    def _check_counts(self) -> None:
+    def _check_counts(self) -> None:  # counts are integers >= 1, never booleans (hf_ptjf.checks.is_integer)
         for name in ("parallel", "threads"):
-            if not _positive_int(getattr(self, name)):
+            if not is_integer(getattr(self, name), 1):
                 raise RecipeError(f"`{name}` must be a positive integer, got {getattr(self, name)!r}.")
         if self.devices is not None:
             self.devices = [str(d) for d in self.devices]
@@ -104,7 +99,7 @@ class SweepConfig:
 
     def _check_steps(self) -> None:
         n1 = self.first_stage_steps
-        if n1 is not None and not all(map(_positive_int, n1 if isinstance(n1, list) else [n1])):
+        if n1 is not None and not all(is_integer(n, 1) for n in (n1 if isinstance(n1, list) else [n1])):
             raise RecipeError(f"`first_stage_steps` (N1) must be a positive integer or a list of them, got {n1!r}.")
         n1s = self.n1_values
         staged = [m for m in self.methods if m != "scalarization"]
@@ -113,12 +108,12 @@ class SweepConfig:
         if self.finetune_steps is None:
             if self.total_steps is None:
                 raise RecipeError("`total_steps` (N, a positive integer) is required unless `finetune_steps` is set.")
-            if not _positive_int(self.total_steps):
+            if not is_integer(self.total_steps, 1):
                 raise RecipeError(f"`total_steps` (N) must be a positive integer, got {self.total_steps!r}.")
             if any(not (0 < n < self.total_steps) for n in n1s):
                 raise RecipeError(f"need 0 < first_stage_steps < total_steps, got {n1s} and {self.total_steps}.")
         else:
-            if not _positive_int(self.finetune_steps):
+            if not is_integer(self.finetune_steps, 1):
                 raise RecipeError(f"`finetune_steps` must be a positive integer, got {self.finetune_steps!r}.")
             if "scalarization" in self.methods and len(n1s) > 1 and self.total_steps is None:
                 raise RecipeError("with several `first_stage_steps` and `finetune_steps`, give `total_steps` for scalarization.")
