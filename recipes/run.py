@@ -1,16 +1,17 @@
 """Run a recipe: ``accelerate launch --config_file accelerate_configs/<X>.yaml recipes/run.py CONFIG [key=value ...]``.
 
-See ``hf_ptjf.recipe`` for the config format and ``recipes/configs/`` for examples.
+The same as ``hf-ptjf run CONFIG [key=value ...]`` (:mod:`hf_ptjf.cli.run`). See ``hf_ptjf.recipe`` for the config
+format and ``recipes/configs/`` for examples.
 """
 
 import sys
 from pathlib import Path
 
-try:
-    from hf_ptjf.runner.cli import main
-except ModuleNotFoundError:  # a checkout without `pip install -e .`: use the package next to this script
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from hf_ptjf.runner.cli import main
+# The package of the checkout this script is in comes first (where there is one): the script runs its own
+# checkout's code even when another copy of hf_ptjf is installed, as the sweep's trials do (their PYTHONPATH).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from hf_ptjf.cli.run import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from hf_ptjf.analysis.compare import compare_table, load_runs, main
+from hf_ptjf.analysis.compare import compare_table, load_runs
+from hf_ptjf.cli.compare import main
 
 
 def fake_run(path, method, seed, finals, complete=True):

@@ -1,4 +1,4 @@
-"""hf_ptjf.analysis.plan: counts on the meta device, DeepSpeed's estimator, fit warnings, accelerate config parsing, CLI."""
+"""hf_ptjf.memory (and `hf-ptjf plan`): counts on the meta device, DeepSpeed's estimator, fit warnings, accelerate config parsing, CLI."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import yaml
 from deepspeed.runtime.zero.stage3 import estimate_zero3_model_states_mem_needs, model_to_params
 
 from hf_ptjf.modeling import ModelArguments, build_config, build_model
-from hf_ptjf.analysis.plan import (
+from hf_ptjf.cli.plan import load_model_args, main
+from hf_ptjf.memory import (
     GIB,
     activation_bytes,
     format_plan,
-    main,
     model_param_counts,
     plan_memory,
     read_accelerate_config,
@@ -135,11 +135,9 @@ def test_cli(tmp_path, capsys):
 
 def test_recipe_read_like_the_runner_reads_it(tmp_path, capsys):
     """`5e-2` is a float (YAML 1.1 would make it a string) and key=value overrides work as in recipes/run.py."""
-    from hf_ptjf.analysis.plan import _load_model_args
-
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text("model: {num_layers: 1, d_model: 64, d_ff: 128, num_heads: 2, dropout_rate: 5e-2, vocab_size: 500}\n")
-    margs = _load_model_args(recipe, ["model.num_layers=3"])
+    margs = load_model_args(recipe, ["model.num_layers=3"])
     assert margs.dropout_rate == 0.05 and isinstance(margs.dropout_rate, float) and margs.num_layers == 3
     assert main([str(recipe)]) == 0
     one = capsys.readouterr().out

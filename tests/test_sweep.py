@@ -16,8 +16,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hf_ptjf.analysis import sweep as sw
+import hf_ptjf.sweep as sw
+from hf_ptjf.cli.sweep import main as sweep_main
 from hf_ptjf.recipe import RecipeError
+from hf_ptjf.runner.results import cumulative_counts
+from hf_ptjf.sweep import running
 
 BASE = {
     "tasks": [
@@ -137,7 +140,11 @@ def test_expand_pretraining_lengths_fixed_finetune(tmp_path):
     ({"lr_task": "en-xx"}, "en-xx"), ({"first_stage_steps": 6}, "first_stage_steps"),
     ({"first_stage_steps": "long"}, "first_stage_steps"), ({"paralel": 2}, "paralel"),
     ({"size_unit": "bytes"}, "size_unit"), ({"total_steps": "fast"}, "`total_steps` (N) must be a positive integer"),
-    ({"seeds": ["a"]}, "seeds=[0,1]")])
+    ({"seeds": ["a"]}, "seeds=[0,1]"), ({"seeds": [True]}, "seeds=[0,1]"),
+    # a boolean is not a count (Python's True is the integer 1): refused, not read as one step or process
+    ({"total_steps": True}, "`total_steps` (N) must be a positive integer"),
+    ({"parallel": True}, "`parallel` must be a positive integer"), ({"first_stage_steps": True}, "first_stage_steps"),
+    ({"rates": [True]}, "rates")])
 def test_bad_sweep_configs_refused(tmp_path, bad, names):
     with pytest.raises(RecipeError, match=re.escape(names)):
         sw.expand_trials(sw.load_sweep(write_sweep(tmp_path, **bad)))
@@ -145,7 +152,7 @@ def test_bad_sweep_configs_refused(tmp_path, bad, names):
 
 def test_options_may_come_between_the_config_and_the_overrides(tmp_path, capsys):
     """The documented `sweep.py CONFIG --gather-only key=value` form (argparse refuses it unless intermixed)."""
-    assert sw.main([str(write_sweep(tmp_path)), "--list", "methods=[scalarization]", "rates=[0.2]"]) == 0
+    assert sweep_main([str(write_sweep(tmp_path)), "--list", "methods=[scalarization]", "rates=[0.2]"]) == 0
     assert capsys.readouterr().out.split()[0::3] == ["scalarization-r0.2-s0"]
 
 
@@ -158,7 +165,7 @@ def test_failed_pretraining_blocks_its_trials(tmp_path, monkeypatch):
         proc._ptjf_log, proc._ptjf_start = open(tmp_path / "log", "a"), 0.0
         return proc
 
-    monkeypatch.setattr(sw, "_launch", fake_launch)
+    monkeypatch.setattr(running, "launch_trial", fake_launch)
     status = sw.run_trials(cfg, trials, poll_s=0.05)
     assert status["pretrain-n4-s0"] == "failed"
     assert status["ptjf-n4-r0.2-s0"] == status["ptjf-n4-r0.5-s0"] == "blocked"
@@ -249,7 +256,7 @@ def test_counters_run_across_stages():
               {"name": "joint", "examples_seen": {"en-fr": 30, "en-ro": 10}, "target_tokens_seen": {"en-fr": 300}}]
     hist = [{"step": 4, "stage": "pretrain", "examples_seen_en-fr": 100},
             {"step": 6, "stage": "joint", "examples_seen_en-fr": 30, "examples_seen_en-ro": 10, "loss": 2.0}]
-    out = sw.cumulative_counts(hist, stages)
+    out = cumulative_counts(hist, stages)
     assert out[0]["examples_seen_en-fr"] == 100
     assert out[1]["examples_seen_en-fr"] == 130 and out[1]["examples_seen_en-ro"] == 10 and out[1]["loss"] == 2.0
     # characters: a stage that trained a task without counting them (a record from before they were counted, or
@@ -257,10 +264,10 @@ def test_counters_run_across_stages():
     stages[0]["characters_seen"] = {"en-fr": 5000}
     stages[1]["characters_seen"] = {"en-fr": 1500}
     hist[1].update({"characters_seen_en-fr": 1500, "characters_seen_en-ro": 400})
-    out = sw.cumulative_counts(hist, stages)
+    out = cumulative_counts(hist, stages)
     assert out[1]["characters_seen_en-fr"] == 6500 and out[1]["characters_seen_en-ro"] == 400
     del stages[0]["characters_seen"]
-    out = sw.cumulative_counts(hist, stages)
+    out = cumulative_counts(hist, stages)
     assert "characters_seen_en-fr" not in out[1] and out[1]["characters_seen_en-ro"] == 400
 
 
@@ -285,9 +292,9 @@ def test_seed_means_keep_each_tasks_spread_over_the_seeds():
 
 def test_launcher_and_devices(tmp_path, monkeypatch):
     cfg = sw.load_sweep(write_sweep(tmp_path, launcher=["accelerate", "launch"], devices=[0, 1]))
-    cmd = sw._command(cfg, Path("t.yaml"))
+    cmd = sw.trial_command(cfg, Path("t.yaml"))
     assert cmd[:2] == ["accelerate", "launch"] and cmd[2].endswith("recipes/run.py") and cmd[3] == "t.yaml"
-    assert sw._env(1, "1")["CUDA_VISIBLE_DEVICES"] == "1"
+    assert sw.trial_env(1, "1")["CUDA_VISIBLE_DEVICES"] == "1"
     seen = []
 
     def fake_launch(trial, cfg, device=None):
@@ -296,7 +303,7 @@ def test_launcher_and_devices(tmp_path, monkeypatch):
         proc._ptjf_log, proc._ptjf_start, proc._ptjf_device = open(tmp_path / "log", "a"), 0.0, device
         return proc
 
-    monkeypatch.setattr(sw, "_launch", fake_launch)
+    monkeypatch.setattr(running, "launch_trial", fake_launch)
     sw.run_trials(cfg, sw.expand_trials(cfg)[:3], poll_s=0.05)
     assert seen[:2] == ["0", "1"] and set(seen) <= {"0", "1"}
     with pytest.raises(RecipeError):
@@ -317,7 +324,7 @@ def test_trial_run_by_another_process_is_not_started_twice(tmp_path, monkeypatch
         proc._ptjf_log, proc._ptjf_start = open(tmp_path / "log", "a"), 0.0
         return proc
 
-    monkeypatch.setattr(sw, "_launch", fake_launch)
+    monkeypatch.setattr(running, "launch_trial", fake_launch)
     sw.run_trials(cfg, [trial], poll_s=0.05)
     other.wait()
     assert launched == [(trial.trial, True)]  # started only after the other process had exited

@@ -1,6 +1,7 @@
 """Compare finished runs task by task: methods side by side, seeds pooled (the paper's Figures 7 and 8).
 
-``python -m hf_ptjf.analysis.compare OUT_DIR RUN_DIR [RUN_DIR ...] [--label method]`` reads each run's
+``hf-ptjf compare OUT_DIR RUN_DIR [RUN_DIR ...] [--label method]`` (or ``python -m hf_ptjf.analysis.compare``,
+the command line in :mod:`hf_ptjf.cli.compare`) reads each run's
 ``results.json`` (and ``recipe.resolved.json`` for its seed), then writes to ``OUT_DIR``:
 
 * ``compare.md``: per task and method, the final and best validation loss over seeds (mean, min-max), the task's
@@ -13,10 +14,10 @@ Runs are grouped by ``--label``: ``method`` (the recipe's) or ``run_name``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from dataclasses import dataclass
+from importlib import import_module
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -24,7 +25,7 @@ import numpy as np
 
 from ..runner.results import cumulative_counts
 
-__all__ = ["RunRecord", "compare_table", "load_runs", "main", "plot_loss_vs_tokens", "plot_task_bars"]
+__all__ = ["RunRecord", "compare_table", "load_runs", "main", "plot_loss_vs_tokens", "plot_task_bars", "tasks_of"]
 
 
 @dataclass
@@ -64,7 +65,8 @@ def _groups(runs: Sequence[RunRecord]) -> dict[str, list[RunRecord]]:
     return out
 
 
-def _tasks(runs: Sequence[RunRecord]) -> list[str]:
+def tasks_of(runs: Sequence[RunRecord]) -> list[str]:
+    """The tasks of the runs, in the order they first appear."""
     return list(dict.fromkeys(t for r in runs for t in r.results["tasks"]))
 
 
@@ -78,7 +80,7 @@ def compare_table(runs: Sequence[RunRecord]) -> str:
     groups = _groups(runs)
     lines = ["| task | method | seeds | final loss | best loss | best at step | tokens seen |",
              "|---|---|---:|---:|---:|---:|---:|"]
-    for task in _tasks(runs):
+    for task in tasks_of(runs):
         for label, rs in groups.items():
             rows = [r.results["tasks"][task] for r in rs if task in r.results["tasks"]]
             steps = [_best_step(r.results["history"], task) for r in rs]
@@ -103,7 +105,7 @@ def plot_task_bars(runs: Sequence[RunRecord], path: str | Path, metric: str = "f
     from ..figures import new_figure, save_png
     from .plots import method_colors
 
-    groups, tasks = _groups(runs), _tasks(runs)
+    groups, tasks = _groups(runs), tasks_of(runs)
     colors = method_colors(list(groups))
     fig = new_figure((max(6.0, 1.6 * len(tasks) + 2), 4.2))
     ax = fig.add_subplot()
@@ -147,27 +149,13 @@ def plot_loss_vs_tokens(runs: Sequence[RunRecord], task: str, path: str | Path) 
     return save_png(fig, Path(path))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: write compare.md, bars.png and curves_<task>.png for the runs given."""
-    p = argparse.ArgumentParser(prog="python -m hf_ptjf.analysis.compare", description=__doc__.splitlines()[0])
-    p.add_argument("out_dir", help="where the table and plots go")
-    p.add_argument("runs", nargs="+", help="output_dir of each finished run")
-    p.add_argument("--label", default="method", help="group runs by `method` (default) or `run_name`")
-    args = p.parse_intermixed_args(argv)  # options may come between the positionals
-    try:
-        runs = load_runs(args.runs, args.label)
-    except (ValueError, OSError) as e:  # a run that is missing or unfinished: one line, exit 2
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    out = Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "compare.md").write_text(compare_table(runs))
-    plot_task_bars(runs, out / "bars.png")
-    for task in _tasks(runs):
-        plot_loss_vs_tokens(runs, task, out / f"curves_{task}.png")
-    print(f"wrote {out / 'compare.md'}, bars.png and {len(_tasks(runs))} curves to {out}")
-    return 0
+def __getattr__(name: str) -> Any:
+    # `main` is the command line, which sits above this module (hf_ptjf.cli.compare): looked up when asked for,
+    # so that `from hf_ptjf.analysis.compare import main` keeps working without this module importing the CLI
+    if name == "main":
+        return import_module("hf_ptjf.cli.compare").main
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # `python -m hf_ptjf.analysis.compare`, the spelling of `hf-ptjf compare` before it
+    sys.exit(import_module("hf_ptjf.cli.compare").main(prog="python -m hf_ptjf.analysis.compare"))

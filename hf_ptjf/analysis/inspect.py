@@ -1,6 +1,7 @@
 """Applicability check: is pre-training joint fine-tuning (PTJF) expected to help this mixture and budget?
 
-``hf-ptjf-inspect RECIPE.yaml [key=value ...]`` (or ``python -m hf_ptjf.analysis.inspect``) reads the recipe
+``hf-ptjf inspect RECIPE.yaml [key=value ...]`` (or ``hf-ptjf-inspect``, ``python -m hf_ptjf.analysis.inspect``; the
+command line is :mod:`hf_ptjf.cli.inspect`) reads the recipe
 like the runner does (:func:`hf_ptjf.recipe.load_recipe`: same defaults, same method expansion), loads its
 tasks with its ``data`` section, and prints per stage and task the size, tokens, rate (computed by
 :meth:`hf_ptjf.recipe.RecipeConfig.stage_rates`, as in the run), expected examples and passes, then the
@@ -25,14 +26,21 @@ or beat PTJF; docs/inspect-calibration.md).
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from dataclasses import dataclass, field
+from importlib import import_module
 from typing import Any, Mapping, Sequence
 
+import pyarrow.compute as pc
+from transformers import AutoTokenizer
+
+from ..checks import is_integer, is_number
+from ..data.columns import column_arrow, column_list
+from ..data.prepare import load_recipe_corpora, prepare_recipe_data, recipe_tokenizer_cache
+from ..errors import UserError
 from ..mixture import plan
-from ..recipe import RecipeConfig, RecipeError, load_recipe
+from ..recipe import RecipeConfig
 
 __all__ = [
     "DEFAULT_MIN_STATIC_RATE",
@@ -44,7 +52,9 @@ __all__ = [
     "applicability_report",
     "format_report",
     "main",
+    "measure_recipe",
     "recipe_report",
+    "recipe_unit",
     "verdict_for",
 ]
 
@@ -133,18 +143,18 @@ class RecipeReport:
 
 
 def _check_thresholds(budget: float, overfit_passes: float, min_static_rate: float) -> None:
-    if not (isinstance(overfit_passes, (int, float)) and 0 < overfit_passes < math.inf):
-        raise ValueError(f"`overfit_passes` must be a number of passes > 0, got {overfit_passes!r}.")
-    if not (isinstance(min_static_rate, (int, float)) and 0 <= min_static_rate < 1):
-        raise ValueError(f"`min_static_rate` must be a rate in [0, 1), got {min_static_rate!r}.")
-    if not (isinstance(budget, (int, float)) and 0 < budget < math.inf):
-        raise ValueError(f"`budget` must be a number of examples > 0, got {budget!r}.")
+    if not is_number(overfit_passes, 0, math.inf, open_low=True):
+        raise UserError(f"`overfit_passes` must be a number of passes > 0, got {overfit_passes!r}.")
+    if not is_number(min_static_rate, 0, 1):
+        raise UserError(f"`min_static_rate` must be a rate in [0, 1), got {min_static_rate!r}.")
+    if not is_number(budget, 0, math.inf, open_low=True):
+        raise UserError(f"`budget` must be a number of examples > 0, got {budget!r}.")
 
 
 def _hr_threshold(budget: float, overfit_passes: float, hr_min_size: int | None) -> int:
     if hr_min_size is not None:
-        if hr_min_size <= 0:
-            raise ValueError(f"`hr_min_size` must be a positive number of examples, got {hr_min_size!r}.")
+        if not is_number(hr_min_size, 0, open_low=True):
+            raise UserError(f"`hr_min_size` must be a positive number of examples, got {hr_min_size!r}.")
         return int(hr_min_size)
     return int(math.ceil(budget / overfit_passes))
 
@@ -226,7 +236,7 @@ def applicability_report(
     n = len(names)
     for what, seq in (("sizes", sizes), ("tokens", tokens), ("rates", rates)):
         if len(seq) != n:
-            raise ValueError(f"`{what}` has {len(seq)} entries but there are {n} task names; give one per task.")
+            raise UserError(f"`{what}` has {len(seq)} entries but there are {n} task names; give one per task.")
     plans = plan(sizes, rates, budget, names)
     kind, verdict, numbers, threshold = verdict_for(
         dict(zip(names, sizes)), budget, {p.name: p.expected_epochs for p in plans},
@@ -246,7 +256,7 @@ def recipe_unit(cfg: RecipeConfig) -> str:
     """The unit a recipe's sizes are judged in: its stages' ``mixture.size_unit`` where rates use sizes."""
     units = {st.mixture.size_unit for st in cfg.stages if st.mixture.uses_sizes and len(cfg.stage_tasks(st)) > 1}
     if len(units) > 1:
-        raise ValueError(f"the stages measure sizes in different units {sorted(units)}; give every stage's mixture the "
+        raise UserError(f"the stages measure sizes in different units {sorted(units)}; give every stage's mixture the "
                          "same `size_unit` (inspect judges a recipe in one unit).")
     return units.pop() if units else "examples"
 
@@ -266,8 +276,8 @@ def recipe_report(
     ``sizes``: ``{task: examples}``, or a :class:`~hf_ptjf.data.sizes.TaskSizes`: then sizes, the budget and the planned
     passes are in the recipe's ``size_unit`` (the budget in examples times the tasks' mean size per example).
     """
-    if not isinstance(num_processes, int) or num_processes <= 0:
-        raise ValueError(f"`num_processes` must be a positive integer, got {num_processes!r}.")
+    if not is_integer(num_processes, 1):
+        raise UserError(f"`num_processes` must be a positive integer, got {num_processes!r}.")
     unit = recipe_unit(cfg) if hasattr(sizes, "of") else "examples"
     rate_sizes = sizes
     if hasattr(sizes, "of"):
@@ -354,19 +364,15 @@ def _format_table(r: Report) -> str:
     return "\n".join([header, fmt(cols), *(fmt(row) for row in rows)])
 
 
-# ------------------------------------------------------------------------------------------ CLI
+# ------------------------------------------------------------------------------------------ sizes
 
 
 def _count_tokens(dsd: Any, tokenizer: Any | None) -> int:
-    from ..data.columns import column_arrow, column_list
-
     train = dsd["train"]
     cols = [c for c in ("source", "target", "text") if c in train.column_names]
     total = 0
     for c in cols:
         if tokenizer is None:
-            import pyarrow.compute as pc
-
             words = pc.list_value_length(pc.utf8_split_whitespace(column_arrow(train, c)))
             total += int(pc.sum(words).as_py() or 0)
         else:
@@ -381,54 +387,39 @@ def _known(sizes: Any, unit: str, task: str) -> int:
         return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point: ``hf-ptjf-inspect RECIPE.yaml [key=value ...] [--num-processes N] ...``."""
-    p = argparse.ArgumentParser(prog="hf-ptjf-inspect",
-                                description="Is PTJF expected to help this recipe? Per-stage plan, deciding numbers, verdict.")
-    p.add_argument("config", help="recipe YAML (read like recipes/run.py reads it)")
-    p.add_argument("overrides", nargs="*", help="dotted key=value overrides, as for recipes/run.py")
-    p.add_argument("--num-processes", type=int, default=1, help="data-parallel processes (default 1)")
-    p.add_argument("--overfit-passes", type=float, default=DEFAULT_OVERFIT_PASSES,
-                   help=f"passes beyond which static sampling overfits a task (default {DEFAULT_OVERFIT_PASSES:g})")
-    p.add_argument("--min-static-rate", type=float, default=DEFAULT_MIN_STATIC_RATE,
-                   help=f"below this non-overfitting static rate, PTJF is expected to help (default {DEFAULT_MIN_STATIC_RATE})")
-    p.add_argument("--hr-min-size", type=int, default=None,
-                   help="training examples a task needs to count as high-resource (default: budget / overfit passes)")
-    p.add_argument("--tokenizer", default=None, help="count subword tokens with this tokenizer (default: whitespace words)")
-    args = p.parse_intermixed_args(argv)  # options may come between the positionals
+def measure_recipe(cfg: RecipeConfig, tokenizer: str | None = None) -> tuple[Any, dict[str, int], str]:
+    """``(sizes, tokens, note)`` of a recipe's tasks for :func:`recipe_report`, loaded with its ``data`` section.
 
-    from ..data.prepare import load_recipe_corpora
-
-    try:
-        cfg = load_recipe(args.config, args.overrides)
-        note = ""
-        streamed = any(t.get("streaming") for t in cfg.tasks)
-        if any(t.get("type") == "lm" for t in cfg.tasks) or streamed or recipe_unit(cfg) != "examples":
-            # sized as the run sizes them (its tokenizer, its rows; a streamed task's declared or counted size)
-            from ..data.prepare import prepare_recipe_data, recipe_tokenizer_cache
-
-            data = prepare_recipe_data(cfg, recipe_tokenizer_cache(cfg))
-            sizes = data.sizes
-            tokens = {n: _known(data.sizes, "tokens", n) for n in cfg.task_names}
-            note = ("sizes are counted as the run counts them (lm tasks in packed rows; tokens are the recipe "
-                    "tokenizer's, encoder + decoder; streamed tasks as declared or counted)\n")
-        else:
-            corpora = load_recipe_corpora(cfg)
-            tokenizer = None
-            if args.tokenizer:
-                from transformers import AutoTokenizer
-
-                tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
-            sizes = {n: len(d["train"]) for n, d in corpora.items()}
-            tokens = {n: _count_tokens(d, tokenizer) for n, d in corpora.items()}
-        report = recipe_report(cfg, sizes, tokens, num_processes=args.num_processes, overfit_passes=args.overfit_passes,
-                               min_static_rate=args.min_static_rate, hr_min_size=args.hr_min_size)
-    except (RecipeError, ValueError, OSError, ImportError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(note + format_report(report))
-    return 0
+    A recipe with lm or streamed tasks, or sizes in another unit than examples, is sized as the run sizes it (its
+    tokenizer, its rows; a streamed task's declared or counted size: sizes are then a
+    :class:`~hf_ptjf.data.sizes.TaskSizes`); otherwise sizes are training examples and tokens are whitespace words,
+    or subword tokens of ``tokenizer`` (a name or path for ``AutoTokenizer``). ``note`` says how it was sized.
+    """
+    streamed = any(t.get("streaming") for t in cfg.tasks)
+    if any(t.get("type") == "lm" for t in cfg.tasks) or streamed or recipe_unit(cfg) != "examples":
+        data = prepare_recipe_data(cfg, recipe_tokenizer_cache(cfg))
+        tokens = {n: _known(data.sizes, "tokens", n) for n in cfg.task_names}
+        return data.sizes, tokens, ("sizes are counted as the run counts them (lm tasks in packed rows; tokens are the "
+                                    "recipe tokenizer's, encoder + decoder; streamed tasks as declared or counted)\n")
+    corpora = load_recipe_corpora(cfg)
+    counter = None
+    if tokenizer:
+        try:
+            counter = AutoTokenizer.from_pretrained(tokenizer)
+        except OSError as e:  # not a local folder, not in the cache, not on the Hub
+            raise UserError(f"--tokenizer {tokenizer!r} cannot be loaded ({e}); give a tokenizer folder or Hub id, "
+                            "or leave it out to count whitespace words.") from e
+    sizes = {n: len(d["train"]) for n, d in corpora.items()}
+    return sizes, {n: _count_tokens(d, counter) for n, d in corpora.items()}, ""
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def __getattr__(name: str) -> Any:
+    # `main` is the command line, which sits above this module (hf_ptjf.cli.inspect): looked up when asked for,
+    # so that `from hf_ptjf.analysis.inspect import main` keeps working without this module importing the CLI
+    if name == "main":
+        return import_module("hf_ptjf.cli.inspect").main
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+if __name__ == "__main__":  # `python -m hf_ptjf.analysis.inspect`, the spelling of `hf-ptjf inspect` before it
+    sys.exit(import_module("hf_ptjf.cli.inspect").main(prog="python -m hf_ptjf.analysis.inspect"))

@@ -1,7 +1,8 @@
-"""``python -m hf_ptjf.runner CONFIG [key=value ...]``: the recipe runner (what ``recipes/run.py`` runs)."""
+"""``python -m hf_ptjf.runner CONFIG [key=value ...]``: ``hf-ptjf run`` (what ``recipes/run.py`` runs, and what every
+rank runs under ``--launch``)."""
 
 import sys
 
-from .cli import main
+from ..cli.run import main
 
-sys.exit(main())
+sys.exit(main(prog="python -m hf_ptjf.runner"))

@@ -1,0 +1,7 @@
+"""``python -m hf_ptjf.cli COMMAND ...``: the ``hf-ptjf`` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())
