@@ -28,18 +28,22 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("foundation", ["hf_ptjf.errors", "hf_ptjf.checks", "hf_ptjf.hints", "hf_ptjf.files", "hf_ptjf.seen",
                     "hf_ptjf.history", "hf_ptjf.figures", "hf_ptjf.metrics", "hf_ptjf.metrics.*"]),
     # the method's maths: mixing rates, the task sequence, optimizers and LR schedules
-    ("mixture", ["hf_ptjf.mixing", "hf_ptjf.sampler", "hf_ptjf.optim", "hf_ptjf.mixture", "hf_ptjf.mixture.*"]),
+    ("mixture", ["hf_ptjf.optim", "hf_ptjf.mixture", "hf_ptjf.mixture.*"]),
     # what is trained on and with what: data, the recipe (config parsed once), models, the Hub
-    ("data", ["hf_ptjf.data", "hf_ptjf.data.*", "hf_ptjf.mixture_stream", "hf_ptjf.recipe", "hf_ptjf.recipe.*",
+    ("data", ["hf_ptjf.data", "hf_ptjf.data.*", "hf_ptjf.recipe", "hf_ptjf.recipe.*",
               "hf_ptjf.modeling", "hf_ptjf.hub", "hf_ptjf.hub.*"]),
-    ("trainer", ["hf_ptjf.trainer", "hf_ptjf.train", "hf_ptjf.train.*"]),
+    ("trainer", ["hf_ptjf.train", "hf_ptjf.train.*"]),
     # a recipe run: stages, handoff, evaluation, the run directory and its results
     ("runner", ["hf_ptjf.runner", "hf_ptjf.runner.*"]),
     # what reads finished runs (reports, comparisons, fronts) and what runs many (sweeps, plans)
-    ("analysis", ["hf_ptjf.analysis", "hf_ptjf.analysis.*", "hf_ptjf.sweep", "hf_ptjf.sweep.*", "hf_ptjf.inspect",
-                  "hf_ptjf.plan", "hf_ptjf.pareto", "hf_ptjf.memory", "hf_ptjf.memory.*"]),
+    ("analysis", ["hf_ptjf.analysis", "hf_ptjf.analysis.*", "hf_ptjf.sweep", "hf_ptjf.sweep.*", "hf_ptjf.memory",
+                  "hf_ptjf.memory.*"]),
     # the command lines, and the package's public face (nothing inside the package imports it)
     ("cli", ["hf_ptjf.cli", "hf_ptjf.cli.*", "hf_ptjf.runner.cli", "hf_ptjf.runner.__main__", "hf_ptjf.*.__main__",
+             "hf_ptjf.__main__",
+             # deprecated aliases of moved modules: only users import them (an internal import of one is upward)
+             "hf_ptjf.mixing", "hf_ptjf.sampler", "hf_ptjf.mixture_stream", "hf_ptjf.trainer", "hf_ptjf.inspect",
+             "hf_ptjf.plan", "hf_ptjf.pareto", "hf_ptjf.analysis.sweep", "hf_ptjf.analysis.plan",
              "hf_ptjf"]),
 ]
 
@@ -64,17 +68,6 @@ KNOWN_UPWARD: set[str] = {
 KNOWN_BODY_IMPORTS: set[str] = {
     # [CLI] (analysis/plan, analysis/sweep, runner/cli: being moved; runner/cli is heavy already through
     # hf_ptjf/runner/__init__, which imports the loop, so its late imports do not keep `--help` light)
-    "hf_ptjf.analysis.plan: transformers",
-    "hf_ptjf.analysis.sweep: argparse",
-    "hf_ptjf.analysis.sweep: datetime",
-    "hf_ptjf.analysis.sweep: hf_ptjf.data.prepare",
-    "hf_ptjf.runner.cli: accelerate.commands.launch",
-    "hf_ptjf.runner.cli: hf_ptjf.hub",
-    "hf_ptjf.runner.cli: hf_ptjf.runner.loop",
-    "hf_ptjf.runner.cli: hf_ptjf.runner.preflight",
-    "hf_ptjf.runner.cli: hf_ptjf.runner.records",
-    "hf_ptjf.runner.cli: hf_ptjf.runner.results",
-    "hf_ptjf.runner.cli: subprocess",
     # [CONFIG] (data/prepare is heavy already through hf_ptjf/data/__init__, which imports the collators)
     "hf_ptjf.data.loaders: json",
     "hf_ptjf.data.prepare: datasets",
@@ -110,11 +103,9 @@ KNOWN_BODY_IMPORTS: set[str] = {
 # "importer: module.name" for private names imported from another module: make the name public (it is shared) or
 # move the code that needs it.
 KNOWN_PRIVATE: set[str] = {
-    "hf_ptjf.analysis.plan: hf_ptjf.modeling._numel",  # [CLI]
     "hf_ptjf.data.streamed_tasks: hf_ptjf.data.user_tasks._VALIDATION_NAMES",  # [CONFIG]
     "hf_ptjf.data.streamed_tasks: hf_ptjf.data.user_tasks._filter_user",  # [CONFIG]
     "hf_ptjf.data.streamed_tasks: hf_ptjf.data.user_tasks._normalise_columns",  # [CONFIG]
-    "hf_ptjf.runner.cli: hf_ptjf.runner.loop._cuda_available",  # [CLI / LEAD]
     "hf_ptjf.runner.loop: hf_ptjf.modeling._numel",  # [LEAD]
 }
 
