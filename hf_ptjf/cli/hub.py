@@ -15,8 +15,4 @@ __all__ = ["main"]
 def main(argv: Sequence[str] | None = None, prog: str = "python -m hf_ptjf.hub.server") -> int:
     """Start the server with ``argv`` (``--root DIR [--host H] [--port N] [--require-token-env VAR]``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    saved, sys.argv[0] = sys.argv[0], prog  # the server's parser takes its name from sys.argv[0] (it has no `prog`)
-    try:
-        return report_user_errors(lambda: server.main(argv))
-    finally:
-        sys.argv[0] = saved
+    return report_user_errors(lambda: server.main(argv, prog=prog))

@@ -132,9 +132,9 @@ class HubServer:
         return self.store.blobs.path(self.store.commit(repo_type, repo_id, oid)["files"][filename])
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m hf_ptjf.hub.server",
+        prog=prog,
         description="Hub-compatible offline server (the main job, demos and tests).",
     )
     parser.add_argument("--root", required=True, help="directory holding the repos (created if missing)")
@@ -158,9 +158,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m hf_ptjf.hub.server --root DIR --port N``: print the URL, serve until interrupted."""
-    parser = _parser()
+def main(argv: Sequence[str] | None = None, prog: str = "python -m hf_ptjf.hub.server") -> int:
+    """``python -m hf_ptjf.hub.server --root DIR --port N`` (or ``hf-ptjf hub ...``): print the URL, serve until
+    interrupted."""
+    parser = _parser(prog)
     args = parser.parse_args(argv)
     token = os.environ.get(args.require_token_env) if args.require_token_env else None
     if args.require_token_env and not token:
