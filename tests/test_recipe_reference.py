@@ -52,9 +52,9 @@ def _task_keys(cfg: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     for task in cfg.tasks:
         spec = TaskSpec.from_dict(task)
         if spec.source == "bible":
-            keys[spec.name] = bible_tasks._bible_key(spec, d.num_dev, d.num_test, d.seed)
+            keys[spec.name] = bible_tasks.bible_task_key(spec, d.num_dev, d.num_test, d.seed)
         else:
-            keys[spec.name] = user_tasks._user_key(spec, {}, d.num_dev, d.num_test, d.seed)
+            keys[spec.name] = user_tasks.user_task_key(spec, {}, d.num_dev, d.num_test, d.seed)
     return keys
 
 
