@@ -402,8 +402,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = load_recipe(args.config, args.overrides)
         note = ""
-        streamed = any(t.get("streaming") for t in cfg.tasks)
-        if any(t.get("type") == "lm" for t in cfg.tasks) or streamed or recipe_unit(cfg) != "examples":
+        streamed = any(t.streaming for t in cfg.tasks)
+        if any(t.type == "lm" for t in cfg.tasks) or streamed or recipe_unit(cfg) != "examples":
             # sized as the run sizes them (its tokenizer, its rows; a streamed task's declared or counted size)
             from ..data.prepare import prepare_recipe_data, recipe_tokenizer_cache
 

@@ -152,7 +152,7 @@ class StageHandoff:
         from ..modeling import ModelArguments
 
         base = ModelArguments(name_or_path=adapter.get("base_model_name_or_path"), revision=adapter.get("revision"),
-                              trust_remote_code=self.cfg.model.get("trust_remote_code") is True)
+                              trust_remote_code=self.cfg.model.trust_remote_code)
         where = margs.name_or_path + (f" at {margs.revision}" if margs.revision else "")
         from .preflight import check_adapter_base
 
@@ -168,7 +168,7 @@ class StageHandoff:
         """ModelArguments naming where a non-scratch stage's weights come from."""
         from ..modeling import ModelArguments
 
-        trust = self.cfg.model.get("trust_remote_code") is True  # remote code only if the recipe opts in
+        trust = self.cfg.model.trust_remote_code  # remote code only if the recipe opts in
         init = stage.init
         if isinstance(init, dict) and "hub" in init:
             return ModelArguments(name_or_path=init["hub"], revision=init.get("revision"), trust_remote_code=trust)
