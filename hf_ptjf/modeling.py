@@ -5,7 +5,8 @@
 A checkpoint (``name_or_path``) is whatever its config says: any ``AutoModelForSeq2SeqLM`` or
 ``AutoModelForCausalLM``, safetensors only.
 
-* :class:`ModelArguments`: the recipe's ``model:`` section (sizes, or ``name_or_path``); ``.causal``.
+* :class:`ModelArguments` (from :mod:`hf_ptjf.model_spec`): the recipe's ``model:`` section (sizes, or
+  ``name_or_path``), validated when the recipe is read; ``.causal``.
 * :func:`build_config` / :func:`build_model`: a ``T5Config`` / ``LlamaConfig`` and its model.
 * :func:`build_meta_model` / :func:`count_parameters`: shape-only models for planning, no memory.
 * :func:`check_vocab`: refuse a tokenizer that does not match a checkpoint's embedding table.
@@ -19,13 +20,11 @@ distinct ``shared``/``lm_head`` tensors stay untied when reloaded (transformers 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -39,160 +38,22 @@ from transformers import (
     T5Config,
     T5ForConditionalGeneration,
 )
-from transformers.activations import ACT2FN
 
-from .hints import did_you_mean
+from .model_spec import SIZE_FIELDS, ModelArguments
 
 __all__ = [
-    "ModelArguments",
+    "ModelArguments",  # (defined in hf_ptjf.model_spec, torch-free)
     "build_config",
     "build_meta_model",
     "build_model",
     "check_vocab",
     "count_parameters",
     "is_causal",
+    "parameter_numel",
     "token_rows",
 ]
 
-FAMILIES = ("t5", "llama")  # what `model.family` builds from sizes: encoder-decoder, decoder-only
-# sizes that only one family has; a non-default value in the other family is refused, not ignored
-_T5_ONLY = ("num_decoder_layers", "d_kv", "relative_attention_num_buckets", "feed_forward_proj")
-_LLAMA_ONLY = ("num_kv_heads", "max_position_embeddings", "rope_theta")
-
 logger = logging.getLogger(__name__)
-
-# Fields describing the architecture; ignored (with a warning) when ``name_or_path`` is set.
-_SIZE_FIELDS = (
-    "num_layers",
-    "num_decoder_layers",
-    "d_model",
-    "d_ff",
-    "num_heads",
-    "d_kv",
-    "feed_forward_proj",
-    "tie_word_embeddings",
-    "vocab_size",
-    "relative_attention_num_buckets",
-    "family",
-    "num_kv_heads",
-    "max_position_embeddings",
-    "rope_theta",
-)
-
-
-@dataclass
-class ModelArguments:
-    """The recipe's ``model:`` section: a checkpoint to load, or the family and sizes of a model built from scratch."""
-
-    name_or_path: str | None = field(
-        default=None,
-        metadata={"help": "Hub id or local path of a seq2seq or causal-LM checkpoint. When set, the size fields are "
-                  "ignored."},
-    )
-    family: str = field(
-        default="t5",
-        metadata={"help": "What sizes build: 't5' (encoder-decoder) or 'llama' (decoder-only: RMSNorm, RoPE, SwiGLU)."},
-    )
-    revision: str | None = field(
-        default=None, metadata={"help": "Hub revision (commit sha) to pin `name_or_path` to, for reproducibility."}
-    )
-    num_layers: int = field(default=3, metadata={"help": "Number of encoder layers."})
-    num_decoder_layers: int | None = field(
-        default=None, metadata={"help": "Number of decoder layers (default: `num_layers`)."}
-    )
-    d_model: int = field(default=512, metadata={"help": "Hidden size."})
-    d_ff: int = field(default=2048, metadata={"help": "Feed-forward inner size."})
-    num_heads: int = field(default=8, metadata={"help": "Attention heads."})
-    d_kv: int | None = field(default=None, metadata={"help": "Size of one head (default: d_model // num_heads)."})
-    dropout_rate: float = field(default=0.1, metadata={"help": "Dropout probability, in [0, 1)."})
-    feed_forward_proj: str = field(
-        default="relu", metadata={"help": "FF activation: 'relu' (T5 v1.0) or 'gated-gelu' (T5 v1.1 / mT5)."}
-    )
-    tie_word_embeddings: bool = field(
-        default=True,
-        metadata={"help": "Share input embedding and LM head (T5 v1.0). mT5 / T5 v1.1: False (separate lm_head)."},
-    )
-    vocab_size: int | None = field(
-        default=None, metadata={"help": "Embedding rows (default: the tokenizer's size, len(tokenizer))."}
-    )
-    relative_attention_num_buckets: int = field(
-        default=32, metadata={"help": "Buckets of T5's relative position bias."}
-    )
-    num_kv_heads: int | None = field(
-        default=None, metadata={"help": "llama: key/value heads (grouped-query attention; default: num_heads)."}
-    )
-    max_position_embeddings: int = field(
-        default=2048, metadata={"help": "llama: the longest sequence (RoPE positions); longer inputs are refused."}
-    )
-    rope_theta: float = field(default=10000.0, metadata={"help": "llama: RoPE base frequency."})
-    trust_remote_code: bool = field(
-        default=False, metadata={"help": "Allow custom modeling code from `name_or_path` (only for trusted repos)."}
-    )
-
-    def __post_init__(self) -> None:
-        def positive(name: str, value: int | None) -> None:
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
-                raise ValueError(f"model.{name} must be a positive integer, got {value!r}; fix it in the recipe.")
-
-        if self.family not in FAMILIES:
-            raise ValueError(f"model.family must be one of {', '.join(FAMILIES)}, got {self.family!r}"
-                             f"{did_you_mean(str(self.family), FAMILIES)}")
-        defaults = {f.name: f.default for f in dataclasses.fields(self)}
-        other = _T5_ONLY if self.family == "llama" else _LLAMA_ONLY
-        for name in other:
-            if getattr(self, name) != defaults[name] and self.name_or_path is None:
-                raise ValueError(f"model.{name} is a size of the {'t5' if self.family == 'llama' else 'llama'} family, "
-                                 f"but model.family is {self.family!r}; remove it or change model.family.")
-        for name in ("num_layers", "num_decoder_layers", "d_model", "d_ff", "num_heads", "d_kv", "vocab_size",
-                     "num_kv_heads", "max_position_embeddings"):
-            positive(name, getattr(self, name))
-        if self.num_kv_heads is not None and self.num_heads % self.num_kv_heads:
-            raise ValueError(f"model.num_heads={self.num_heads} is not a multiple of model.num_kv_heads="
-                             f"{self.num_kv_heads}; grouped-query attention shares each key/value head among a whole "
-                             "number of query heads.")
-        positive("relative_attention_num_buckets", self.relative_attention_num_buckets)
-        if self.d_kv is None and self.d_model % self.num_heads:
-            raise ValueError(
-                f"model.d_model={self.d_model} is not divisible by model.num_heads={self.num_heads}; "
-                "change one of them or set model.d_kv explicitly."
-            )
-        if not 0.0 <= float(self.dropout_rate) < 1.0:
-            raise ValueError(f"model.dropout_rate must be in [0, 1), got {self.dropout_rate!r}.")
-        parts = str(self.feed_forward_proj).split("-")
-        act = parts[-1]
-        if len(parts) > 2 or (len(parts) == 2 and parts[0] != "gated") or act not in ACT2FN:
-            raise ValueError(
-                f"model.feed_forward_proj={self.feed_forward_proj!r} is not valid; use an activation like 'relu' "
-                "or 'gelu', optionally gated: 'gated-gelu' (mT5)."
-            )
-        if self.revision is not None and self.name_or_path is None:
-            raise ValueError("model.revision is only used with model.name_or_path; set both or drop revision.")
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "ModelArguments":
-        """Build from a recipe's ``model:`` mapping; unknown keys raise ValueError with a did-you-mean hint."""
-        if not isinstance(d, Mapping):
-            raise ValueError(f"The recipe's `model:` section must be a mapping of ModelArguments fields, got {d!r}.")
-        known = [f.name for f in dataclasses.fields(cls)]
-        for key in d:
-            if key not in known:
-                hint = did_you_mean(key, known) or f" Known fields: {', '.join(known)}."
-                raise ValueError(f"Unknown model argument {key!r} in the recipe's `model:` section.{hint}")
-        return cls(**dict(d))
-
-    @property
-    def causal(self) -> bool:
-        """Decoder-only (a causal LM)? For a checkpoint, what its config says (read, not loaded)."""
-        if self.name_or_path is None:
-            return self.family == "llama"
-        config = AutoConfig.from_pretrained(self.name_or_path, revision=self.revision,
-                                            trust_remote_code=self.trust_remote_code)
-        return not getattr(config, "is_encoder_decoder", False)
-
-    @property
-    def resolved_d_kv(self) -> int:
-        """Head size: ``d_kv`` or ``d_model // num_heads``."""
-        return self.d_kv if self.d_kv is not None else self.d_model // self.num_heads
 
 
 def build_config(
@@ -397,7 +258,7 @@ def build_model(args: ModelArguments, tokenizer: Any | None = None, new_tokens: 
     """
     if args.name_or_path is not None:
         defaults = ModelArguments()
-        ignored = [f for f in _SIZE_FIELDS if getattr(args, f) != getattr(defaults, f)]
+        ignored = [f for f in SIZE_FIELDS if getattr(args, f) != getattr(defaults, f)]
         if ignored:
             logger.warning("model.name_or_path is set, so these model fields are ignored: %s", ", ".join(ignored))
         config = AutoConfig.from_pretrained(args.name_or_path, revision=args.revision,
@@ -451,9 +312,13 @@ def build_meta_model(config: PretrainedConfig, *, tie_word_embeddings: bool | No
     return model
 
 
-def _numel(p: torch.Tensor) -> int:
-    # ZeRO-3 partitioned parameters are empty locally; DeepSpeed keeps the full size in `ds_numel`.
+def parameter_numel(p: torch.Tensor) -> int:
+    """Elements of a parameter: its full size also when ZeRO-3 partitioned it (empty locally; DeepSpeed keeps the
+    full size in ``ds_numel``)."""
     return int(getattr(p, "ds_numel", p.numel()))
+
+
+_numel = parameter_numel  # (the name runner/loop.py and analysis/plan.py import; use parameter_numel)
 
 
 def count_parameters(config_or_model: PretrainedConfig | nn.Module) -> int:
@@ -461,7 +326,7 @@ def count_parameters(config_or_model: PretrainedConfig | nn.Module) -> int:
     model = build_meta_model(config_or_model) if isinstance(config_or_model, PretrainedConfig) else config_or_model
     if not isinstance(model, nn.Module):
         raise ValueError(f"count_parameters expects a model config or a torch.nn.Module, got {type(config_or_model)!r}.")
-    return sum(_numel(p) for p in model.parameters())  # parameters() already de-duplicates shared tensors
+    return sum(parameter_numel(p) for p in model.parameters())  # parameters() already de-duplicates shared tensors
 
 
 def token_rows(tokenizer: Any) -> int:

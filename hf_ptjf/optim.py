@@ -26,6 +26,8 @@ import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
+from .checks import is_integer, is_number
+
 __all__ = [
     "ADAFACTOR_OPTIONS",
     "LR_SCHEDULES",
@@ -93,13 +95,13 @@ class Adafactor(Optimizer):
     ) -> None:
         if not lr >= 0:
             raise ValueError(f"Adafactor: `lr` must be >= 0, got {lr!r}.")
-        if beta1 is not None and not 0.0 <= beta1 < 1.0:
+        if beta1 is not None and not is_number(beta1, 0.0, 1.0):
             raise ValueError(f"Adafactor: `beta1` must be in [0, 1) or None, got {beta1!r}.")
-        if not decay_rate > 0:
+        if not is_number(decay_rate, 0.0, open_low=True):
             raise ValueError(f"Adafactor: `decay_rate` must be > 0 (T5X uses 0.8), got {decay_rate!r}.")
-        if clipping_threshold is not None and not clipping_threshold > 0:
+        if clipping_threshold is not None and not is_number(clipping_threshold, 0.0, open_low=True):
             raise ValueError(f"Adafactor: `clipping_threshold` must be > 0 or None, got {clipping_threshold!r}.")
-        if not (isinstance(min_dim_size_to_factor, int) and min_dim_size_to_factor >= 1):
+        if not is_integer(min_dim_size_to_factor, minimum=1):
             raise ValueError(f"Adafactor: `min_dim_size_to_factor` must be a positive int, got {min_dim_size_to_factor!r}.")
         defaults = dict(
             lr=lr, beta1=beta1, decay_rate=decay_rate, clipping_threshold=clipping_threshold, factored=factored,
@@ -195,7 +197,7 @@ def register_zero3_segments(zero_optimizer: Any) -> int:
 
 
 def _positive_steps(name: str, steps: Any) -> int:
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+    if not is_integer(steps, minimum=1):
         raise ValueError(f"`{name}` must be a positive integer number of optimizer steps, got {steps!r}.")
     return steps
 

@@ -121,3 +121,63 @@ def test_an_empty_user_file_names_the_task(tmp_path):
     spec = {"name": "en-xx", "source": "json", "path": str(empty), "columns": {"source": "en", "target": "xx"}}
     with pytest.raises(ValueError, match=r"task `en-xx` could not load its json data .*no rows"):
         load_tasks([spec], cache_dir=tmp_path / "cache")
+
+
+def _shards(folder, n=2, rows=30, bad=None):
+    """``n`` JSON-lines shards of pairs; ``bad=(shard, line)`` breaks that line (1-based)."""
+    folder.mkdir(exist_ok=True)
+    for s in range(n):
+        lines = [json.dumps({"source": f"The word {s} {i} here", "target": f"Le mot {s} {i} ici"}) for i in range(rows)]
+        if bad is not None and bad[0] == s:
+            lines[bad[1] - 1] = '{"source": oops}'
+        (folder / f"part-{s}.jsonl").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+@pytest.mark.parametrize("streaming", [True, False])
+def test_a_train_pattern_that_matches_no_file_is_named(tmp_path, streaming):
+    """Once said "`data_files` has no `train` split (it has ['test', 'train', 'validation'])": the split was there, its
+    glob matched nothing."""
+    folder = _shards(tmp_path / "shards")
+    pattern = str(folder / "nope-*.jsonl")
+    spec = {"name": "en-fr", "source": "json", "streaming": streaming, "lang": "fr",
+            "data_files": {"train": pattern, "validation": str(folder / "part-0.jsonl"),
+                           "test": str(folder / "part-1.jsonl")}}
+    with pytest.raises(ValueError) as e:
+        load_tasks([spec], cache_dir=tmp_path / "cache", num_dev=2, num_test=2)
+    message = str(e.value)
+    assert "task `en-fr`" in message and f"`data_files.train` pattern '{pattern}' matches no file" in message, message
+    assert "has no `train` split" not in message and "relative paths are from" in message
+    with pytest.raises(ValueError, match=r"`path` pattern '.*nope\*\.jsonl' matches no file"):
+        load_tasks([{**spec, "data_files": None, "path": str(tmp_path / "nope*.jsonl")}], cache_dir=tmp_path / "c2")
+
+
+@pytest.mark.parametrize("streaming, bad", [(True, (1, 4)), (True, (0, 1)), (False, (1, 4))])
+def test_a_malformed_json_row_names_the_file_and_the_line(tmp_path, streaming, bad):
+    """A broken row in a shard once ended with the parser's own words (`error: JSON parse error: Invalid value. in
+    row 3`); the message names the task, the file, the line and the fix."""
+    folder = _shards(tmp_path / "shards", bad=bad)
+    spec = {"name": "en-fr", "source": "json", "streaming": streaming, "lang": "fr",
+            "data_files": {"train": str(folder / "part-*.jsonl")}}
+    with pytest.raises(ValueError) as e:
+        load_tasks([spec], cache_dir=tmp_path / "cache", num_dev=2, num_test=2)
+    message = str(e.value)
+    assert message.startswith("task `en-fr`: ") and f"part-{bad[0]}.jsonl line {bad[1]} is not valid JSON" in message, \
+        message
+    assert "each line must be one JSON object" in message
+
+
+def test_a_malformed_json_row_met_while_streaming_names_the_line(tmp_path):
+    """A shard broken after the run opened it (or past the rows read up front) is named with its line when read."""
+    from hf_ptjf.data.stream import StreamError, TaskStream
+
+    folder = _shards(tmp_path / "shards", rows=30)
+    files = sorted(str(p) for p in folder.glob("*.jsonl"))
+    train = datasets.load_dataset("json", data_files=files, split="train", streaming=True)
+    text = (folder / "part-1.jsonl").read_text().splitlines()
+    text[6] = '{"source": "x", oops}'
+    (folder / "part-1.jsonl").write_text("\n".join(text) + "\n")
+    stream = TaskStream.from_iterable("en-fr", train, window=10, shard_names=files)
+    with pytest.raises(StreamError, match=r"task `en-fr`: reading .*part-1\.jsonl failed: line 7 is not valid JSON .*"
+                                          r"Fix that line"):
+        list(stream._windows())

@@ -119,6 +119,11 @@ CONFIG_CASES = {
     "language_code_with_a_space": (["tasks.0.lang=f r"], ["`tasks.0` (task `en-fr`)", "`lang` must be a short code"]),
     "bible_version_misspelt": (["tasks.1.tgt_versions=[Segnod]"], ["`tasks.1` (task `en-ro`)", "Did you mean `Segond`"]),
     "tau_named_where_written": (["method_args.mixture.tau=-2"], ["`method_args.mixture` (expanded into stage `joint`)"]),
+    # a bool is an int in Python: `max_steps: true` once trained one step
+    "max_steps_boolean": (["stages.joint.max_steps=true"], ["`stages.1`", "max_steps must be a positive integer",
+                                                            "got True"]),
+    "task_seed_boolean": (["tasks.1.seed=true"], ["`tasks.1` (task `en-ro`)", "`seed` must be an integer >= 0"]),
+    "model_size_boolean": (["model.num_layers=true"], ["`model`", "model.num_layers must be a positive integer"]),
 }
 
 
@@ -352,6 +357,39 @@ def test_data_file_with_a_bad_json_line(tmp_path, previous_run, tokenizer):
     fails([recipe, f"output_dir={tmp_path / 'run'}"], "task `en-xx`", f"{data} line 3 is not valid JSON",
           "each line must be one JSON object")
     assert files_sha256(previous_run) == before
+
+
+def _streamed_en_xx(folder: Path, bad_line: int | None = None) -> dict:
+    """A streamed task of two JSON-lines shards (``bad_line``: that line of the second one is broken)."""
+    folder.mkdir()
+    for s in range(2):
+        lines = [json.dumps({"source": f"The word {s} {i} here", "target": f"Le mot {s} {i} ici"}) for i in range(30)]
+        if s == 1 and bad_line:
+            lines[bad_line - 1] = '{"source": oops}'
+        (folder / f"part-{s}.jsonl").write_text("\n".join(lines) + "\n")
+    return {"name": "en-xx", "source": "json", "lang": "xx", "streaming": True,
+            "data_files": {"train": str(folder / "part-*.jsonl")}}
+
+
+def test_a_streamed_shard_with_a_bad_json_row(tmp_path, previous_run, tokenizer):
+    task = _streamed_en_xx(tmp_path / "shards", bad_line=4)
+    recipe = write_recipe(tmp_path / "recipe.yaml", tasks=[
+        {"name": "en-fr", "source": "bible", "src_versions": ["WEB"], "tgt_versions": ["Segond"], "lang": "fr",
+         "train_size": 100}, task])
+    before = files_sha256(previous_run)
+    fails([recipe, f"output_dir={tmp_path / 'run'}"], "task `en-xx`", "part-1.jsonl line 4 is not valid JSON",
+          "each line must be one JSON object")
+    assert files_sha256(previous_run) == before
+
+
+def test_a_streamed_train_pattern_that_matches_no_file(tmp_path, previous_run, tokenizer):
+    task = _streamed_en_xx(tmp_path / "shards")
+    pattern = str(tmp_path / "shards" / "parts-*.jsonl")
+    recipe = write_recipe(tmp_path / "recipe.yaml", tasks=[
+        {"name": "en-fr", "source": "bible", "src_versions": ["WEB"], "tgt_versions": ["Segond"], "lang": "fr",
+         "train_size": 100}, {**task, "data_files": {"train": pattern}}])
+    fails([recipe, f"output_dir={tmp_path / 'run'}"], "task `en-xx`: no file matches `data_files`",
+          f"`data_files.train` pattern '{pattern}' matches no file", "check the path")
 
 
 def test_not_enough_disk_for_a_checkpoint(tmp_path, previous_run, tokenizer, monkeypatch):

@@ -34,7 +34,7 @@ def test_mt5_xxl_recipe_has_the_papers_lm_settings():
     t = cfg.training
     assert t["learning_rate"] == 0.01 and t["bf16"] is True and t["activation_checkpointing"] is True
     assert t["per_device_train_batch_size"] * t["gradient_accumulation_steps"] * 8 == 1024  # mT5's batch on 8 GPUs
-    assert {s["type"] for s in cfg.tasks} == {"lm"} and cfg.eval.bleu is False
+    assert {s.type for s in cfg.tasks} == {"lm"} and cfg.eval.bleu is False
     margs = ModelArguments.from_dict(cfg.model)
     assert (margs.vocab_size, margs.d_model, margs.d_ff, margs.num_heads, margs.resolved_d_kv) == (250112, 4096, 10240, 64, 64)
     assert (margs.num_layers, margs.num_decoder_layers, margs.feed_forward_proj) == (24, 24, "gated-gelu")

@@ -1,5 +1,6 @@
 """Recipe configs: method shorthands, overrides, and clear errors (no training here)."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -55,7 +56,7 @@ def test_methods_compare_at_equal_total_steps(method):
 def test_pass_through_training_arguments_and_overrides():
     cfg = load_recipe(TINY, ["learning_rate=3e-4", "method_args.total_steps=50", "model.d_model=48"])
     assert cfg.training["learning_rate"] == 3e-4
-    assert sum(s.max_steps for s in cfg.stages) == 50 and cfg.model["d_model"] == 48
+    assert sum(s.max_steps for s in cfg.stages) == 50 and cfg.model.d_model == 48
     explicit = {"stages": [{"name": "a", "max_steps": 5}, {"name": "b", "max_steps": 5}]}
     assert apply_overrides(explicit, ["stages.b.max_steps=9", "stages.0.max_steps=7"])["stages"] == [
         {"name": "a", "max_steps": 7}, {"name": "b", "max_steps": 9}]
@@ -142,3 +143,66 @@ def test_stage_overrides_of_a_method_recipe_apply_to_its_expanded_stages():
     assert [s.max_steps for s in cfg.stages] == [560, 440] and cfg.stages[1].lr_scheduler == "linear"
     with pytest.raises(RecipeError, match="no list item named `jiont`"):
         load_recipe(QUICKSTART, ["stages.jiont.max_steps=5"])
+
+
+@pytest.mark.parametrize("field, override", [
+    ("`stages.0`: max_steps", "stages.0.max_steps=true"),
+    ("method_args.first_stage_steps", "method_args.first_stage_steps=true"),
+    ("method_args.total_steps", "method_args.total_steps=true"),
+    ("`train_size`", "tasks.0.train_size=true"),
+    ("`seed`", "tasks.0.seed=true"),
+    ("`seed`", "tasks.0.seed=abc"),
+    ("model.num_layers", "model.num_layers=true"),
+    ("model.dropout_rate", "model.dropout_rate=false"),
+    ("num_dev", "data.num_dev=true"),
+    ("vocab_size", "tokenizer.vocab_size=true"),
+    ("num_beams", "eval.num_beams=true"),
+    ("max_retries", "hub.max_retries=true"),
+    ("r must be", "stages.1.peft={r: true}"),
+    ("`seed`", "seed=true"),
+])
+def test_a_boolean_is_not_an_integer_anywhere(field, override):
+    """`max_steps: true` once trained one step (a bool is an int in Python); every integer field refuses booleans."""
+    data = raw()
+    if override.startswith("stages."):  # the expanded stages, edited
+        data["stages"] = expand_method(data.pop("method"), data.pop("method_args"), ["en-fr", "en-ro"])
+    with pytest.raises(RecipeError, match=re.escape(field)):
+        parse_recipe(apply_overrides(data, [override]))
+
+
+def test_a_recipe_is_parsed_once_into_typed_tasks_and_model():
+    from hf_ptjf.data.spec import TaskSpec
+    from hf_ptjf.model_spec import ModelArguments
+
+    cfg = load_recipe(TINY, ["tasks.0.tgt_versions=Segond"])
+    assert all(isinstance(t, TaskSpec) for t in cfg.tasks) and isinstance(cfg.model, ModelArguments)
+    assert cfg.tasks[0].tgt_versions == ["Segond"] and cfg.model.d_model == 32 and cfg.model.family == "t5"
+    record = cfg.to_dict()  # what a run records: the tasks and the model section as written
+    assert record["tasks"][0]["tgt_versions"] == "Segond" and "family" not in record["model"]
+    with pytest.warns(DeprecationWarning, match=r"read `\.name`"):
+        assert cfg.tasks[0]["name"] == "en-fr"
+    with pytest.warns(DeprecationWarning, match=r"read `\.trust_remote_code`"):
+        assert cfg.model.get("trust_remote_code") is False
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.family=lama", "`model`: model.family must be one of t5, llama, got 'lama'. Did you mean `llama`?"),
+    ("model.d_modle=8", "`model`: Unknown model argument 'd_modle' in the recipe's `model:` section. Did you mean"),
+])
+def test_the_model_section_is_checked_when_the_recipe_is_read(override, message):
+    with pytest.raises(RecipeError, match=re.escape(message)):
+        load_recipe(TINY, [override])
+
+
+def test_a_stages_optimizer_and_schedule_map_to_the_trainer_in_one_place():
+    from hf_ptjf.recipe.training import stage_optimization_arguments
+
+    assert stage_optimization_arguments("adafactor", {"beta1": 0.9}, "constant") == {
+        "optim": "adafactor", "lr_scheduler_type": "constant_with_warmup", "adafactor_beta1": 0.9}
+    stage = load_recipe(TINY, ["method_args.stage={optimizer_args: {beta2: 0.95}, lr_scheduler: warmup_then_rsqrt}"]
+                        ).stages[1]
+    assert stage.optimization_arguments() == {"optim": "adamw_torch", "lr_scheduler_type": "warmup_then_rsqrt",
+                                              "adam_beta2": 0.95}
+    with pytest.raises(RecipeError, match=r"unknown key `stages.0.optimizer_args.beta3` for optimizer `adamw`\. Did "
+                                          r"you mean `beta2`\? Allowed: beta1, beta2, epsilon\."):
+        load_recipe(TINY, ["method_args.stage={optimizer_args: {beta3: 0.9}}"])

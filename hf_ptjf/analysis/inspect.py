@@ -395,8 +395,8 @@ def measure_recipe(cfg: RecipeConfig, tokenizer: str | None = None) -> tuple[Any
     :class:`~hf_ptjf.data.sizes.TaskSizes`); otherwise sizes are training examples and tokens are whitespace words,
     or subword tokens of ``tokenizer`` (a name or path for ``AutoTokenizer``). ``note`` says how it was sized.
     """
-    streamed = any(t.get("streaming") for t in cfg.tasks)
-    if any(t.get("type") == "lm" for t in cfg.tasks) or streamed or recipe_unit(cfg) != "examples":
+    streamed = any(t.streaming for t in cfg.tasks)
+    if any(t.type == "lm" for t in cfg.tasks) or streamed or recipe_unit(cfg) != "examples":
         data = prepare_recipe_data(cfg, recipe_tokenizer_cache(cfg))
         tokens = {n: _known(data.sizes, "tokens", n) for n in cfg.task_names}
         return data.sizes, tokens, ("sizes are counted as the run counts them (lm tasks in packed rows; tokens are the "

@@ -7,36 +7,44 @@ Typical use::
     corpora = load_tasks(paper_default_tasks())            # {name: DatasetDict(train/validation/test)}
     tok = train_tokenizer(corpora, output_dir="outputs/tokenizer")
     tokenized = tokenize_tasks(corpora, tok)
+
+The names below load on first use (``datasets``, ``torch`` and ``transformers`` are slow to import), so that the
+recipe layer can read :class:`TaskSpec` (:mod:`hf_ptjf.data.spec`, torch-free) without them.
 """
 
-from .collators import CausalLMCollator, Seq2SeqCollator, SpanCorruptionCollator, random_spans_noise_mask, span_corruption_lengths
-from .defaults import paper_default_tasks
-from .loaders import load_tasks, verse_of
-from .meta import set_task_meta, task_meta
-from .preprocess import tokenize_tasks
-from .spec import TaskSpec
-from .stream import StreamError, TaskStream
-from .tokenizer import add_language_tags, sentinel_tokens, train_tokenizer
-from .versions import VERSIONS, resolve_version
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "add_language_tags",
-    "CausalLMCollator",
-    "Seq2SeqCollator",
-    "SpanCorruptionCollator",
-    "StreamError",
-    "TaskSpec",
-    "TaskStream",
-    "VERSIONS",
-    "load_tasks",
-    "paper_default_tasks",
-    "random_spans_noise_mask",
-    "resolve_version",
-    "sentinel_tokens",
-    "set_task_meta",
-    "span_corruption_lengths",
-    "task_meta",
-    "tokenize_tasks",
-    "train_tokenizer",
-    "verse_of",
-]
+_LAZY = {
+    "add_language_tags": "tokenizer",
+    "CausalLMCollator": "collators",
+    "Seq2SeqCollator": "collators",
+    "SpanCorruptionCollator": "collators",
+    "StreamError": "stream",
+    "TaskSpec": "spec",
+    "TaskStream": "stream",
+    "VERSIONS": "versions",
+    "load_tasks": "loaders",
+    "paper_default_tasks": "defaults",
+    "random_spans_noise_mask": "collators",
+    "resolve_version": "versions",
+    "sentinel_tokens": "tokenizer",
+    "set_task_meta": "meta",
+    "span_corruption_lengths": "collators",
+    "task_meta": "meta",
+    "tokenize_tasks": "preprocess",
+    "train_tokenizer": "tokenizer",
+    "verse_of": "loaders",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'hf_ptjf.data' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

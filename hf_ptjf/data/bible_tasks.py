@@ -26,7 +26,7 @@ from .spec import TaskSpec
 from .splits import HeldOut, heldout_verse_ids, subsample_indices, task_rng
 from .versions import resolve_version
 
-__all__ = ["heldout", "load_bible_task"]
+__all__ = ["bible_task_key", "heldout", "load_bible_task"]
 
 
 @functools.lru_cache(maxsize=8)
@@ -37,7 +37,7 @@ def heldout(num_dev: int, num_test: int, seed: int) -> HeldOut:
 
 def load_bible_task(spec: TaskSpec, root: Path, *, num_dev: int, num_test: int, seed: int) -> datasets.DatasetDict:
     """Build (or load from ``root/tasks``) one Bible task."""
-    path = root / "tasks" / f"{spec.name}-{_bible_key(spec, num_dev, num_test, seed)}"
+    path = root / "tasks" / f"{spec.name}-{bible_task_key(spec, num_dev, num_test, seed)}"
     build = _build_translation if spec.type == "translation" else _build_lm
     return cached_dataset_dict(path, lambda: build(spec, heldout(num_dev, num_test, seed), seed))
 
@@ -69,7 +69,8 @@ def _to_dsd(splits: Mapping[str, pd.DataFrame], features: datasets.Features, spe
     return set_task_meta(dsd, name=spec.name, type=spec.type, lang=spec.lang)
 
 
-def _bible_key(spec: TaskSpec, num_dev: int, num_test: int, seed: int) -> str:
+def bible_task_key(spec: TaskSpec, num_dev: int, num_test: int, seed: int) -> str:
+    """The cache key of a Bible task: its spec's cached fields, the held-out draw, the database, cleaning and format."""
     params = {"spec": spec.cache_fields(), "num_dev": num_dev, "num_test": num_test, "seed": seed}
     return stable_hash({**params, "db": db_fingerprint(), "cleaning": CLEANING_VERSION, "format": FORMAT})
 

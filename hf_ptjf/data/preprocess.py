@@ -30,6 +30,7 @@ import datasets
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
+from ..checks import is_integer
 from ..seen import CHARACTERS
 from .cache import stable_hash
 from .collators import span_corruption_lengths
@@ -65,7 +66,7 @@ def tokenize_tasks(
     M2M100): its ``src_lang`` / ``tgt_lang`` mark the source and the labels instead of a ``<2xx>`` tag.
     """
     for name, value in (("max_source_length", max_source_length), ("max_target_length", max_target_length)):
-        if not isinstance(value, int) or value < 2:
+        if not is_integer(value, minimum=2):
             raise ValueError(f"`{name}` must be an integer >= 2, got {value!r}.")
     tok_fp = tokenizer_fingerprint(tokenizer)
     out: dict[str, datasets.DatasetDict] = {}

@@ -17,22 +17,24 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from ..hints import did_you_mean
+from ..checks import did_you_mean, is_integer, is_number
+from ..mixture import SIZE_UNITS  # what `mixture.size_unit` measures tasks in
+from ..written import WrittenMapping
 from .versions import resolve_version, version_info
 
 __all__ = ["TaskSpec", "TASK_TYPES", "SOURCES"]
 
 TASK_TYPES = ("translation", "lm")
 SOURCES = ("bible", "json", "csv", "tsv", "parquet", "arrow", "hf")
-from ..mixture import SIZE_UNITS  # what `mixture.size_unit` measures tasks in
 HELDOUT_MODES = ("shared", "own")
 LM_OBJECTIVES = ("span_corruption", "next_token")  # what an encoder-decoder / a decoder-only model learns lm from
 _COLUMN_KEYS = {"translation": {"source", "target", "id"}, "lm": {"text", "id"}}
 
 
 @dataclass
-class TaskSpec:
-    """What data a task uses and how it is filtered. Build from YAML with :meth:`from_dict`.
+class TaskSpec(WrittenMapping):
+    """What data a task uses and how it is filtered. Build from YAML with :meth:`from_dict` (which keeps the mapping
+    as written: :meth:`as_written`, what a run records and the tokenizer cache is keyed by).
 
     Attributes:
         name: task name used everywhere (mixtures, logs), e.g. ``"en-fr"``.
@@ -117,7 +119,9 @@ class TaskSpec:
         for key in ("src_versions", "tgt_versions", "versions"):
             if isinstance(kwargs.get(key), str):  # `tgt_versions: Segond` is a one-element list
                 kwargs[key] = [kwargs[key]]
-        return cls(**kwargs)
+        spec = cls(**kwargs)
+        spec.remember_written(d)
+        return spec
 
     def __post_init__(self) -> None:
         where = f"task {self.name!r}"
@@ -152,11 +156,11 @@ class TaskSpec:
                 f"got {sorted(bad)}; map OUR name to YOUR column, e.g. {{source: en, target: fr}}."
             )
         self._check_streaming(where)
-        if self.train_size is not None and (not isinstance(self.train_size, int) or self.train_size <= 0):
+        if self.train_size is not None and not is_integer(self.train_size, minimum=1):
             raise ValueError(f"{where}: `train_size` must be a positive integer or null, got {self.train_size!r}.")
-        if self.max_length_ratio is not None and not (
-            isinstance(self.max_length_ratio, (int, float)) and self.max_length_ratio > 1
-        ):
+        if self.seed is not None and not is_integer(self.seed, minimum=0):
+            raise ValueError(f"{where}: `seed` must be an integer >= 0 or null, got {self.seed!r}.")
+        if self.max_length_ratio is not None and not is_number(self.max_length_ratio, 1, open_low=True):
             raise ValueError(
                 f"{where}: `max_length_ratio` must be a number > 1 or null, got {self.max_length_ratio!r}."
             )
@@ -189,7 +193,7 @@ class TaskSpec:
             if unit not in SIZE_UNITS:
                 raise ValueError(f"{where}: `size.{unit}` is not a unit; use {', '.join(SIZE_UNITS)}."
                                  f"{did_you_mean(str(unit), SIZE_UNITS)}")
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+            if not is_number(value, 0, float("inf"), open_low=True):
                 raise ValueError(f"{where}: `size.{unit}` must be a positive number, got {value!r}.")
 
     def _check_bible(self, where: str) -> None:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..checks import is_integer
+
 __all__ = ["HeldOut", "heldout_verse_ids", "subsample_indices", "carve_indices", "task_rng"]
 
 
@@ -33,7 +35,7 @@ def heldout_verse_ids(universe: np.ndarray, num_dev: int, num_test: int, seed: i
     """Draw ``num_dev`` + ``num_test`` distinct ids from ``universe`` (deterministic in ``seed``)."""
     universe = np.unique(np.asarray(universe, np.int64))
     for name, n in (("num_dev", num_dev), ("num_test", num_test)):
-        if not isinstance(n, (int, np.integer)) or n < 0:
+        if not is_integer(int(n) if isinstance(n, np.integer) else n, minimum=0):
             raise ValueError(f"`{name}` must be an integer >= 0, got {n!r}.")
     if num_dev + num_test >= universe.size:
         raise ValueError(
@@ -53,7 +55,7 @@ def subsample_indices(n: int, size: int | None, rng: np.random.Generator, *, fie
     """Sorted indices of a uniform sample of ``size`` out of ``n`` rows (all rows if ``size`` is None)."""
     if size is None:
         return np.arange(n)
-    if not isinstance(size, (int, np.integer)) or size <= 0:
+    if not is_integer(int(size) if isinstance(size, np.integer) else size, minimum=1):
         raise ValueError(f"`{field}` must be a positive integer or null, got {size!r}.")
     if size > n:
         raise ValueError(

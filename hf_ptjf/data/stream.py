@@ -28,13 +28,14 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from ..checks import is_integer
 from ..seen import CHARACTERS
+from .json_lines import first_bad_line, is_json_lines
 from .spec import SIZE_UNITS
 
 __all__ = ["SIZE_UNITS", "StreamError", "TaskStream", "TaskStreamReader", "as_task_stream", "row_sizes"]
 
 logger = logging.getLogger(__name__)
-
 
 
 class StreamError(ValueError):
@@ -88,7 +89,7 @@ class TaskStream:
         if not self.shards:
             raise StreamError(f"task `{self.name}`: the stream has no shards (no files matched); check its "
                               "`path` / `data_files`.")
-        if not isinstance(self.window, int) or self.window < 1:
+        if not is_integer(self.window, minimum=1):
             raise ValueError(f"task `{self.name}`: the stream window must be an integer >= 1, got {self.window!r}.")
 
     @classmethod
@@ -164,8 +165,14 @@ def _read(stream: TaskStream, index: int, batches: Iterator[dict[str, list]]) ->
         except StreamError:
             raise
         except Exception as e:  # noqa: BLE001 - the file system's / parser's error, said as the task's
+            name = stream.shard_name(index)
+            bad = first_bad_line(name) if is_json_lines(name) else None  # (the parser names a row of its block)
+            if bad is not None:
+                raise StreamError(f"task `{stream.name}`: reading {name} failed: {bad.removeprefix(name + ' ')} Fix "
+                                  "that line, or restore the shard (or remove it from `data_files`), and rerun: the "
+                                  "run continues from its last complete checkpoint.") from e
             raise StreamError(
-                f"task `{stream.name}`: reading {stream.shard_name(index)} failed ({type(e).__name__}: "
+                f"task `{stream.name}`: reading {name} failed ({type(e).__name__}: "
                 f"{str(e).splitlines()[0] if str(e) else 'no detail'}); the shard was deleted, truncated or is not "
                 "valid data: restore it (or remove it from `data_files`) and rerun: the run continues from its last "
                 "complete checkpoint."

@@ -25,10 +25,11 @@ import numpy as np
 import pyarrow as pa
 
 from .heldout import keep_mask
+from .json_lines import first_bad_line_of
 from .meta import set_task_meta
 from .spec import TaskSpec
 from .stream import StreamError
-from .user_tasks import (_VALIDATION_NAMES, BUILDERS, _filter_user, _normalise_columns, builder_kwargs, column_mapping,
+from .user_tasks import (BUILDERS, VALIDATION_NAMES, builder_kwargs, clean_split, column_mapping, data_file_splits,
                          keep_rows, length_ratio_median, normalise_rows)
 
 __all__ = ["RawTaskStream", "StreamedTaskDict", "open_streamed_task"]
@@ -81,16 +82,18 @@ class StreamedTaskDict(datasets.DatasetDict):
 
 
 def _files(spec: TaskSpec) -> dict[str, list[str]]:
-    from datasets.data_files import DataFilesDict, sanitize_patterns
-
-    patterns = spec.data_files if spec.data_files is not None else spec.path
     try:
-        resolved = DataFilesDict.from_patterns(sanitize_patterns(patterns), base_path=os.getcwd())
-    except FileNotFoundError as e:
-        raise StreamError(f"task `{spec.name}`: no file matches `{'data_files' if spec.data_files else 'path'}` "
-                          f"({e}); check the path, or restore the files: a run's checkpoints are kept and a rerun "
-                          "continues from them.") from None
-    return {split: [str(f) for f in files] for split, files in resolved.items()}
+        return data_file_splits(spec)
+    except ValueError as e:
+        raise StreamError(str(e)) from None
+
+
+def _read_error(spec: TaskSpec, files: list[str], where: str, e: Exception) -> StreamError:
+    """A failure to read a stream's rows, said as the task's: for JSON lines, the file and line that is broken."""
+    bad = first_bad_line_of(files) if spec.source == "json" else None
+    if bad is not None:
+        return StreamError(f"task `{spec.name}`: {bad}")
+    return StreamError(f"task `{spec.name}`: cannot read {where} ({type(e).__name__}: {e}); check the files.")
 
 
 def _load(spec: TaskSpec, files: list[str] | None, root: Path) -> datasets.IterableDataset:
@@ -106,12 +109,12 @@ def _load(spec: TaskSpec, files: list[str] | None, root: Path) -> datasets.Itera
                                  cache_dir=cache, **builder_kwargs(spec))
 
 
-def _peek(spec: TaskSpec, train: datasets.IterableDataset, where: str) -> dict[str, Any]:
+def _peek(spec: TaskSpec, train: datasets.IterableDataset, files: list[str], where: str) -> dict[str, Any]:
     """The stream's first row, checked for the mapped columns (before any work)."""
     try:
         first = next(iter(train.take(1)), None)
     except Exception as e:  # noqa: BLE001 - the reader's own error, said as the task's
-        raise StreamError(f"task `{spec.name}`: cannot read {where} ({type(e).__name__}: {e}); check the files.") from e
+        raise _read_error(spec, files, where, e) from e
     if first is None:
         raise StreamError(f"task `{spec.name}`: the stream {where} is empty; give the task data or remove it.")
     for ours, theirs in column_mapping(spec).items():
@@ -149,17 +152,14 @@ def open_streamed_task(spec: TaskSpec, root: Path, *, num_dev: int, num_test: in
     except (StopIteration, ValueError, OSError) as e:  # datasets reads the first rows to infer the columns
         raise StreamError(f"task `{spec.name}`: cannot open the stream {where} ({type(e).__name__}: "
                           f"{str(e) or 'no rows'}); check that its files exist and have rows.") from None
-    _peek(spec, train, where)
-    splits: dict[str, datasets.Dataset] = {}
-    for key, names in (("validation", (spec.validation_split,) if spec.validation_split else _VALIDATION_NAMES),
-                       ("test", (spec.test_split or "test",))):
-        name = next((n for n in names if n in files), None)
-        if name is not None:
-            raw = datasets.Dataset.from_list(list(_load(spec, files[name], root)))
-            splits[key] = _filter_user(_normalise_columns(raw, spec, key), spec, seed)
+    _peek(spec, train, train_files, where)
+    splits = _own_heldout_splits(spec, files, root, seed)
     carve = (0 if "validation" in splits else num_dev) + (0 if "test" in splits else num_test)
-    head = datasets.Dataset.from_list(list(train.take(max(carve, SAMPLE_ROWS))))
-    head = _filter_user(_normalise_columns(head, spec, "train"), spec, seed)
+    try:
+        head = datasets.Dataset.from_list(list(train.take(max(carve, SAMPLE_ROWS))))
+    except Exception as e:  # noqa: BLE001 - the reader's own error (a broken row past the first), said as the task's
+        raise _read_error(spec, train_files, where, e) from e
+    head = clean_split(head, spec, "train", seed)
     if carve:  # the stream's first rows are held out (and dropped from every training window by text)
         start = 0
         for key, n in (("validation", num_dev), ("test", num_test)):
@@ -172,3 +172,18 @@ def open_streamed_task(spec: TaskSpec, root: Path, *, num_dev: int, num_test: in
                 ", ".join(f"{len(ds):,} {k}" for k, ds in dsd.items()))
     dsd.stream = RawTaskStream(spec, train, train_files, set())
     return dsd
+
+
+def _own_heldout_splits(spec: TaskSpec, files: dict[str, list[str]], root: Path, seed: int) -> dict[str, Any]:
+    """The data's own validation / test splits (loaded whole, cleaned), where ``data_files`` has them."""
+    splits: dict[str, datasets.Dataset] = {}
+    for key, names in (("validation", (spec.validation_split,) if spec.validation_split else VALIDATION_NAMES),
+                       ("test", (spec.test_split or "test",))):
+        name = next((n for n in names if n in files), None)
+        if name is not None:
+            try:
+                raw = datasets.Dataset.from_list(list(_load(spec, files[name], root)))
+            except Exception as e:  # noqa: BLE001 - the reader's own error, said as the task's
+                raise _read_error(spec, files[name], files[name][0], e) from e
+            splits[key] = clean_split(raw, spec, key, seed)
+    return splits

@@ -165,6 +165,18 @@ def train_tokenizer(
         return AutoTokenizer.from_pretrained(str(out))
 
     out.mkdir(parents=True, exist_ok=True)
+    _train_sentencepiece(sentences, specials, vocab_size, character_coverage, out / SPM_FILE)
+    tok = tokenizer_from_spm(out / SPM_FILE, specials)
+    tok.save_pretrained(str(out))
+    stamp.write_text(json.dumps({"key": key, "params": params, "num_sentences": len(sentences)}, indent=1))
+    # hand back what is on disk, so the caller's ids are the ones every later load gets
+    return AutoTokenizer.from_pretrained(str(out))
+
+
+def _train_sentencepiece(sentences: list[str], specials: list[str], vocab_size: int, character_coverage: float,
+                         model_file: Path) -> None:
+    """Train the unigram SentencePiece model (T5 ids: pad 0, eos 1, unk 2; ``specials`` never split) into
+    ``model_file``."""
     with tempfile.TemporaryDirectory() as tmp:
         prefix = os.path.join(tmp, "spm")
         spm.SentencePieceTrainer.train(
@@ -187,12 +199,7 @@ def train_tokenizer(
             num_threads=max(1, min(os.cpu_count() or 1, 8)),
             minloglevel=2,
         )
-        shutil.copyfile(prefix + ".model", out / SPM_FILE)
-    tok = tokenizer_from_spm(out / SPM_FILE, specials)
-    tok.save_pretrained(str(out))
-    stamp.write_text(json.dumps({"key": key, "params": params, "num_sentences": len(sentences)}, indent=1))
-    # hand back what is on disk, so the caller's ids are the ones every later load gets
-    return AutoTokenizer.from_pretrained(str(out))
+        shutil.copyfile(prefix + ".model", model_file)
 
 
 def tokenizer_from_spm(model_file: str | os.PathLike, special_tokens: Sequence[str]) -> T5Tokenizer:

@@ -27,11 +27,12 @@ from .meta import set_task_meta
 from .spec import TaskSpec
 from .splits import carve_indices, subsample_indices, task_rng
 
-__all__ = ["builder_kwargs", "column_mapping", "keep_rows", "length_ratio_median", "load_user_task", "normalise_rows", "subsample_train"]
+__all__ = ["VALIDATION_NAMES", "builder_kwargs", "clean_split", "column_mapping", "data_file_splits", "keep_rows",
+           "length_ratio_median", "load_user_task", "normalise_rows", "subsample_train"]
 
 logger = logging.getLogger(__name__)
 
-_VALIDATION_NAMES = ("validation", "valid", "dev", "development")
+VALIDATION_NAMES = ("validation", "valid", "dev", "development")  # a split by any of these names is the validation
 BUILDERS = {"json": "json", "csv": "csv", "tsv": "csv", "parquet": "parquet", "arrow": "arrow"}  # source -> builder
 
 
@@ -45,8 +46,33 @@ def builder_kwargs(spec: TaskSpec) -> dict[str, Any]:
     return kwargs
 
 
+def data_file_splits(spec: TaskSpec) -> dict[str, list[str]]:
+    """The files of each split of a file task (``data_files``, or ``path`` as the ``train`` split), every pattern
+    resolved from the working directory. A pattern that matches no file is refused, named (``datasets`` would drop
+    a glob that matches nothing and report the split as missing)."""
+    from datasets.data_files import resolve_pattern, sanitize_patterns
+
+    field = "data_files" if spec.data_files is not None else "path"
+    given = spec.data_files if spec.data_files is not None else spec.path
+    out: dict[str, list[str]] = {}
+    for split, patterns in sanitize_patterns(given).items():
+        out[split] = []
+        for pattern in patterns:
+            try:
+                out[split] += [str(f) for f in resolve_pattern(pattern, base_path=os.getcwd())]
+            except FileNotFoundError:
+                where = f"{field}.{split}" if isinstance(given, dict) else field
+                raise ValueError(f"task `{spec.name}`: no file matches `{field}` (`{where}` pattern {pattern!r} matches "
+                                 f"no file; relative paths are from the directory you run in, {os.getcwd()}); check "
+                                 "the path, or restore the files: a run's checkpoints are kept and a rerun continues "
+                                 "from them.") from None
+    return out
+
+
 def _load_raw(spec: TaskSpec, root: Path) -> datasets.DatasetDict:
     cache = str(root / "hf_datasets")
+    if spec.source != "hf":
+        data_file_splits(spec)  # every pattern matches a file (the patterns themselves go to datasets, as before)
     if spec.source == "hf":
         if spec.path and os.path.isdir(spec.path):
             raw = datasets.load_from_disk(spec.path)
@@ -66,7 +92,7 @@ def _pick_splits(spec: TaskSpec, raw: datasets.DatasetDict) -> tuple[str, str | 
     where = f"task {spec.name!r}"
     if spec.split not in raw:
         raise ValueError(f"{where}: `split`={spec.split!r} is not in the data (splits: {list(raw)}); set `split`.")
-    val = spec.validation_split or next((s for s in _VALIDATION_NAMES if s in raw), None)
+    val = spec.validation_split or next((s for s in VALIDATION_NAMES if s in raw), None)
     test = spec.test_split or ("test" if "test" in raw else None)
     for key, name in (("validation_split", val), ("test_split", test)):
         if name is not None and name not in raw:
@@ -162,7 +188,14 @@ def _filter_user(ds: datasets.Dataset, spec: TaskSpec, seed: int) -> datasets.Da
     return ds.filter(lambda batch: keep_rows(batch, spec, median).tolist(), batched=True)
 
 
-def _user_key(spec: TaskSpec, raw: datasets.DatasetDict, num_dev: int, num_test: int, seed: int) -> str:
+def clean_split(ds: datasets.Dataset, spec: TaskSpec, split: str, seed: int) -> datasets.Dataset:
+    """A split of the user's data in our columns, cleaned and filtered (map-style splits, a stream's held-out rows)."""
+    return _filter_user(_normalise_columns(ds, spec, split), spec, seed)
+
+
+def user_task_key(spec: TaskSpec, raw: datasets.DatasetDict, num_dev: int, num_test: int, seed: int) -> str:
+    """The cache key of a user task: its spec's cached fields, the split sizes and seed, the raw data's fingerprints,
+    the cleaning and the format."""
     fingerprints = {k: getattr(v, "_fingerprint", None) for k, v in raw.items()}
     params = {"spec": spec.cache_fields(), "num_dev": num_dev, "num_test": num_test, "seed": seed, "raw": fingerprints}
     return stable_hash({**params, "cleaning": CLEANING_VERSION, "format": FORMAT})
@@ -173,12 +206,12 @@ def load_user_task(spec: TaskSpec, root: Path, *, num_dev: int, num_test: int, s
     raw = _load_raw(spec, root)
     train_name, val_name, test_name = _pick_splits(spec, raw)
 
-    path = root / "tasks" / f"{spec.name}-{_user_key(spec, raw, num_dev, num_test, seed)}"
+    path = root / "tasks" / f"{spec.name}-{user_task_key(spec, raw, num_dev, num_test, seed)}"
 
     def build() -> datasets.DatasetDict:
-        train = _filter_user(_normalise_columns(raw[train_name], spec, train_name), spec, seed)
-        val = _filter_user(_normalise_columns(raw[val_name], spec, val_name), spec, seed) if val_name else None
-        test = _filter_user(_normalise_columns(raw[test_name], spec, test_name), spec, seed) if test_name else None
+        train = clean_split(raw[train_name], spec, train_name, seed)
+        val = clean_split(raw[val_name], spec, val_name, seed) if val_name else None
+        test = clean_split(raw[test_name], spec, test_name, seed) if test_name else None
         if val is None or test is None:
             # carve what is missing from train; the carve is seeded, so it is the same every run
             tr, dv, te = carve_indices(len(train), num_dev if val is None else 0, num_test if test is None else 0, seed)

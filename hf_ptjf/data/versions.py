@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..hints import did_you_mean
+from ..checks import did_you_mean
 
 __all__ = ["BibleVersion", "VERSIONS", "DEFAULT_VERSION", "resolve_version", "version_info"]
 

@@ -5,23 +5,35 @@ expanded by :mod:`hf_ptjf.recipe.methods`). Top-level keys that are not recipe s
 ``Seq2SeqTrainingArguments`` fields, passed through over :data:`TRAINING_DEFAULTS`; anything else is
 refused with a did-you-mean. The budget of a stage and its rates are derived here and in
 :class:`hf_ptjf.mixture.Mixture`, so the runner, the sweep and ``hf-ptjf-inspect`` see the same numbers.
+
+A recipe is parsed and validated once, here, into typed objects: the tasks are :class:`~hf_ptjf.data.spec.TaskSpec`
+s, the model section a :class:`~hf_ptjf.model_spec.ModelArguments`, every other section a dataclass below; every later
+layer reads those. Each concept checks its own values (the model spec its sizes, the task spec its source and
+columns); this module checks what spans sections (stages against tasks, inits against stages, training keys).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..hints import did_you_mean
+from ..checks import did_you_mean, is_integer, is_number
+from ..data.spec import TaskSpec
 from ..mixture import Mixture
+from ..model_spec import ModelArguments
 from .errors import RecipeError
 from .methods import expand_method
 from .reading import apply_overrides, read_recipe
-from .training import TRAINING_DEFAULTS, check_training_values, training_fields
+from .training import (LR_SCHEDULERS, OPTIMIZER_ARGS_PREFIX, OPTIMIZERS, TRAINING_DEFAULTS, check_optimizer_args,
+                       check_training_values, stage_optimization_arguments, training_fields)
 
 __all__ = [
+    "LR_SCHEDULERS",  # (with OPTIMIZERS: the one mapping of a stage's optimizer and schedule, recipe.training)
+    "OPTIMIZERS",
+    "OPTIMIZER_ARGS_PREFIX",
     "DataSpec",
     "EvalSpec",
     "HubSpec",
@@ -32,19 +44,6 @@ __all__ = [
     "parse_recipe",
     "with_added_defaults",
 ]
-
-OPTIMIZERS = {"adamw": "adamw_torch", "adafactor": "adafactor"}  # adafactor: hf_ptjf.optim.Adafactor (MixtureTrainer)
-# a stage's `optimizer_args` become the training arguments `<prefix>_<key>` (e.g. adafactor_beta1, adam_beta2)
-OPTIMIZER_ARGS_PREFIX = {"adamw": "adam", "adafactor": "adafactor"}
-LR_SCHEDULERS = {  # our names -> lr_scheduler_type (transformers' names, or hf_ptjf.optim.LR_SCHEDULES)
-    "cosine": "cosine",  # linear warmup, then cosine decay to 0 (the paper's NMT schedule)
-    "inverse_sqrt": "inverse_sqrt",  # warmup, then 1/sqrt(step)
-    "linear": "linear",
-    "constant": "constant_with_warmup",
-    # the paper's LM schedules; their pivot is `training.lr_schedule_steps` (default: warmup_steps)
-    "constant_then_rsqrt": "constant_then_rsqrt",  # constant LR, then 1/sqrt(step) (pre-training, baselines)
-    "warmup_then_rsqrt": "warmup_then_rsqrt",  # linear warmup, then 1/sqrt(step) (fine-tuning after a reset)
-}
 
 def _from_dict(cls: type, data: Mapping[str, Any] | None, where: str) -> Any:
     """Build dataclass ``cls`` from ``data``, refusing unknown keys with a did-you-mean."""
@@ -62,7 +61,7 @@ def _from_dict(cls: type, data: Mapping[str, Any] | None, where: str) -> Any:
 def _integers(spec: Any, names: tuple[str, ...], minimum: int) -> None:
     for name in names:
         value = getattr(spec, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        if not is_integer(value, minimum):
             raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
@@ -84,9 +83,9 @@ class PeftSpec:
 
     def __post_init__(self) -> None:
         _integers(self, ("r",), minimum=1)
-        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not self.alpha > 0:
+        if not is_number(self.alpha, 0, open_low=True):
             raise ValueError(f"alpha must be a number > 0, got {self.alpha!r}; e.g. alpha: 16 (twice r)")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+        if not is_number(self.dropout, 0, 1):
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         names = [self.target_modules] if isinstance(self.target_modules, str) else self.target_modules
         if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
@@ -119,7 +118,7 @@ class StageSpec:
     peft: PeftSpec | None = None  # LoRA adapters on frozen init weights
 
     def __post_init__(self) -> None:
-        if not isinstance(self.max_steps, int) or self.max_steps <= 0:
+        if not is_integer(self.max_steps, minimum=1):  # (a bool is an int: `max_steps: true` once trained 1 step)
             raise ValueError(f"max_steps must be a positive integer, got {self.max_steps!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {self.optimizer!r}")
@@ -128,10 +127,15 @@ class StageSpec:
         if not isinstance(self.optimizer_args, Mapping):
             raise ValueError(f"optimizer_args must be a mapping such as {{beta1: 0.9}}, got {self.optimizer_args!r}")
 
+    def optimization_arguments(self) -> dict[str, Any]:
+        """The training arguments of this stage's optimizer and LR schedule (``optim``, ``lr_scheduler_type`` and the
+        optimizer's options), through the one mapping :func:`hf_ptjf.recipe.training.stage_optimization_arguments`."""
+        return stage_optimization_arguments(self.optimizer, self.optimizer_args, self.lr_scheduler)
+
     def optimizer_training_args(self) -> dict[str, Any]:
-        """``optimizer_args`` as training-argument fields: ``{beta1: 0.9}`` -> ``{adafactor_beta1: 0.9}``."""
-        prefix = OPTIMIZER_ARGS_PREFIX[self.optimizer]
-        return {f"{prefix}_{key}": value for key, value in self.optimizer_args.items()}
+        """The optimizer's options of :meth:`optimization_arguments` alone: ``{beta1: 0.9}`` ->
+        ``{adafactor_beta1: 0.9}``."""
+        return {k: v for k, v in self.optimization_arguments().items() if k not in ("optim", "lr_scheduler_type")}
 
 
 @dataclass
@@ -148,9 +152,8 @@ class HubSpec:
     def __post_init__(self) -> None:
         if self.mode not in ("none", "local", "remote"):
             raise ValueError(f"mode must be none, local or remote, got {self.mode!r}")
-        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < 0:
-            raise ValueError(f"max_retries must be an integer >= 0, got {self.max_retries!r}")
-        if isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)) or self.timeout <= 0:
+        _integers(self, ("max_retries",), minimum=0)
+        if not is_number(self.timeout, 0, open_low=True):
             raise ValueError(f"timeout must be a number of seconds > 0, got {self.timeout!r}")
 
 
@@ -185,11 +188,11 @@ class TokenizerSpec:
     max_sentences: int = 200_000
 
     def __post_init__(self) -> None:
-        if isinstance(self.tau, bool) or not isinstance(self.tau, (int, float)) or not 0 < self.tau < float("inf"):
+        if not is_number(self.tau, 0, float("inf"), open_low=True):
             raise ValueError(f"tau must be a number > 0 (1.0 samples the corpus proportionally), got {self.tau!r}")
         for name in ("vocab_size", "max_sentences"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            if not is_integer(value, minimum=1):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
@@ -222,24 +225,29 @@ class DataSpec:
 
 @dataclass
 class RecipeConfig:
-    """A whole experiment. ``training`` holds the pass-through ``Seq2SeqTrainingArguments`` fields."""
+    """A whole experiment. ``training`` holds the pass-through ``Seq2SeqTrainingArguments`` fields; ``tasks`` and
+    ``model`` are typed (mappings given here are read with ``TaskSpec.from_dict`` / ``ModelArguments.from_dict``)."""
 
     output_dir: str
     stages: list[StageSpec]
-    tasks: list[dict[str, Any]]
+    tasks: list[TaskSpec]
     run_name: str = "run"
     seed: int = 0
     method: str | None = None
-    model: dict[str, Any] = field(default_factory=dict)
+    model: ModelArguments = field(default_factory=ModelArguments)
     tokenizer: TokenizerSpec = field(default_factory=TokenizerSpec)
     data: DataSpec = field(default_factory=DataSpec)
     hub: HubSpec = field(default_factory=HubSpec)
     eval: EvalSpec = field(default_factory=EvalSpec)
     training: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.tasks = [TaskSpec.from_dict(t) for t in self.tasks]
+        self.model = ModelArguments.from_dict(self.model)
+
     @property
     def task_names(self) -> list[str]:
-        return [t["name"] for t in self.tasks]
+        return [t.name for t in self.tasks]
 
     def stage_tasks(self, stage: StageSpec) -> list[str]:
         """The tasks a stage trains on (its mixture's list, else every task of the recipe)."""
@@ -260,7 +268,20 @@ class RecipeConfig:
         return stage.mixture.stage_rates(self.stage_tasks(stage), sizes, self.stage_budget(stage, num_processes))
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The config as a run records it (``recipe.resolved.json``; the tokenizer cache is keyed by it too): every
+        section with its defaults filled in, the tasks and the model section as written (:mod:`hf_ptjf.written`)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "tasks":
+                out[f.name] = [task.as_written() for task in value]
+            elif f.name == "model":
+                out[f.name] = value.as_written()
+            elif f.name == "stages":
+                out[f.name] = [dataclasses.asdict(stage) for stage in value]
+            else:
+                out[f.name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else copy.deepcopy(value)
+        return out
 
 
 _SECTIONS = {"tokenizer": TokenizerSpec, "data": DataSpec, "hub": HubSpec, "eval": EvalSpec}
@@ -277,22 +298,8 @@ _RUNNER_OWNED = {
 }
 
 
-def _check_tasks(tasks: list[Mapping[str, Any]]) -> None:
-    """Every task spec, as the data loader will read it (sources, columns, Bible versions, languages)."""
-    from ..data.spec import TaskSpec  # torch-free
-
-    for i, task in enumerate(tasks):
-        try:
-            TaskSpec.from_dict(task)
-        except (TypeError, ValueError) as e:
-            raise RecipeError(f"`tasks.{i}` (task `{task.get('name')}`): {e}") from e
-
-
-def parse_recipe(raw: Mapping[str, Any], *, expanded: bool = False) -> RecipeConfig:
-    """Validate a recipe dict and expand its method shorthand (``expanded``: its ``stages`` already are the
-    expansion of its ``method``, edited by stage overrides; ``method`` then only names the method)."""
-    raw = dict(raw)
-    allowed = training_fields()
+def _training_keys(raw: dict[str, Any], allowed: set[str]) -> dict[str, Any]:
+    """Pop the top-level keys that are pass-through training arguments out of ``raw`` (refusing the rest)."""
     training: dict[str, Any] = {}
     for key in list(raw):
         if key in _RECIPE_KEYS:
@@ -305,28 +312,48 @@ def parse_recipe(raw: Mapping[str, Any], *, expanded: bool = False) -> RecipeCon
             hint = did_you_mean(key, sorted(_RECIPE_KEYS | allowed))
             raise RecipeError(f"unknown config key `{key}`.{hint} (Not a recipe section nor a Seq2SeqTrainingArguments field.)")
         training[key] = raw.pop(key)
-    if "output_dir" not in raw:
-        raise RecipeError("`output_dir` is required (where checkpoints, results.json and report.md go).")
-    tasks = raw.get("tasks") or []
+    return training
+
+
+def _parse_tasks(tasks: Any) -> list[TaskSpec]:
+    """Every task as the data layer reads it (sources, columns, Bible versions, languages), names unique."""
     if not tasks:
         raise RecipeError("`tasks` is empty: list at least one task (see hf_ptjf.data.TaskSpec).")
     names = [t.get("name") if isinstance(t, Mapping) else None for t in tasks]
     if None in names or len(set(names)) != len(names):
         raise RecipeError(f"every task needs a unique `name`; got {names}.")
-    _check_tasks(tasks)
+    specs = []
+    for i, task in enumerate(tasks):
+        try:
+            specs.append(TaskSpec.from_dict(task))
+        except (TypeError, ValueError) as e:
+            raise RecipeError(f"`tasks.{i}` (task `{task.get('name')}`): {e}") from e
+    return specs
+
+
+def _parse_model(model: Any) -> ModelArguments:
+    """The ``model:`` section (empty: the defaults), checked by the model spec."""
+    try:
+        return ModelArguments.from_dict(model or {})
+    except (TypeError, ValueError) as e:
+        raise RecipeError(f"`model`: {e}") from e
+
+
+def _parse_stages(raw: dict[str, Any], task_names: list[str], expanded: bool) -> list[StageSpec]:
+    """The stages: given, or the expansion of ``method`` + ``method_args`` (popped from ``raw``)."""
     method = raw.get("method")
     method_args = raw.pop("method_args", None)
     if method is not None and not expanded:
         if raw.get("stages"):
             raise RecipeError("give either `method` (+ `method_args`) or `stages`, not both.")
-        raw["stages"] = expand_method(method, method_args or {}, names)
+        raw["stages"] = expand_method(method, method_args or {}, task_names)
     elif method_args is not None:
         raise RecipeError("`method_args` needs `method` (one of ptjf, scalarization, restart, transfer).")
     from_method = method is not None and not expanded  # (expanded: the user also edited the stages directly)
     stages = []
     for i, stage in enumerate(raw.get("stages") or []):
         try:
-            stages.append(_parse_stage(stage, i, names))
+            stages.append(_parse_stage(stage, i, task_names))
         except RecipeError as e:
             if not from_method:
                 raise
@@ -337,10 +364,11 @@ def parse_recipe(raw: Mapping[str, Any], *, expanded: bool = False) -> RecipeCon
     if not stages:
         raise RecipeError("`stages` is empty: give at least one stage, or a `method` shorthand.")
     _check_inits(stages)
-    for key in ("model", "tasks"):
-        raw[key] = raw.get(key) or ([] if key == "tasks" else {})
-    for key, cls in _SECTIONS.items():
-        raw[key] = _from_dict(cls, raw.get(key), key)
+    return stages
+
+
+def _check_stage_training(stages: list[StageSpec], allowed: set[str]) -> None:
+    """Each stage's ``training`` keys and ``optimizer_args``, by name."""
     for i, stage in enumerate(stages):
         if set(stage.training) & _SECRET_KEYS:
             raise RecipeError(_SECRET_MESSAGE.format(key=f"stages.{i}.training.{sorted(set(stage.training) & _SECRET_KEYS)[0]}"))
@@ -348,22 +376,29 @@ def parse_recipe(raw: Mapping[str, Any], *, expanded: bool = False) -> RecipeCon
         if bad:
             key = sorted(bad)[0]
             raise RecipeError(f"unknown key `stages.{i}.training.{key}`.{did_you_mean(key, sorted(allowed))}")
-        prefix = OPTIMIZER_ARGS_PREFIX[stage.optimizer] + "_"
-        options = sorted(f[len(prefix):] for f in allowed if f.startswith(prefix))
-        for key in stage.optimizer_args:
-            if key not in options:
-                raise RecipeError(
-                    f"unknown key `stages.{i}.optimizer_args.{key}` for optimizer `{stage.optimizer}`."
-                    f"{did_you_mean(key, options)} Allowed: {', '.join(options)}."
-                )
+        check_optimizer_args(stage.optimizer, stage.optimizer_args, f"stages.{i}.optimizer_args")
+
+
+def parse_recipe(raw: Mapping[str, Any], *, expanded: bool = False) -> RecipeConfig:
+    """Validate a recipe dict and expand its method shorthand (``expanded``: its ``stages`` already are the
+    expansion of its ``method``, edited by stage overrides; ``method`` then only names the method)."""
+    raw = dict(raw)
+    allowed = training_fields()
+    training = _training_keys(raw, allowed)
+    if "output_dir" not in raw:
+        raise RecipeError("`output_dir` is required (where checkpoints, results.json and report.md go).")
+    tasks = _parse_tasks(raw.get("tasks"))
+    stages = _parse_stages(raw, [t.name for t in tasks], expanded)
+    sections = {key: _from_dict(cls, raw.get(key), key) for key, cls in _SECTIONS.items()}
+    model = _parse_model(raw.get("model"))
+    _check_stage_training(stages, allowed)
     check_training_values({**TRAINING_DEFAULTS, **training}, "")
     for i, stage in enumerate(stages):
         check_training_values(stage.training, f"stages.{i}.training.")
-    if isinstance(raw.get("seed", 0), bool) or not isinstance(raw.get("seed", 0), int):
+    if not is_integer(raw.get("seed", 0)):
         raise RecipeError(f"`seed` must be an integer, got {raw['seed']!r}; e.g. seed=0.")
-    raw["stages"] = stages
-    raw["training"] = training
-    return _from_dict(RecipeConfig, raw, "recipe")
+    return _from_dict(RecipeConfig, {**raw, **sections, "tasks": tasks, "model": model, "stages": stages,
+                                     "training": training}, "recipe")
 
 
 def with_added_defaults(recorded: Mapping[str, Any]) -> dict[str, Any]:

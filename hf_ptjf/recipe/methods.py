@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from ..hints import did_you_mean
+from ..checks import did_you_mean, is_integer
 from .errors import RecipeError
 
 __all__ = ["METHODS", "expand_method"]
@@ -48,7 +48,7 @@ def expand_method(method: str, args: Mapping[str, Any], task_names: list[str]) -
     if "first_stage_steps" not in args:
         raise RecipeError(f"`method_args.first_stage_steps` (N1) is required for method `{method}`.")
     n1 = args["first_stage_steps"]
-    if not (isinstance(n1, int) and isinstance(total, int) and 0 < n1 < total):
+    if not (is_integer(n1) and is_integer(total) and 0 < n1 < total):  # (a bool is an int: refused)
         raise RecipeError(
             f"need 0 < method_args.first_stage_steps < method_args.total_steps, got {n1} and {total}."
         )

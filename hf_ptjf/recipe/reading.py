@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from ..hints import did_you_mean
+from ..checks import did_you_mean
 from .errors import RecipeError
 
 __all__ = ["apply_overrides", "parse_value", "read_recipe", "read_yaml"]

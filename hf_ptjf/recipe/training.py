@@ -1,6 +1,22 @@
-"""The pass-through training arguments of a recipe: their defaults, the names allowed, and their values checked
-when the recipe is read (the Trainer itself would take ``learning_rate=fast`` and fail in the optimizer an hour
-later, or ``eval_steps=-3`` and silently never checkpoint)."""
+"""The training arguments of a recipe: the pass-through ones (their defaults, the names allowed, their values checked
+when the recipe is read: the Trainer itself would take ``learning_rate=fast`` and fail in the optimizer an hour
+later, or ``eval_steps=-3`` and silently never checkpoint), and the one mapping from a stage's optimizer and schedule
+keys to the Trainer's.
+
+A stage names its optimizer and LR schedule as recipes always have, and :func:`stage_optimization_arguments` is the
+only place those names become training arguments:
+
+=====================================  ========================================================================
+recipe (a stage)                       training argument (:class:`hf_ptjf.train.MixtureTrainingArguments`)
+=====================================  ========================================================================
+``optimizer: adamw`` / ``adafactor``   ``optim: adamw_torch`` / ``adafactor`` (hf_ptjf's :class:`~hf_ptjf.optim.Adafactor`)
+``optimizer_args: {beta1: 0.9}``       ``adam_beta1`` (adamw) / ``adafactor_beta1`` (adafactor): the optimizer's prefix
+``lr_scheduler: <name>``               ``lr_scheduler_type``: the same name (transformers' ``cosine``, ``linear``,
+                                       ``inverse_sqrt``; hf_ptjf's ``constant_then_rsqrt``, ``warmup_then_rsqrt``),
+                                       except ``constant``, which is ``constant_with_warmup`` (warmup restarts with
+                                       every stage)
+=====================================  ========================================================================
+"""
 
 from __future__ import annotations
 
@@ -9,9 +25,23 @@ import math
 import typing
 from typing import Any, Mapping
 
+from ..checks import did_you_mean, is_integer, is_number
 from .errors import RecipeError
 
-__all__ = ["TRAINING_DEFAULTS", "check_training_values", "training_fields"]
+__all__ = ["LR_SCHEDULERS", "OPTIMIZERS", "OPTIMIZER_ARGS_PREFIX", "TRAINING_DEFAULTS", "check_optimizer_args",
+           "check_training_values", "optimizer_options", "stage_optimization_arguments", "training_fields"]
+
+OPTIMIZERS = {"adamw": "adamw_torch", "adafactor": "adafactor"}  # a stage's `optimizer` -> `optim`
+OPTIMIZER_ARGS_PREFIX = {"adamw": "adam", "adafactor": "adafactor"}  # `optimizer_args.<key>` -> `<prefix>_<key>`
+LR_SCHEDULERS = {  # a stage's `lr_scheduler` -> `lr_scheduler_type` (transformers' names, or hf_ptjf.optim's)
+    "cosine": "cosine",  # linear warmup, then cosine decay to 0 (the paper's NMT schedule)
+    "inverse_sqrt": "inverse_sqrt",  # warmup, then 1/sqrt(step)
+    "linear": "linear",
+    "constant": "constant_with_warmup",
+    # the paper's LM schedules; their pivot is `training.lr_schedule_steps` (default: warmup_steps)
+    "constant_then_rsqrt": "constant_then_rsqrt",  # constant LR, then 1/sqrt(step) (pre-training, baselines)
+    "warmup_then_rsqrt": "warmup_then_rsqrt",  # linear warmup, then 1/sqrt(step) (fine-tuning after a reset)
+}
 
 # Defaults of the pass-through training arguments; the recipe's own keys win, then a stage's `training`.
 TRAINING_DEFAULTS: dict[str, Any] = {
@@ -42,9 +72,9 @@ def check_training_values(values: Mapping[str, Any], where: str) -> None:
     hints = typing.get_type_hints(MixtureTrainingArguments)
     for key, value in values.items():
         kinds = set(typing.get_args(hints.get(key))) or {hints.get(key)}
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        number = is_number(value) or (isinstance(value, float) and math.isnan(value))  # (NaN: "not finite")
         expected = None
-        if kinds <= {int, type(None)} and not (isinstance(value, int) and not isinstance(value, bool)):
+        if kinds <= {int, type(None)} and not is_integer(value):
             expected = "an integer"
         elif kinds <= {float, type(None)} and not number:
             expected = "a number"
@@ -75,3 +105,28 @@ def training_fields() -> set[str]:
     from ..train import MixtureTrainingArguments  # lazily: the recipe package is torch-free until here
 
     return {f.name for f in dataclasses.fields(MixtureTrainingArguments) if f.init}
+
+
+def stage_optimization_arguments(optimizer: str, optimizer_args: Mapping[str, Any], lr_scheduler: str) -> dict[str, Any]:
+    """The training arguments of a stage's ``optimizer``, ``optimizer_args`` and ``lr_scheduler`` (the table in the
+    module docstring): ``("adafactor", {"beta1": 0.9}, "constant")`` -> ``{"optim": "adafactor",
+    "lr_scheduler_type": "constant_with_warmup", "adafactor_beta1": 0.9}``."""
+    prefix = OPTIMIZER_ARGS_PREFIX[optimizer]
+    return {"optim": OPTIMIZERS[optimizer], "lr_scheduler_type": LR_SCHEDULERS[lr_scheduler],
+            **{f"{prefix}_{key}": value for key, value in optimizer_args.items()}}
+
+
+def optimizer_options(optimizer: str) -> list[str]:
+    """The ``optimizer_args`` keys ``optimizer`` takes: the training-argument fields with its prefix, unprefixed."""
+    prefix = OPTIMIZER_ARGS_PREFIX[optimizer] + "_"
+    return sorted(f[len(prefix):] for f in training_fields() if f.startswith(prefix))
+
+
+def check_optimizer_args(optimizer: str, optimizer_args: Mapping[str, Any], where: str) -> None:
+    """Refuse an ``optimizer_args`` key that ``optimizer`` does not take, with a did-you-mean (``where``: the
+    recipe's path to the mapping, e.g. ``stages.0.optimizer_args``)."""
+    options = optimizer_options(optimizer)
+    for key in optimizer_args:
+        if key not in options:
+            raise RecipeError(f"unknown key `{where}.{key}` for optimizer `{optimizer}`.{did_you_mean(key, options)} "
+                              f"Allowed: {', '.join(options)}.")

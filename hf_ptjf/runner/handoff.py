@@ -144,7 +144,7 @@ class StageHandoff:
         from peft import PeftModel  # optional: only runs with LoRA need it
 
         base = ModelArguments(name_or_path=adapter.get("base_model_name_or_path"), revision=adapter.get("revision"),
-                              trust_remote_code=self.cfg.model.get("trust_remote_code") is True)
+                              trust_remote_code=self.cfg.model.trust_remote_code)
         where = margs.name_or_path + (f" at {margs.revision}" if margs.revision else "")
         check_adapter_base(adapter, where, f"stages.{index}.init")
         if base.revision is not None:
@@ -156,7 +156,7 @@ class StageHandoff:
 
     def _init_source(self, index: int, stage: StageSpec) -> Any:
         """ModelArguments naming where a non-scratch stage's weights come from."""
-        trust = self.cfg.model.get("trust_remote_code") is True  # remote code only if the recipe opts in
+        trust = self.cfg.model.trust_remote_code  # remote code only if the recipe opts in
         init = stage.init
         if isinstance(init, dict) and "hub" in init:
             return ModelArguments(name_or_path=init["hub"], revision=init.get("revision"), trust_remote_code=trust)

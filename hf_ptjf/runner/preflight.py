@@ -77,17 +77,17 @@ def _stored_parameters(folder: Path) -> int:
 def _free_space(cfg: RecipeConfig) -> None:
     """Enough free disk under ``output_dir`` for one checkpoint (a full disk mid-save ends in an unreadable C++
     stream error). The model's size: counted from its sizes, or read from a local checkpoint's weight files."""
-    name = cfg.model.get("name_or_path")
+    name = cfg.model.name_or_path
     if name:
         params = _stored_parameters(Path(str(name)).expanduser())
         if not params:
             return  # a Hub id: its size is known once downloaded
         what = f"{name}"
     else:
-        from ..modeling import ModelArguments, build_config, count_parameters
+        from ..modeling import build_config, count_parameters
 
+        margs = cfg.model  # (its fields were checked when the recipe was read; transformers may still refuse them)
         try:
-            margs = ModelArguments.from_dict(cfg.model)
             params = count_parameters(build_config(margs, vocab_size=margs.vocab_size or cfg.tokenizer.vocab_size))
         except ValueError as e:
             raise RecipeError(f"`model`: {e}") from e
@@ -118,9 +118,9 @@ def _hub_reachable(cfg: RecipeConfig) -> None:
 def _model_config(cfg: RecipeConfig) -> tuple[Any, Any]:
     """(ModelArguments, config) of the recipe's model: the checkpoint's config (read, not loaded), or the one its
     sizes build."""
-    from ..modeling import ModelArguments, build_config
+    from ..modeling import build_config
 
-    margs = ModelArguments.from_dict(cfg.model)
+    margs = cfg.model
     if margs.name_or_path:
         from transformers import AutoConfig
 
@@ -142,14 +142,14 @@ def _model_fits_tasks(cfg: RecipeConfig) -> None:
         what = f"model.family is {margs.family!r} ({'decoder-only' if causal else 'encoder-decoder'})"
     wanted = "next_token" if causal else "span_corruption"
     for i, task in enumerate(cfg.tasks):
-        objective = task.get("objective")
-        if task.get("type") == "lm" and objective not in (None, wanted):
+        objective = task.objective
+        if task.type == "lm" and objective not in (None, wanted):
             fix = "model.family: llama (a decoder-only model)" if not causal else "model.family: t5 (an encoder-decoder)"
-            raise RecipeError(f"`tasks.{i}.objective` (task `{task.get('name')}`): {objective} cannot be learned: {what}, "
+            raise RecipeError(f"`tasks.{i}.objective` (task `{task.name}`): {objective} cannot be learned: {what}, "
                               f"which learns lm tasks by {wanted}; drop `objective` (or set {wanted}), or use {fix}.")
     if causal and positions:
         d = cfg.data
-        translation = any(task.get("type", "translation") == "translation" for task in cfg.tasks)
+        translation = any(task.type == "translation" for task in cfg.tasks)
         longest = d.max_source_length + (d.max_target_length if translation else 0)
         if longest > positions:
             fields = "data.max_source_length + data.max_target_length" if translation else "data.max_source_length"
@@ -170,7 +170,7 @@ def _lora_targets_exist(cfg: RecipeConfig) -> None:
     stages = [(i, s) for i, s in enumerate(cfg.stages) if s.peft is not None and isinstance(s.peft.target_modules, list)]
     if not stages:
         return
-    from ..hints import did_you_mean
+    from ..checks import did_you_mean
     from ..modeling import build_meta_model
 
     linear = linear_module_names(build_meta_model(_model_config(cfg)[1]))
@@ -189,8 +189,8 @@ def check_before_work(cfg: RecipeConfig) -> None:
     if cfg.tokenizer.path:
         _local_or_hub(cfg.tokenizer.path, "tokenizer.path", "the directory of a saved tokenizer (save_pretrained) or a "
                       "Hub id, or remove `tokenizer.path` to train one on the recipe's tasks")
-    if cfg.model.get("name_or_path"):
-        _local_or_hub(str(cfg.model["name_or_path"]), "model.name_or_path",
+    if cfg.model.name_or_path:
+        _local_or_hub(str(cfg.model.name_or_path), "model.name_or_path",
                       "a local model directory or a Hub id, or build the model from sizes (d_model, num_layers, ...)")
     _model_fits_tasks(cfg)
     _lora_targets_exist(cfg)
@@ -209,8 +209,8 @@ def check_before_work(cfg: RecipeConfig) -> None:
         raise RecipeError(f"`data.cache_dir`: {cfg.data.cache_dir!r} is a file; give a directory (it is created "
                           "if missing).")
     for i, task in enumerate(cfg.tasks):
-        path = task.get("path")
-        if task.get("source") in ("json", "csv", "tsv") and isinstance(path, str) and not glob.has_magic(path):
+        path = task.path
+        if task.source in ("json", "csv", "tsv") and isinstance(path, str) and not glob.has_magic(path):
             if not Path(path).expanduser().is_file():
-                raise RecipeError(f"`tasks.{i}.path` (task `{task.get('name')}`): file {path!r} does not exist; fix "
+                raise RecipeError(f"`tasks.{i}.path` (task `{task.name}`): file {path!r} does not exist; fix "
                                   "the path (relative paths are from the directory you run in).")
