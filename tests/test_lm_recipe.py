@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from hf_ptjf.modeling import ModelArguments, build_config, count_parameters
-from hf_ptjf.analysis.plan import main as plan_main
-from hf_ptjf.analysis.plan import plan_memory
+from hf_ptjf.cli.plan import main as plan_main
+from hf_ptjf.memory import plan_memory
 from hf_ptjf.recipe import load_recipe
 
 REPO = Path(__file__).resolve().parents[1]

@@ -170,7 +170,7 @@ def test_write_report_notes_skipped_figures(tmp_path):
 
 
 def test_seed_means_show_their_spread_in_the_fronts_and_the_front_table(tmp_path):
-    from hf_ptjf.analysis.sweep import seed_means
+    from hf_ptjf.sweep import seed_means
 
     seeds = [_trial("s0", "scalarization", 0.1, 4.0, 6.0, seed=0), _trial("s1", "scalarization", 0.1, 4.2, 5.8, seed=1),
              _trial("p0", "ptjf", 0.3, 4.3, 5.9, seed=0), _trial("p1", "ptjf", 0.3, 4.5, 6.3, seed=1),

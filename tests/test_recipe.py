@@ -72,7 +72,7 @@ def test_mixture_training_argument_fields_pass_through_to_each_stage():
 
 
 def test_shipped_configs_parse(tmp_path):
-    from hf_ptjf.analysis.sweep import load_sweep
+    from hf_ptjf.sweep import load_sweep
 
     paths = sorted((Path(__file__).parents[1] / "recipes" / "configs").glob("*.yaml"))
     assert paths

@@ -117,7 +117,7 @@ def recipe_record(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("HF_PTJF_CACHE", str(tmp_path / "cache"))
     monkeypatch.chdir(ROOT)  # sweeps name their base recipe from the repository root
     if "recipe" in read_recipe(path):
-        from hf_ptjf.analysis.sweep import expand_trials, load_sweep
+        from hf_ptjf.sweep import expand_trials, load_sweep
 
         trials = expand_trials(load_sweep(path))
         monkeypatch.chdir(tmp_path)  # a recipe's relative cache_dir is created here, not in the checkout

@@ -525,7 +525,7 @@ class _Failing(torch.utils.data.IterableDataset):
 
 
 def test_an_error_raised_in_a_dataloader_worker_is_reported_as_its_own_line():
-    from hf_ptjf.runner.cli import _one_line
+    from hf_ptjf.cli.policy import one_line as _one_line
 
     loader = torch.utils.data.DataLoader(_Failing(), batch_size=None, num_workers=1)
     with pytest.raises(StreamError) as caught:

@@ -26,7 +26,7 @@ from transformers import TrainerCallback  # noqa: E402
 
 from hf_ptjf import hub as hub_module  # noqa: E402
 from hf_ptjf import train as trainer_module  # noqa: E402
-from hf_ptjf.runner.cli import main  # noqa: E402
+from hf_ptjf.cli.run import main  # noqa: E402
 
 KILL = os.environ.get("HF_PTJF_TEST_KILL", "")
 
