@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ContextManager
 
+from ..checks import did_you_mean
 from .loaders import load_tasks
 from .spec import TaskSpec
 
@@ -94,7 +95,6 @@ def recipe_tokenizer_cache(cfg: RecipeConfig) -> Path:
 
 def _checked_language_codes(specs: list[TaskSpec], tokenizer: Any, cfg: RecipeConfig) -> dict[str, tuple[str, str]]:
     """The tasks' language codes, each one the tokenizer knows (a did-you-mean otherwise)."""
-    from ..checks import did_you_mean
     from ..recipe import RecipeError
     from .tokenizer import language_codes
 

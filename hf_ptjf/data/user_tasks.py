@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+from datasets.data_files import resolve_pattern, sanitize_patterns
 import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
@@ -50,8 +51,6 @@ def data_file_splits(spec: TaskSpec) -> dict[str, list[str]]:
     """The files of each split of a file task (``data_files``, or ``path`` as the ``train`` split), every pattern
     resolved from the working directory. A pattern that matches no file is refused, named (``datasets`` would drop
     a glob that matches nothing and report the split as missing)."""
-    from datasets.data_files import resolve_pattern, sanitize_patterns
-
     field = "data_files" if spec.data_files is not None else "path"
     given = spec.data_files if spec.data_files is not None else spec.path
     out: dict[str, list[str]] = {}

@@ -67,7 +67,7 @@ _NON_NEGATIVE = ("learning_rate", "weight_decay", "warmup_steps", "label_smoothi
 def check_training_values(values: Mapping[str, Any], where: str) -> None:
     """Types and ranges of pass-through training arguments, checked when the recipe is read (the Trainer would
     take ``learning_rate=fast`` and fail in the optimizer, or ``eval_steps=-3`` and silently never checkpoint)."""
-    from ..train import MixtureTrainingArguments  # lazily: the recipe package is torch-free until here
+    from ..train.arguments import MixtureTrainingArguments  # lazily: the recipe package is torch-free until here
 
     hints = typing.get_type_hints(MixtureTrainingArguments)
     for key, value in values.items():
@@ -102,7 +102,7 @@ def check_training_values(values: Mapping[str, Any], where: str) -> None:
 
 
 def training_fields() -> set[str]:
-    from ..train import MixtureTrainingArguments  # lazily: the recipe package is torch-free until here
+    from ..train.arguments import MixtureTrainingArguments  # lazily: the recipe package is torch-free until here
 
     return {f.name for f in dataclasses.fields(MixtureTrainingArguments) if f.init}
 

@@ -105,10 +105,7 @@ class StageHandoff:
         ``new_tokens``: language tags the recipe added to a checkpoint's tokenizer (rows are made for them).
         """
         if stage.init == "scratch":
-            try:
-                margs = ModelArguments.from_dict(self.cfg.model)
-            except ValueError as e:
-                raise RecipeError(f"`model`: {e}") from e
+            margs = self.cfg.model  # (parsed and checked when the recipe was read)
             set_seed(self.cfg.seed)  # the initial weights are part of the experiment: a rerun draws the same ones
             return build_model(margs, tokenizer, new_tokens)
         margs = self._init_source(index, stage)

@@ -25,8 +25,8 @@ from accelerate.state import AcceleratorState, GradientState
 from transformers.integrations.deepspeed import unset_hf_deepspeed_config
 
 from ..data.prepare import RecipeData, prepare_recipe_data, recipe_tokenizer_cache
-from ..modeling import _numel
-from ..recipe import LR_SCHEDULERS, OPTIMIZERS, RecipeConfig, RecipeError, StageSpec
+from ..modeling import parameter_numel
+from ..recipe import RecipeConfig, RecipeError, StageSpec
 from ..seen import SEEN_UNITS, seen_key
 from ..train import MIXTURE_STATE_NAME, MixtureTrainer, MixtureTrainingArguments, changed_shards
 from .evaluation import eval_sets, evaluate_stage
@@ -183,9 +183,7 @@ class RecipeRunner:
         kw.update(
             output_dir=str(self.run_dir.stage_dir(index, stage)),
             max_steps=stage.max_steps,
-            optim=OPTIMIZERS[stage.optimizer],
-            **stage.optimizer_training_args(),  # optimizer_args {beta1: 0.9} -> adafactor_beta1=0.9
-            lr_scheduler_type=LR_SCHEDULERS[stage.lr_scheduler],
+            **stage.optimization_arguments(),  # optim, lr_scheduler_type and the optimizer's options, mapped once
             seed=self.cfg.seed,
             run_name=f"{self.cfg.run_name}/{stage.name}",
             eval_strategy=kw.get("eval_strategy", "steps"),
@@ -226,7 +224,7 @@ class RecipeRunner:
 def _parameter_counts(model: Any) -> tuple[int, int]:
     """(all parameters, trainable ones), counted once each; ZeRO-3 partitions by their full size."""
     params = list(model.parameters())
-    return sum(map(_numel, params)), sum(_numel(p) for p in params if p.requires_grad)
+    return sum(map(parameter_numel, params)), sum(parameter_numel(p) for p in params if p.requires_grad)
 
 
 def _release(trainer: Any) -> None:

@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from ..checks import did_you_mean
 from ..recipe import RecipeConfig, RecipeError
 
 __all__ = ["check_adapter_base", "check_before_work", "linear_module_names"]
@@ -170,7 +171,6 @@ def _lora_targets_exist(cfg: RecipeConfig) -> None:
     stages = [(i, s) for i, s in enumerate(cfg.stages) if s.peft is not None and isinstance(s.peft.target_modules, list)]
     if not stages:
         return
-    from ..checks import did_you_mean
     from ..modeling import build_meta_model
 
     linear = linear_module_names(build_meta_model(_model_config(cfg)[1]))
