@@ -30,6 +30,7 @@ from .checks import is_integer, is_number
 
 __all__ = [
     "ADAFACTOR_OPTIONS",
+    "ADAMW_OPTIONS",
     "LR_SCHEDULES",
     "Adafactor",
     "ConstantThenRsqrt",
@@ -40,8 +41,10 @@ __all__ = [
     "warmup_then_rsqrt",
 ]
 
-# Adafactor options a recipe may set (`optimizer_args`), i.e. MixtureTrainingArguments `adafactor_<option>`.
+# The options a recipe's `optimizer_args` (and MixtureTrainingArguments `optimizer_args`) may set, per `optim`, by one
+# unprefixed name each. AdamW's are transformers' `adam_beta1` / `adam_beta2` / `adam_epsilon`.
 ADAFACTOR_OPTIONS = ("beta1", "decay_rate", "clipping_threshold", "factored", "multiply_by_parameter_scale")
+ADAMW_OPTIONS = ("beta1", "beta2", "epsilon")
 
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)

@@ -53,10 +53,9 @@ def test_mt5_xxl_stage_training_arguments():
     first, second = (runner.training_arguments(i, s) for i, s in enumerate(cfg.stages))
     for args in (first, second):
         assert args.optim == "adafactor" and args.learning_rate == 0.01 and args.activation_checkpointing
-        assert args.adafactor_kwargs() == {"beta1": 0.9, "decay_rate": 0.8, "clipping_threshold": 1.0,
-                                           "factored": False, "multiply_by_parameter_scale": True}
-    assert (first.lr_schedule, first.lr_schedule_pivot(first.max_steps)) == ("constant_then_rsqrt", 10_000)
-    assert (second.lr_schedule, second.lr_schedule_pivot(second.max_steps)) == ("warmup_then_rsqrt", 10_000)
+        assert args.optimizer_kwargs() == {"beta1": 0.9, "factored": False, "multiply_by_parameter_scale": True}
+    assert (first.lr_scheduler_type, first.lr_schedule_pivot(first.max_steps)) == ("constant_then_rsqrt", 10_000)
+    assert (second.lr_scheduler_type, second.lr_schedule_pivot(second.max_steps)) == ("warmup_then_rsqrt", 10_000)
     assert first.max_steps == second.max_steps == 250_000
 
 

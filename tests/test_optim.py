@@ -174,10 +174,10 @@ def test_trainer_uses_adafactor_and_the_schedule(tmp_path):
     args = MixtureTrainingArguments(
         output_dir=str(tmp_path), max_steps=8, per_device_train_batch_size=8, learning_rate=0.01, logging_steps=1,
         save_strategy="no", eval_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True, seed=7,
-        optim="adafactor", adafactor_beta1=0.9, adafactor_factored=False, lr_scheduler_type="constant_then_rsqrt",
+        optim="adafactor", optimizer_args={"beta1": 0.9, "factored": False}, lr_scheduler_type="constant_then_rsqrt",
         lr_schedule_steps=3,
     )
-    assert args.lr_schedule == "constant_then_rsqrt"
+    assert (args.lr_scheduler_type, args.hf_ptjf_lr_schedule) == ("constant_then_rsqrt", "constant_then_rsqrt")
     trainer = MixtureTrainer(model=tiny_t5(), args=args, train_datasets=train, data_collator=collate)
     trainer.train()
     inner = trainer.optimizer.optimizer  # accelerate's AcceleratedOptimizer wraps ours
@@ -187,11 +187,34 @@ def test_trainer_uses_adafactor_and_the_schedule(tmp_path):
     # the LR logged at step k is the one update k used: base * f(k - 1), constant for 3 updates then rsqrt
     assert [h["learning_rate"] for h in logs] == pytest.approx([0.01 * min(1, math.sqrt(3 / max(s, 1))) for s in range(8)])
     assert logs[-1]["loss"] < logs[0]["loss"]
-    with pytest.raises(ValueError, match="conflicts"):
+    with pytest.raises(ValueError, match="conflicts"), pytest.warns(DeprecationWarning):
         MixtureTrainingArguments(output_dir=str(tmp_path), lr_scheduler_type="warmup_then_rsqrt",
                                  lr_schedule="constant_then_rsqrt", report_to=[])
-    with pytest.raises(ValueError, match="lr_schedule"):
+    with pytest.raises(ValueError, match="lr_schedule"), pytest.warns(DeprecationWarning):
         MixtureTrainingArguments(output_dir=str(tmp_path), lr_schedule="rsqrt", report_to=[])
+    with pytest.raises(ValueError, match=r"optimizer_args.beta\b.*Did you mean `beta1`"):
+        MixtureTrainingArguments(output_dir=str(tmp_path), optim="adafactor", optimizer_args={"beta": 0.9}, report_to=[])
+
+
+def test_deprecated_optimizer_spellings_fold_into_the_one_name(tmp_path):
+    """The old prefixed Adafactor fields and `lr_schedule` still work (with a DeprecationWarning) and end up where the
+    new names are read: `optimizer_args` and `lr_scheduler_type`; AdamW's options reach transformers' adam_* fields."""
+    from hf_ptjf.train import MixtureTrainingArguments
+
+    common = dict(output_dir=str(tmp_path), report_to=[], use_cpu=True)
+    with pytest.warns(DeprecationWarning, match="adafactor_beta1"):
+        old = MixtureTrainingArguments(**common, optim="adafactor", adafactor_beta1=0.9, lr_schedule="warmup_then_rsqrt")
+    new = MixtureTrainingArguments(**common, optim="adafactor", optimizer_args={"beta1": 0.9},
+                                   lr_scheduler_type="warmup_then_rsqrt")
+    for args in (old, new):
+        assert args.optimizer_kwargs() == {"beta1": 0.9}
+        assert (args.lr_scheduler_type, args.lr_schedule, args.adafactor_beta1) == ("warmup_then_rsqrt", None, None)
+    with pytest.raises(ValueError, match="conflicts"), pytest.warns(DeprecationWarning):
+        MixtureTrainingArguments(**common, optim="adafactor", adafactor_beta1=0.9, optimizer_args={"beta1": 0.5})
+    adam = MixtureTrainingArguments(**common, optimizer_args='{"beta2": 0.98, "epsilon": 1e-6}')
+    assert (adam.adam_beta1, adam.adam_beta2, adam.adam_epsilon) == (0.9, 0.98, 1e-6)
+    cosine = MixtureTrainingArguments(**common, lr_scheduler_type="cosine")
+    assert cosine.lr_scheduler_type == "cosine" and cosine.hf_ptjf_lr_schedule is None  # transformers' own
 
 
 def test_recipe_optimizer_args_and_per_stage_keys():
@@ -214,12 +237,12 @@ def test_recipe_optimizer_args_and_per_stage_keys():
     assert (first.lr_scheduler, second.lr_scheduler) == ("constant_then_rsqrt", "warmup_then_rsqrt")
     assert first.training == {"lr_schedule_steps": 2, "weight_decay": 0.0}
     assert second.training == {"lr_schedule_steps": 3, "weight_decay": 0.0}  # merged over `stage`
-    assert second.optimizer_training_args() == {"adafactor_beta1": 0.9, "adafactor_factored": False}
+    assert second.optimizer_training_args() == {"optimizer_args": {"beta1": 0.9, "factored": False}}
     bad = {**raw, "method_args": {**raw["method_args"], "stage": {"optimizer": "adafactor", "optimizer_args": {"beta": 0.9}}}}
     with pytest.raises(RecipeError, match="optimizer_args.beta.*Did you mean `beta1`"):
         parse_recipe(bad)
     adam = {**raw, "method_args": {**raw["method_args"], "stage": {"optimizer_args": {"beta2": 0.98}}}}
-    assert parse_recipe(adam).stages[0].optimizer_training_args() == {"adam_beta2": 0.98}
+    assert parse_recipe(adam).stages[0].optimizer_training_args() == {"optimizer_args": {"beta2": 0.98}}
     with pytest.raises(RecipeError, match="set per stage by the runner"):
         parse_recipe({**raw, "lr_schedule": "warmup_then_rsqrt"})
 
@@ -230,7 +253,7 @@ def test_deepspeed_json_with_its_own_optimizer_or_scheduler_is_refused():
     from hf_ptjf.train.arguments import check_deepspeed_config
 
     def check(optim: str, lr_schedule: str | None, ds: dict) -> None:
-        check_deepspeed_config(SimpleNamespace(optim=optim, lr_schedule=lr_schedule), ds)
+        check_deepspeed_config(SimpleNamespace(optim=optim, lr_scheduler_type=lr_schedule or "linear"), ds)
 
     check("adafactor", "warmup_then_rsqrt", {"zero_optimization": {"stage": 3}})
     check("adamw_torch", None, {"optimizer": {"type": "AdamW"}, "scheduler": {"type": "WarmupLR"}})

@@ -198,11 +198,11 @@ def test_a_stages_optimizer_and_schedule_map_to_the_trainer_in_one_place():
     from hf_ptjf.recipe.training import stage_optimization_arguments
 
     assert stage_optimization_arguments("adafactor", {"beta1": 0.9}, "constant") == {
-        "optim": "adafactor", "lr_scheduler_type": "constant_with_warmup", "adafactor_beta1": 0.9}
+        "optim": "adafactor", "lr_scheduler_type": "constant_with_warmup", "optimizer_args": {"beta1": 0.9}}
     stage = load_recipe(TINY, ["method_args.stage={optimizer_args: {beta2: 0.95}, lr_scheduler: warmup_then_rsqrt}"]
                         ).stages[1]
     assert stage.optimization_arguments() == {"optim": "adamw_torch", "lr_scheduler_type": "warmup_then_rsqrt",
-                                              "adam_beta2": 0.95}
+                                              "optimizer_args": {"beta2": 0.95}}
     with pytest.raises(RecipeError, match=r"unknown key `stages.0.optimizer_args.beta3` for optimizer `adamw`\. Did "
                                           r"you mean `beta2`\? Allowed: beta1, beta2, epsilon\."):
         load_recipe(TINY, ["method_args.stage={optimizer_args: {beta3: 0.9}}"])

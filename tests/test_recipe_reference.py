@@ -76,10 +76,16 @@ def _sizes_keys(cfg: Any, causal: bool) -> dict[str, str]:
 
 
 def _stage_arguments(cfg: Any) -> list[dict[str, Any]]:
-    from hf_ptjf.recipe import LR_SCHEDULERS, OPTIMIZERS
-
-    return [{"optim": OPTIMIZERS[s.optimizer], "lr_scheduler_type": LR_SCHEDULERS[s.lr_scheduler],
-             **s.optimizer_training_args()} for s in cfg.stages]
+    """Each stage's optimizer, schedule and optimizer options as the Trainer applies them. Recorded when the options
+    were prefixed training arguments (``adam_beta2``, ``adafactor_beta1``); they now travel as the recipe's
+    ``optimizer_args`` mapping, so the record is rebuilt in that flat form: the values must not have moved."""
+    records = []
+    for stage in cfg.stages:
+        arguments = stage.optimization_arguments()
+        prefix = "adafactor" if arguments["optim"] == "adafactor" else "adam"
+        options = arguments.pop("optimizer_args", {})
+        records.append({**arguments, **{f"{prefix}_{key}": value for key, value in options.items()}})
+    return records
 
 
 def config_record(cfg: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:

@@ -79,6 +79,32 @@ def test_expand_grid_shares_pretraining(tmp_path):
     assert {t.recipe["seed"] for t in by_method["restart"]} == {0, 1}
 
 
+def test_method_variants_name_their_method_rates_and_mixture(tmp_path):
+    """A `methods` entry may be a variant: a method at rates of its own, or with its own joint mixture (no rate axis),
+    or with extra method_args. A plain name keeps the ids and recipes it always had."""
+    plain = {t.trial: t.recipe for t in sw.expand_trials(sw.load_sweep(write_sweep(tmp_path)))}
+    cfg = sw.load_sweep(write_sweep(tmp_path, methods=[
+        {"name": "scalarization", "rates": [0.2]}, "ptjf",
+        {"name": "ptjf-temp", "method": "ptjf", "mixture": {"strategy": "temperature", "tau": 3.33}},
+        {"name": "restart-prop", "method": "restart", "mixture": {"strategy": "proportional"}}]))
+    trials = {t.trial: t for t in sw.expand_trials(cfg)}
+    assert sorted(trials) == sorted(["pretrain-n4-s0", "scalarization-r0.2-s0", "ptjf-n4-r0.2-s0", "ptjf-n4-r0.5-s0",
+                                     "ptjf-temp-n4-s0", "restart-prop-n4-s0"])
+    for tid in ("scalarization-r0.2-s0", "ptjf-n4-r0.2-s0", "pretrain-n4-s0"):
+        assert trials[tid].recipe == plain[tid]
+    temp = trials["ptjf-temp-n4-s0"]
+    assert (temp.method, temp.label, temp.rate, temp.depends_on) == ("ptjf", "ptjf-temp", None, "pretrain-n4-s0")
+    assert temp.recipe["stages"][0]["mixture"] == {"strategy": "temperature", "tau": 3.33}
+    prop = trials["restart-prop-n4-s0"]
+    assert prop.recipe["method"] == "restart" and prop.recipe["method_args"]["mixture"] == {"strategy": "proportional"}
+    for bad, message in [({"name": "odm", "method": "ptfj"}, "Did you mean `ptjf`"), ({"name": "x", "rate": [0.1]}, "`rate`"),
+                         ({"name": "ptjf", "rates": [1.5]}, "rates"), ({"method": "ptjf"}, "with a `name`")]:
+        with pytest.raises(RecipeError, match=re.escape(message)):
+            sw.expand_trials(sw.load_sweep(write_sweep(tmp_path, methods=["ptjf", bad])))
+    with pytest.raises(RecipeError, match="names a method twice"):
+        sw.load_sweep(write_sweep(tmp_path, methods=["ptjf", {"name": "ptjf", "rates": [0.2]}]))
+
+
 def test_trials_keep_the_base_recipes_method_args_and_read_floats_like_the_runner(tmp_path):
     """The LM recipes' per-stage optimizer and schedules (method_args.stage / first_stage / second_stage) reach
     every trial, through the recipe's own method expansion; `3e-4` in YAML is a float, as in the runner."""

@@ -27,13 +27,12 @@ from ..model_spec import ModelArguments
 from .errors import RecipeError
 from .methods import expand_method
 from .reading import apply_overrides, read_recipe
-from .training import (LR_SCHEDULERS, OPTIMIZER_ARGS_PREFIX, OPTIMIZERS, TRAINING_DEFAULTS, check_optimizer_args,
+from .training import (LR_SCHEDULERS, OPTIMIZERS, TRAINING_DEFAULTS, check_optimizer_args,
                        check_training_values, stage_optimization_arguments, training_fields)
 
 __all__ = [
     "LR_SCHEDULERS",  # (with OPTIMIZERS: the one mapping of a stage's optimizer and schedule, recipe.training)
     "OPTIMIZERS",
-    "OPTIMIZER_ARGS_PREFIX",
     "DataSpec",
     "EvalSpec",
     "HubSpec",
@@ -133,8 +132,8 @@ class StageSpec:
         return stage_optimization_arguments(self.optimizer, self.optimizer_args, self.lr_scheduler)
 
     def optimizer_training_args(self) -> dict[str, Any]:
-        """The optimizer's options of :meth:`optimization_arguments` alone: ``{beta1: 0.9}`` ->
-        ``{adafactor_beta1: 0.9}``."""
+        """The optimizer's options of :meth:`optimization_arguments` alone: ``{optimizer_args: {beta1: 0.9}}`` (the
+        recipe's mapping, unrenamed), or ``{}``."""
         return {k: v for k, v in self.optimization_arguments().items() if k not in ("optim", "lr_scheduler_type")}
 
 
@@ -294,7 +293,8 @@ _SECRET_MESSAGE = (
 )
 # managed by the runner per stage; setting them at the top level would be silently overridden
 _RUNNER_OWNED = {
-    "max_steps", "optim", "lr_scheduler_type", "lr_schedule", "push_to_hub", "hub_model_id", "predict_with_generate"
+    "max_steps", "optim", "lr_scheduler_type", "lr_schedule", "optimizer_args", "push_to_hub", "hub_model_id",
+    "predict_with_generate",
 }
 
 

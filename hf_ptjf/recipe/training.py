@@ -10,7 +10,8 @@ only place those names become training arguments:
 recipe (a stage)                       training argument (:class:`hf_ptjf.train.MixtureTrainingArguments`)
 =====================================  ========================================================================
 ``optimizer: adamw`` / ``adafactor``   ``optim: adamw_torch`` / ``adafactor`` (hf_ptjf's :class:`~hf_ptjf.optim.Adafactor`)
-``optimizer_args: {beta1: 0.9}``       ``adam_beta1`` (adamw) / ``adafactor_beta1`` (adafactor): the optimizer's prefix
+``optimizer_args: {beta1: 0.9}``       ``optimizer_args``: the same mapping, the same unprefixed names (for AdamW the
+                                       arguments copy them into transformers' ``adam_*`` fields, in one place)
 ``lr_scheduler: <name>``               ``lr_scheduler_type``: the same name (transformers' ``cosine``, ``linear``,
                                        ``inverse_sqrt``; hf_ptjf's ``constant_then_rsqrt``, ``warmup_then_rsqrt``),
                                        except ``constant``, which is ``constant_with_warmup`` (warmup restarts with
@@ -28,11 +29,10 @@ from typing import Any, Mapping
 from ..checks import did_you_mean, is_integer, is_number
 from .errors import RecipeError
 
-__all__ = ["LR_SCHEDULERS", "OPTIMIZERS", "OPTIMIZER_ARGS_PREFIX", "TRAINING_DEFAULTS", "check_optimizer_args",
+__all__ = ["LR_SCHEDULERS", "OPTIMIZERS", "TRAINING_DEFAULTS", "check_optimizer_args",
            "check_training_values", "optimizer_options", "stage_optimization_arguments", "training_fields"]
 
 OPTIMIZERS = {"adamw": "adamw_torch", "adafactor": "adafactor"}  # a stage's `optimizer` -> `optim`
-OPTIMIZER_ARGS_PREFIX = {"adamw": "adam", "adafactor": "adafactor"}  # `optimizer_args.<key>` -> `<prefix>_<key>`
 LR_SCHEDULERS = {  # a stage's `lr_scheduler` -> `lr_scheduler_type` (transformers' names, or hf_ptjf.optim's)
     "cosine": "cosine",  # linear warmup, then cosine decay to 0 (the paper's NMT schedule)
     "inverse_sqrt": "inverse_sqrt",  # warmup, then 1/sqrt(step)
@@ -110,16 +110,18 @@ def training_fields() -> set[str]:
 def stage_optimization_arguments(optimizer: str, optimizer_args: Mapping[str, Any], lr_scheduler: str) -> dict[str, Any]:
     """The training arguments of a stage's ``optimizer``, ``optimizer_args`` and ``lr_scheduler`` (the table in the
     module docstring): ``("adafactor", {"beta1": 0.9}, "constant")`` -> ``{"optim": "adafactor",
-    "lr_scheduler_type": "constant_with_warmup", "adafactor_beta1": 0.9}``."""
-    prefix = OPTIMIZER_ARGS_PREFIX[optimizer]
-    return {"optim": OPTIMIZERS[optimizer], "lr_scheduler_type": LR_SCHEDULERS[lr_scheduler],
-            **{f"{prefix}_{key}": value for key, value in optimizer_args.items()}}
+    "lr_scheduler_type": "constant_with_warmup", "optimizer_args": {"beta1": 0.9}}``."""
+    arguments = {"optim": OPTIMIZERS[optimizer], "lr_scheduler_type": LR_SCHEDULERS[lr_scheduler]}
+    if optimizer_args:
+        arguments["optimizer_args"] = dict(optimizer_args)
+    return arguments
 
 
 def optimizer_options(optimizer: str) -> list[str]:
-    """The ``optimizer_args`` keys ``optimizer`` takes: the training-argument fields with its prefix, unprefixed."""
-    prefix = OPTIMIZER_ARGS_PREFIX[optimizer] + "_"
-    return sorted(f[len(prefix):] for f in training_fields() if f.startswith(prefix))
+    """The ``optimizer_args`` keys ``optimizer`` takes (named once, with the optimizers in :mod:`hf_ptjf.optim`)."""
+    from ..optim import ADAFACTOR_OPTIONS, ADAMW_OPTIONS  # lazily: the recipe package is torch-free until here
+
+    return sorted(ADAFACTOR_OPTIONS if optimizer == "adafactor" else ADAMW_OPTIONS)
 
 
 def check_optimizer_args(optimizer: str, optimizer_args: Mapping[str, Any], where: str) -> None:

@@ -6,7 +6,10 @@ Sweep YAML::
     output_dir: runs/sweep-fr-ro
     hr_task: en-fr
     lr_task: en-ro
-    methods: [scalarization, ptjf, restart, transfer]
+    methods: [scalarization, ptjf, restart, transfer]   # or variants, e.g. (see MethodVariant):
+      # - {name: ptjf-odm, method: ptjf, mixture: {strategy: odm}}           # its own joint mixture: no rate axis
+      # - {name: ptjf-keep, method: ptjf, method_args: {reset: {optimizer: keep, lr_schedule: continue}}}
+      # - {name: scalarization, rates: [0.1]}                                 # this method at these rates only
     rates: [0.1, 0.2, 0.3, 0.5]     # low-resource sampling rate; the high-resource task gets 1 - rate
     lrs: null                       # null: the recipe's learning_rate; else a grid
     seeds: [0, 1]
@@ -38,7 +41,64 @@ from ..checks import did_you_mean, is_integer, is_number
 from ..mixture import SIZE_UNITS
 from ..recipe import METHODS, RecipeError, apply_overrides, read_yaml
 
-__all__ = ["SweepConfig", "load_sweep"]
+__all__ = ["MethodVariant", "SweepConfig", "load_sweep"]
+
+_VARIANT_KEYS = ("name", "method", "rates", "mixture", "method_args")
+
+
+@dataclass(frozen=True)
+class MethodVariant:
+    """One entry of a sweep's ``methods``: a method of the paper under a name of its own.
+
+    ``method`` is the method it expands with (default: ``name``); ``rates`` the low-resource rates it runs at
+    (default: the sweep's ``rates``); ``mixture`` the joint mixture instead of the sweep's static rate mixture
+    (e.g. ``{strategy: odm}``; such a variant has no rate axis); ``method_args`` keys added to the method's
+    ``method_args`` (e.g. ``reset``). A plain method name is the variant of that name with no options: its trials
+    keep the ids and recipes they always had.
+    """
+
+    name: str
+    method: str
+    rates: tuple[float, ...] | None = None
+    mixture: dict | None = None
+    method_args: dict | None = None
+
+    @property
+    def has_rates(self) -> bool:
+        """Whether its trials run over low-resource rates (transfer and own-mixture variants do not)."""
+        return self.method != "transfer" and self.mixture is None
+
+    @property
+    def shares_pretrain(self) -> bool:
+        """Whether it may fine-tune from the sweep's shared pre-training run: not when its reset carries state
+        (optimizer, schedule) out of the first stage, which a run from a saved model does not have."""
+        return self.method in ("ptjf", "transfer") and not (self.method_args or {}).get("reset")
+
+
+def method_variant(entry: object, index: int) -> MethodVariant:
+    """A sweep ``methods`` entry (a method name, or a mapping) as a checked :class:`MethodVariant`."""
+    where = f"sweep `methods[{index}]`"
+    if isinstance(entry, str):
+        entry = {"name": entry}
+    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+        raise RecipeError(f"{where} must be a method name or a mapping with a `name`, e.g. "
+                          f"{{name: ptjf-odm, method: ptjf, mixture: {{strategy: odm}}}}; got {entry!r}.")
+    for key in entry:
+        if key not in _VARIANT_KEYS:
+            raise RecipeError(f"unknown key `{key}` in {where}.{did_you_mean(key, list(_VARIANT_KEYS))}")
+    method = entry.get("method", entry["name"])
+    if method not in METHODS:
+        raise RecipeError(f"{where}: `method: {method}` is not a method.{did_you_mean(str(method), list(METHODS))} "
+                          f"Choose one of {METHODS} (a variant names its base method with `method:`).")
+    rates = entry.get("rates")
+    if rates is not None and not (isinstance(rates, list) and rates and all(
+            is_number(r, 0.0, 1.0, open_low=True) for r in rates)):
+        raise RecipeError(f"{where}: `rates` are low-resource sampling rates in (0, 1), got {rates!r}.")
+    for key in ("mixture", "method_args"):
+        if entry.get(key) is not None and not isinstance(entry[key], dict):
+            raise RecipeError(f"{where}: `{key}` must be a mapping, got {entry[key]!r}.")
+    return MethodVariant(entry["name"], method, None if rates is None else tuple(float(r) for r in rates),
+                         entry.get("mixture"), entry.get("method_args"))
 
 
 @dataclass
@@ -49,7 +109,7 @@ class SweepConfig:
     output_dir: str
     hr_task: str
     lr_task: str
-    methods: list[str] = field(default_factory=lambda: ["scalarization", "ptjf"])
+    methods: list[str | dict] = field(default_factory=lambda: ["scalarization", "ptjf"])  # names or variants
     rates: list[float] = field(default_factory=lambda: [round(i / 10, 1) for i in range(1, 10)])
     lrs: list[float] | None = None
     seeds: list[int] = field(default_factory=lambda: [0])
@@ -75,9 +135,11 @@ class SweepConfig:
         self.rates = [float(r) for r in self.rates]
 
     def _check_grid(self) -> None:
-        bad = [m for m in self.methods if m not in METHODS]
-        if bad or not self.methods:
-            raise RecipeError(f"sweep `methods` must be a non-empty subset of {METHODS}, got {self.methods}.")
+        if not isinstance(self.methods, list) or not self.methods:
+            raise RecipeError(f"sweep `methods` must be a non-empty list of {METHODS} (or variants), got {self.methods}.")
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise RecipeError(f"sweep `methods` names a method twice: {names}; give each variant a `name` of its own.")
         if not isinstance(self.rates, list) or not self.rates or not all(
                 is_number(r, 0.0, 1.0, open_low=True) for r in self.rates):
             raise RecipeError(f"sweep `rates` are low-resource sampling rates in (0, 1), got {self.rates}.")
@@ -102,7 +164,7 @@ class SweepConfig:
         if n1 is not None and not all(is_integer(n, 1) for n in (n1 if isinstance(n1, list) else [n1])):
             raise RecipeError(f"`first_stage_steps` (N1) must be a positive integer or a list of them, got {n1!r}.")
         n1s = self.n1_values
-        staged = [m for m in self.methods if m != "scalarization"]
+        staged = [v.name for v in self.variants if v.method != "scalarization"]
         if staged and not n1s:
             raise RecipeError(f"methods {staged} need `first_stage_steps` (N1).")
         if self.finetune_steps is None:
@@ -115,8 +177,18 @@ class SweepConfig:
         else:
             if not is_integer(self.finetune_steps, 1):
                 raise RecipeError(f"`finetune_steps` must be a positive integer, got {self.finetune_steps!r}.")
-            if "scalarization" in self.methods and len(n1s) > 1 and self.total_steps is None:
+            if "scalarization" in self.base_methods and len(n1s) > 1 and self.total_steps is None:
                 raise RecipeError("with several `first_stage_steps` and `finetune_steps`, give `total_steps` for scalarization.")
+
+    @property
+    def variants(self) -> list[MethodVariant]:
+        """The ``methods`` entries as :class:`MethodVariant` s, in order."""
+        return [method_variant(entry, i) for i, entry in enumerate(self.methods)]
+
+    @property
+    def base_methods(self) -> set[str]:
+        """The paper's methods the variants expand with."""
+        return {v.method for v in self.variants}
 
     @property
     def n1_values(self) -> list[int]:

@@ -2,7 +2,8 @@
 
 Trial ids: ``scalarization-r<rate>-s<seed>``, ``<method>-n<N1>-r<rate>-s<seed>`` (ptjf, restart),
 ``transfer-n<N1>-s<seed>`` (one per seed: the low-resource task alone, no rate), with ``-lr<lr>`` when
-``lrs`` is a grid.
+``lrs`` is a grid; a named variant (:class:`~hf_ptjf.sweep.config.MethodVariant`) puts its name in place of the
+method's, without ``-r<rate>`` when it has its own mixture.
 
 With ``share_pretrain`` the pre-training stage (``N1`` steps on the high-resource task(s)) is its own run,
 ``pretrain-n<N1>-lr<lr>-s<seed>``; every PTJF rate (and the transfer trial) fine-tunes from its saved
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..recipe import RecipeError, expand_method, parse_recipe, read_recipe
-from .config import SweepConfig
+from .config import MethodVariant, SweepConfig
 
 __all__ = ["PRETRAIN", "Trial", "expand_trials", "read_results"]
 
@@ -86,19 +87,24 @@ class _TrialMaker:
             base["tokenizer"] = {**(base.get("tokenizer") or {}), "path": str(cfg.out / "tokenizer")}
         self.cfg, self.base, self.names = cfg, base, names
 
-    def method_args(self, method: str, rate: float | None, n1: int | None, total: int) -> dict[str, Any]:
-        """The trial's ``method_args``: the base recipe's per-stage keys, plus N, N1, the HR task and the mixture."""
+    def method_args(self, method: str, rate: float | None, n1: int | None, total: int,
+                    variant: MethodVariant | None = None) -> dict[str, Any]:
+        """The trial's ``method_args``: the base recipe's per-stage keys, plus N, N1, the HR task and the mixture
+        (the static rate mixture, or the variant's own), and the variant's ``method_args``."""
         cfg = self.cfg
         rate = 0.5 if rate is None else rate  # transfer: the static mixture is filtered to the LR task (rate 1)
         args = {key: value for key, value in self.base_args.items() if key in _KEPT_METHOD_ARGS}
-        args.update(total_steps=total, mixture={"strategy": "static",
-                                                "weights": {cfg.hr_task: round(1.0 - rate, 6), cfg.lr_task: rate}})
+        mixture = {"strategy": "static", "weights": {cfg.hr_task: round(1.0 - rate, 6), cfg.lr_task: rate}}
+        if variant is not None and variant.mixture is not None:
+            mixture = copy.deepcopy(variant.mixture)
+        args.update(total_steps=total, mixture=mixture)
         if cfg.size_unit != "examples":  # (absent by default: earlier sweeps' trials keep their recipes)
-            args["mixture"]["size_unit"] = cfg.size_unit
+            args["mixture"].setdefault("size_unit", cfg.size_unit)
         if method != "scalarization":
             args["first_stage_steps"] = n1
         if method in _SHARED_METHODS:
             args["high_resource"] = [cfg.hr_task]
+        args.update(copy.deepcopy((variant.method_args if variant else None) or {}))
         return args
 
     def stages(self, method: str, args: dict[str, Any]) -> list[dict[str, Any]]:
@@ -121,7 +127,7 @@ class _TrialMaker:
 def _pretraining(maker: _TrialMaker, seed: int, lr: float | None, n1: int | None, lr_tag: str) -> Trial | None:
     """The shared pre-training run of this seed / lr / N1 (the first stage of ptjf, the same as transfer's), if any."""
     cfg = maker.cfg
-    if not (cfg.share_pretrain and n1 is not None and set(_SHARED_METHODS) & set(cfg.methods)):
+    if not (cfg.share_pretrain and n1 is not None and any(v.shares_pretrain for v in cfg.variants)):
         return None
     first = maker.stages("ptjf", maker.method_args("ptjf", None, n1, cfg.total_for(n1)))[0]
     return maker.make(f"{PRETRAIN}-n{n1}{lr_tag}-s{seed}", PRETRAIN, None, lr, seed, n1, n1, {"stages": [first]},
@@ -135,18 +141,19 @@ def _method_trials(maker: _TrialMaker, seed: int, lr: float | None, n1: int | No
     first_n1 = (cfg.n1_values or [None])[0]
     pre_model = str(cfg.out / "trials" / (pre.trial if pre else "None") / "stages" / f"0-{PRETRAIN}" / "final")
     trials = []
-    for method in cfg.methods:
+    for variant in cfg.variants:
+        method = variant.method
         if method == "scalarization" and n1 != first_n1:
             continue  # one scalarization grid, whatever N1
         staged_n1 = None if method == "scalarization" else n1
-        label = f"{method}@N1={n1}" if len(cfg.n1_values) > 1 and staged_n1 is not None else method
+        label = f"{variant.name}@N1={n1}" if len(cfg.n1_values) > 1 and staged_n1 is not None else variant.name
         total = cfg.total_for(staged_n1)
-        for rate in [None] if method == "transfer" else list(cfg.rates):
-            tid = (f"{method}{'' if staged_n1 is None else f'-n{n1}'}{'' if rate is None else f'-r{rate:g}'}"
+        for rate in (list(variant.rates or cfg.rates) if variant.has_rates else [None]):
+            tid = (f"{variant.name}{'' if staged_n1 is None else f'-n{n1}'}{'' if rate is None else f'-r{rate:g}'}"
                    f"{lr_tag}-s{seed}")
-            args = maker.method_args(method, rate, n1, total)
+            args = maker.method_args(method, rate, n1, total, variant)
             plan: dict[str, Any] = {"method": method, "method_args": args}
-            split = pre is not None and method in _SHARED_METHODS
+            split = pre is not None and variant.shares_pretrain
             if split:  # the stage after the reset, initialised from the shared pre-training run
                 plan = {"stages": [{**maker.stages(method, args)[1], "init": {"path": pre_model}}]}
             trials.append(maker.make(tid, method, rate, lr, seed, staged_n1, total, plan,

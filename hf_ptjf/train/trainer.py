@@ -13,7 +13,8 @@ consumed and its training loss are a :class:`~hf_ptjf.train.meter.TaskMeter`'s:
   resumed run consumes exactly the batches of the uninterrupted one, in O(1) (no batch replay), and draws the same
   dropout masks (the DataLoader has a generator of its own);
 * evaluation per task comes from passing ``eval_dataset`` as a dict (logged as ``eval_<task>_loss``);
-* ``optim="adafactor"`` is :class:`hf_ptjf.optim.Adafactor` and ``lr_schedule`` hf_ptjf's LR schedules, also as a
+* ``optim="adafactor"`` is :class:`hf_ptjf.optim.Adafactor` (options in ``optimizer_args``) and ``lr_scheduler_type``
+  takes hf_ptjf's LR schedules too, also as a
   DeepSpeed ZeRO client optimizer / scheduler (a DeepSpeed JSON declaring its own is refused).
 """
 
@@ -257,22 +258,23 @@ class MixtureTrainer(Seq2SeqTrainer):
     # ------------------------------------------------------------------ optimizer and LR schedule
     @staticmethod
     def get_optimizer_cls_and_kwargs(args: Any, model: Any = None) -> tuple[Any, dict[str, Any]]:
-        """``optim="adafactor"`` is hf_ptjf's :class:`~hf_ptjf.optim.Adafactor` (``adafactor_*`` fields, LR from
+        """``optim="adafactor"`` is hf_ptjf's :class:`~hf_ptjf.optim.Adafactor` (``optimizer_args``, LR from
         ``learning_rate`` and the scheduler); every other ``optim`` is the Trainer's. ``create_optimizer`` calls this,
         also under DeepSpeed when its JSON declares no optimizer (a ZeRO client optimizer)."""
         if args.optim == "adafactor" and isinstance(args, MixtureTrainingArguments):
-            return Adafactor, {"lr": args.learning_rate, **args.adafactor_kwargs()}
+            return Adafactor, {"lr": args.learning_rate, **args.optimizer_kwargs()}
         return Seq2SeqTrainer.get_optimizer_cls_and_kwargs(args, model)
 
     def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):  # noqa: D102
-        # `lr_schedule` (hf_ptjf.optim) replaces `lr_scheduler_type`; DeepSpeed calls this too when its JSON has
+        # hf_ptjf's schedules (hf_ptjf.optim) by their `lr_scheduler_type`; DeepSpeed calls this too when its JSON has
         # no scheduler (with its own optimizer as `optimizer` when the JSON declares one).
         if self.is_deepspeed_enabled:  # called after accelerator.prepare: the ZeRO-3 partitions exist now
             register_zero3_segments(getattr(self.optimizer, "optimizer", None))
-        if self.args.lr_schedule is None or self.lr_scheduler is not None:
+        schedule = self.args.hf_ptjf_lr_schedule
+        if schedule is None or self.lr_scheduler is not None:
             return super().create_scheduler(num_training_steps, optimizer)
         pivot = self.args.lr_schedule_pivot(num_training_steps)
-        self.lr_scheduler = get_lr_schedule(self.args.lr_schedule, optimizer or self.optimizer, pivot)
+        self.lr_scheduler = get_lr_schedule(schedule, optimizer or self.optimizer, pivot)
         self._created_lr_scheduler = True
         return self.lr_scheduler
 

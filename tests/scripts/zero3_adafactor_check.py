@@ -21,7 +21,7 @@ def train(output_dir: str, resume: str | None = None) -> MixtureTrainer:
         output_dir=output_dir, max_steps=8, per_device_train_batch_size=4, learning_rate=0.01,
         logging_steps=1, save_strategy="steps", save_steps=4, eval_strategy="no", report_to=[], seed=7,
         disable_tqdm=True, ddp_backend="gloo", mixture_strategy="temperature", mixture_tau=3.0,
-        optim="adafactor", adafactor_beta1=0.9, adafactor_factored=False, adafactor_multiply_by_parameter_scale=True,
+        optim="adafactor", optimizer_args={"beta1": 0.9, "factored": False, "multiply_by_parameter_scale": True},
         lr_scheduler_type="warmup_then_rsqrt", lr_schedule_steps=3,
     )
     trainer = MixtureTrainer(model=tiny_t5(), args=args, train_datasets=train_sets, data_collator=collate)
