@@ -27,7 +27,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+import torch.distributed as dist
+from safetensors import safe_open
 from torch import nn
+from transformers.integrations.deepspeed import deepspeed_config, is_deepspeed_zero3_enabled
+from transformers.utils import cached_file
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
@@ -130,8 +134,6 @@ def _wants_untied(config: T5Config) -> bool:
 
 def _zero3_init_context() -> contextlib.AbstractContextManager:
     """``deepspeed.zero.Init`` when the HF DeepSpeed ZeRO-3 config is active, so a new weight is partitioned too."""
-    from transformers.integrations.deepspeed import deepspeed_config, is_deepspeed_zero3_enabled
-
     if not is_deepspeed_zero3_enabled():
         return contextlib.nullcontext()
     import deepspeed
@@ -171,9 +173,6 @@ def _untie_lm_head(model: PreTrainedModel) -> None:
 
 def _checkpoint_has(args: ModelArguments, key: str) -> str | None:
     """Path of the safetensors file of checkpoint ``args.name_or_path`` holding ``key`` (header read only)."""
-    from safetensors import safe_open
-    from transformers.utils import cached_file
-
     kw = dict(revision=args.revision, _raise_exceptions_for_missing_entries=False)
     index = cached_file(args.name_or_path, "model.safetensors.index.json", **kw)
     if index is not None:
@@ -195,8 +194,6 @@ def _restore_untied_head_zero3(model: PreTrainedModel, args: ModelArguments) -> 
     checkpoint (mT5, T5 v1.1) gets its ``lm_head`` silently replaced by the input embedding. Re-create the head
     and load it from the checkpoint (rank 0 reads it; GatheredParameters re-partitions it).
     """
-    from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
-
     if not is_deepspeed_zero3_enabled() or not hasattr(model, "lm_head") or not hasattr(model, "shared"):
         return
     if model.lm_head.weight is not model.shared.weight:
@@ -204,9 +201,7 @@ def _restore_untied_head_zero3(model: PreTrainedModel, args: ModelArguments) -> 
     path = _checkpoint_has(args, "lm_head.weight")
     if path is None:  # the checkpoint is tied for real
         return
-    import deepspeed
-    import torch.distributed as dist
-    from safetensors import safe_open
+    import deepspeed  # optional: only a ZeRO-3 run gets here
 
     _untie_lm_head(model)
     with deepspeed.zero.GatheredParameters(model.lm_head.weight, modifier_rank=0):

@@ -64,34 +64,7 @@ HEAVY = ("torch", "transformers", "accelerate", "datasets", "pyarrow", "evaluate
 KNOWN_UPWARD: set[str] = set()
 # "importer: imported" for function-body imports that are neither optional nor heavy in a light module: move them
 # to the top, or (a light module) make the module light first, or say in OPTIONAL why one is optional.
-KNOWN_BODY_IMPORTS: set[str] = {
-    # [CLI] (analysis/plan, analysis/sweep, runner/cli: being moved; runner/cli is heavy already through
-    # hf_ptjf/runner/__init__, which imports the loop, so its late imports do not keep `--help` light)
-    # [CONFIG] (data/prepare is heavy already through hf_ptjf/data/__init__, which imports the collators)
-    "hf_ptjf.data.prepare: datasets",
-    "hf_ptjf.data.prepare: hf_ptjf.data.cache",
-    "hf_ptjf.data.prepare: hf_ptjf.data.collators",
-    "hf_ptjf.data.prepare: hf_ptjf.data.meta",
-    "hf_ptjf.data.prepare: hf_ptjf.data.preprocess",
-    "hf_ptjf.data.prepare: hf_ptjf.data.sizes",
-    "hf_ptjf.data.prepare: hf_ptjf.data.stream",
-    "hf_ptjf.data.prepare: hf_ptjf.data.streamed_tasks",
-    "hf_ptjf.data.prepare: hf_ptjf.data.tokenizer",
-    "hf_ptjf.data.prepare: hf_ptjf.recipe",
-    "hf_ptjf.data.prepare: transformers",
-    "hf_ptjf.data.tokenizer: transformers.convert_slow_tokenizer",
-    "hf_ptjf.modeling: safetensors",
-    "hf_ptjf.modeling: torch.distributed",
-    "hf_ptjf.modeling: transformers.integrations.deepspeed",
-    "hf_ptjf.modeling: transformers.utils",
-    "hf_ptjf.runner.preflight: hf_ptjf.hub",
-    "hf_ptjf.runner.preflight: hf_ptjf.modeling",
-    "hf_ptjf.runner.preflight: safetensors",
-    "hf_ptjf.runner.preflight: torch",
-    "hf_ptjf.runner.preflight: transformers",
-    # [HUB]
-    # [LEAD]
-}
+KNOWN_BODY_IMPORTS: set[str] = set()
 # "importer: module.name" for private names imported from another module: make the name public (it is shared) or
 # move the code that needs it.
 KNOWN_PRIVATE: set[str] = set()

@@ -7,14 +7,24 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ContextManager
+from typing import Any, ContextManager
+
+from datasets import DatasetDict
+from transformers import AutoTokenizer
 
 from ..checks import did_you_mean
+from ..recipe import RecipeConfig, RecipeError
+from .cache import resolve_cache_dir, stable_hash
+from .collators import CausalLMCollator, Seq2SeqCollator, SpanCorruptionCollator
 from .loaders import load_tasks
+from .meta import task_meta
+from .preprocess import task_rows, tokenize_tasks, tokenizer_fingerprint
+from .sizes import TaskSizes, dataset_sizes, file_identity
 from .spec import TaskSpec
+from .stream import TaskStream
+from .streamed_tasks import StreamedTaskDict
+from .tokenizer import add_language_tags, language_code_id, language_codes, train_tokenizer
 
-if TYPE_CHECKING:  # the recipe package imports nothing from data; this keeps the annotation only
-    from ..recipe import RecipeConfig
 
 __all__ = ["RecipeData", "load_recipe_corpora", "model_is_causal", "prepare_recipe_data", "recipe_tokenizer_cache", "train_recipe_tokenizer"]
 
@@ -41,7 +51,6 @@ class RecipeData:
         """What ``generate`` needs for ``task``: a tokenizer with language codes forces the target code first."""
         if task not in self.lang_codes:
             return {}
-        from .tokenizer import language_code_id
 
         return {"forced_bos_token_id": language_code_id(self.tokenizer, self.lang_codes[task][1])}
 
@@ -61,7 +70,6 @@ def model_is_causal(cfg: RecipeConfig) -> bool:
 
 def load_recipe_corpora(cfg: RecipeConfig) -> dict[str, Any]:
     """The recipe's tasks as text corpora (held-out splits, cleaning, subsampling from ``cfg.data``)."""
-    from ..recipe import RecipeError
 
     d = cfg.data
     corpora = load_tasks(cfg.tasks, cache_dir=d.cache_dir, num_dev=d.num_dev, num_test=d.num_test, seed=d.seed)
@@ -76,7 +84,6 @@ def load_recipe_corpora(cfg: RecipeConfig) -> dict[str, Any]:
 
 def train_recipe_tokenizer(cfg: RecipeConfig, corpora: dict[str, Any], output_dir: str | Path) -> Any:
     """SentencePiece trained on a tau-sampled corpus of the recipe's tasks, with its ``tokenizer`` settings."""
-    from .tokenizer import train_tokenizer
 
     t = cfg.tokenizer
     return train_tokenizer(corpora, vocab_size=t.vocab_size, tau=t.tau, max_sentences=t.max_sentences,
@@ -86,7 +93,6 @@ def train_recipe_tokenizer(cfg: RecipeConfig, corpora: dict[str, Any], output_di
 def recipe_tokenizer_cache(cfg: RecipeConfig) -> Path:
     """Where the recipe's own tokenizer is trained: the data cache, keyed by what it is trained from (the runner
     copies it into the run directory only once the run may write there)."""
-    from .cache import resolve_cache_dir, stable_hash
 
     record = cfg.to_dict()  # (the tasks as written: a default added to TaskSpec later keeps the cache)
     key = stable_hash({"tokenizer": record["tokenizer"], "tasks": record["tasks"], "data": record["data"]})
@@ -95,8 +101,6 @@ def recipe_tokenizer_cache(cfg: RecipeConfig) -> Path:
 
 def _checked_language_codes(specs: list[TaskSpec], tokenizer: Any, cfg: RecipeConfig) -> dict[str, tuple[str, str]]:
     """The tasks' language codes, each one the tokenizer knows (a did-you-mean otherwise)."""
-    from ..recipe import RecipeError
-    from .tokenizer import language_codes
 
     coded = [(i, s) for i, s in enumerate(specs) if s.lang_code]
     if not coded:
@@ -125,10 +129,6 @@ def prepare_recipe_data(
 ) -> RecipeData:
     """Corpora, the tokenizer (``tokenizer.path``, or SentencePiece trained into ``tokenizer_dir``), tokenized
     splits and the collator. ``main_process_first``: under several processes, the main one builds the caches."""
-    from ..recipe import RecipeError
-    from .preprocess import tokenize_tasks
-    from .streamed_tasks import StreamedTaskDict
-    from datasets import DatasetDict
 
     specs = list(cfg.tasks)
     types = {s.type for s in specs}
@@ -161,9 +161,7 @@ def _recipe_tokenizer(cfg: RecipeConfig, corpora: dict[str, Any],
                       tokenizer_dir: str | Path) -> tuple[Any, list[str], dict[str, tuple[str, str]]]:
     """``(tokenizer, language tags added to it, each task's language codes)``: ``tokenizer.path`` (with the tags it
     lacks added), or SentencePiece trained on the recipe's tasks into ``tokenizer_dir``."""
-    from transformers import AutoTokenizer
 
-    from .tokenizer import add_language_tags
 
     if not cfg.tokenizer.path:
         start = time.time()
@@ -187,7 +185,6 @@ def _recipe_tokenizer(cfg: RecipeConfig, corpora: dict[str, Any],
 
 def _collator(cfg: RecipeConfig, tokenizer: Any, task_type: str, causal: bool) -> Any:
     """Packed next-token rows (decoder-only), span corruption (lm on an encoder-decoder) or padded pairs."""
-    from .collators import CausalLMCollator, Seq2SeqCollator, SpanCorruptionCollator
 
     if causal:
         return CausalLMCollator(tokenizer, per_document=cfg.data.packed_attention == "document")
@@ -198,9 +195,6 @@ def _collator(cfg: RecipeConfig, tokenizer: Any, task_type: str, causal: bool) -
 
 def _task_stream(cfg: RecipeConfig, dsd: Any, tokenizer: Any, causal: bool, codes: tuple[str, str] | None) -> Any:
     """A streamed task's training stream: its windows cleaned, then tokenized by the map-style path's function."""
-    from .meta import task_meta
-    from .preprocess import task_rows
-    from .stream import TaskStream
 
     raw = dsd.stream
     d = cfg.data
@@ -214,8 +208,6 @@ def _task_stream(cfg: RecipeConfig, dsd: Any, tokenizer: Any, causal: bool, code
 def _task_sizes(cfg: RecipeConfig, specs: list[TaskSpec], corpora: dict[str, Any], tokenized: dict[str, Any],
                 streams: dict[str, Any], tokenizer: Any, causal: bool, lang_codes: dict[str, Any]) -> Any:
     """Every task's sizes: map-style tasks counted from their rows and text, streamed ones declared or counted."""
-    from .preprocess import tokenizer_fingerprint
-    from .sizes import TaskSizes, dataset_sizes, file_identity
 
     counters: dict[str, Any] = {}
     keys: dict[str, Any] = {}
@@ -247,6 +239,5 @@ def _saved_dataset_files(path: str | None) -> list[str]:
 
 
 def _sizes_cache(cfg: RecipeConfig) -> Any:
-    from .cache import resolve_cache_dir
 
     return resolve_cache_dir(cfg.data.cache_dir)

@@ -25,6 +25,7 @@ import datasets
 import numpy as np
 import sentencepiece as spm
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, T5Tokenizer
+from transformers.convert_slow_tokenizer import import_protobuf
 
 from ..mixture import temperature
 from .columns import column_list
@@ -209,8 +210,6 @@ def tokenizer_from_spm(model_file: str | os.PathLike, special_tokens: Sequence[s
     never split, and dropped by ``decode(..., skip_special_tokens=True)``.
     """
     try:
-        from transformers.convert_slow_tokenizer import import_protobuf
-
         proto = import_protobuf().ModelProto()
     except ImportError as e:  # pragma: no cover - protobuf is a dependency
         raise ImportError("reading a SentencePiece model needs protobuf: pip install 'protobuf>=4'.") from e

@@ -15,7 +15,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from safetensors import safe_open
+from torch import nn
+from transformers import AutoConfig
+
+from .. import hub
 from ..checks import did_you_mean
+from ..modeling import build_config, build_meta_model, count_parameters, is_causal
 from ..recipe import RecipeConfig, RecipeError
 
 __all__ = ["check_adapter_base", "check_before_work", "linear_module_names"]
@@ -31,7 +37,6 @@ def _local_or_hub(value: str, field: str, what: str) -> None:
     if Path(value).expanduser().exists():
         return
     if _HUB_ID.fullmatch(value) and not value.startswith(".") and not _offline():
-        from .. import hub
 
         # a bounded look instead of the client's retries (about a minute) before an OSError
         why = hub.unreachable(timeout=5.0)
@@ -62,7 +67,6 @@ BYTES_PER_PARAMETER = 16  # a checkpoint: fp32 weights + two Adam moments, plus 
 
 def _stored_parameters(folder: Path) -> int:
     """Parameters in a local checkpoint's safetensors files (their headers only); 0 when there are none."""
-    from safetensors import safe_open
 
     total = 0
     for file in folder.glob("*.safetensors") if folder.is_dir() else []:
@@ -85,7 +89,6 @@ def _free_space(cfg: RecipeConfig) -> None:
             return  # a Hub id: its size is known once downloaded
         what = f"{name}"
     else:
-        from ..modeling import build_config, count_parameters
 
         margs = cfg.model  # (its fields were checked when the recipe was read; transformers may still refuse them)
         try:
@@ -108,7 +111,6 @@ def _hub_reachable(cfg: RecipeConfig) -> None:
     pushes = any(s.push_to_hub if s.push_to_hub is not None else cfg.hub.mode != "none" for s in cfg.stages)
     if cfg.hub.mode != "remote" or not pushes:
         return  # `local` serves its own Hub for the run
-    from .. import hub
 
     why = hub.unreachable(timeout=cfg.hub.timeout)
     if why:
@@ -119,11 +121,9 @@ def _hub_reachable(cfg: RecipeConfig) -> None:
 def _model_config(cfg: RecipeConfig) -> tuple[Any, Any]:
     """(ModelArguments, config) of the recipe's model: the checkpoint's config (read, not loaded), or the one its
     sizes build."""
-    from ..modeling import build_config
 
     margs = cfg.model
     if margs.name_or_path:
-        from transformers import AutoConfig
 
         return margs, AutoConfig.from_pretrained(margs.name_or_path, revision=margs.revision,
                                                  trust_remote_code=margs.trust_remote_code)
@@ -132,7 +132,6 @@ def _model_config(cfg: RecipeConfig) -> tuple[Any, Any]:
 
 def _model_fits_tasks(cfg: RecipeConfig) -> None:
     """The model can learn every task (an lm objective it has), and its positions hold the longest sequence."""
-    from ..modeling import is_causal
 
     margs, config = _model_config(cfg)
     causal = is_causal(config)
@@ -161,7 +160,6 @@ def _model_fits_tasks(cfg: RecipeConfig) -> None:
 
 def linear_module_names(model: Any) -> list[str]:
     """The names LoRA's ``target_modules`` match against: the last part of every linear layer's name."""
-    from torch import nn
 
     return sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, nn.Linear)})
 
@@ -171,7 +169,6 @@ def _lora_targets_exist(cfg: RecipeConfig) -> None:
     stages = [(i, s) for i, s in enumerate(cfg.stages) if s.peft is not None and isinstance(s.peft.target_modules, list)]
     if not stages:
         return
-    from ..modeling import build_meta_model
 
     linear = linear_module_names(build_meta_model(_model_config(cfg)[1]))
     for i, stage in stages:
