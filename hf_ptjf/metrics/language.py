@@ -23,6 +23,8 @@ from __future__ import annotations
 import functools
 from typing import Iterable, Sequence
 
+from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
 __all__ = ["DETECTOR_NAME", "LanguageDetector", "iso639_1", "language_detector", "off_target_rate",
            "off_target_verdicts", "unknown_language_note"]
 
@@ -71,9 +73,7 @@ class LanguageDetector:
     """
 
     def __init__(self, languages: Iterable[str] | None = None) -> None:
-        # imported here: the model (~5 MB) loads only when a run scores hypotheses, not with hf_ptjf.metrics
-        from py3langid.langid import MODEL_FILE, LanguageIdentifier
-
+        # the model (~5 MB, half a second) loads here, when a run first scores hypotheses, not on import
         self._identifier = LanguageIdentifier.from_model_file(MODEL_FILE)
         self.known: frozenset[str] = frozenset(self._identifier.labels)
         chosen = None if languages is None else sorted({iso639_1(x) for x in languages} & self.known)
