@@ -169,3 +169,102 @@ def test_a_target_the_detector_does_not_know_says_so_instead_of_a_rate():
     assert "does not know the target language 'xx'" in metrics["eval_en-xx_off_target_note"]
     assert [r["language"] for r in samples["en-xx"]] == ["ro"] * 3 and "off_target" not in samples["en-xx"][0]
     assert "eval_en-xx_off_target_note" not in logged[0]  # not a scalar: TensorBoard gets none
+
+
+# ----------------------------------------------------------------------------------------------- where they go
+
+
+def _results_with(metrics: dict, samples: dict) -> dict:
+    from hf_ptjf.recipe import load_recipe
+    from hf_ptjf.runner.records import StageResult
+    from hf_ptjf.runner.results import summarize
+
+    from .distributed import ROOT
+
+    cfg = load_recipe(ROOT / "tests" / "recipes" / "tiny_ptjf.yaml", ["output_dir=/nonexistent"])
+    stage = StageResult(index=0, name="joint", steps=4, wall_time_s=1.0, tasks=["en-fr", "en-ro"],
+                        rates={"en-fr": 0.5, "en-ro": 0.5}, output_dir="x", files_sha256={},
+                        metrics=metrics, samples=samples)
+    return summarize(cfg, [stage])
+
+
+def test_results_and_report_give_chrf_and_the_off_target_rate_and_mark_off_target_samples():
+    from hf_ptjf.runner.results import render_report
+
+    rows = [{"source": "s", "reference": "r", "hypothesis": TEXT["hi"][0], "language": "hi", "off_target": True},
+            {"source": "s", "reference": "r", "hypothesis": TEXT["ro"][0], "language": "ro", "off_target": False},
+            {"source": "s", "reference": "r", "hypothesis": "", "language": None, "off_target": True}]
+    results = _results_with({"eval_en-fr_loss": 3.0, "eval_en-fr_bleu": 9.5, "eval_en-fr_chrf": 31.25,
+                             "eval_en-fr_off_target": 0.0, "eval_en-ro_loss": 4.0, "eval_en-ro_bleu": 0.2,
+                             "eval_en-ro_chrf": 8.5, "eval_en-ro_off_target": 0.6667}, {"en-ro": rows})
+    assert results["tasks"]["en-ro"]["chrf"] == 8.5 and results["tasks"]["en-ro"]["off_target"] == 0.6667
+    assert results["tasks"]["en-fr"]["off_target"] == 0.0 and "off_target_note" not in results["tasks"]["en-fr"]
+    report = render_report(results)
+    assert "| BLEU | chrF++ | off-target rate |" in report
+    assert "| en-ro | 4.0000 | 4.0000 | 4.0000 | 0.2000 | 8.5000 | 0.6667 |" in report
+    assert f"| {TEXT['hi'][0]} | **off-target: hi** |" in report and f"| {TEXT['ro'][0]} | ro |" in report
+    assert "| **off-target: none (no letters)** |" in report
+
+
+def test_results_and_report_say_when_the_target_language_is_unknown():
+    from hf_ptjf.runner.results import render_report
+
+    note = "not measured: the language detector (py3langid) does not know the target language 'xx' (ISO 639-1 'xx')"
+    results = _results_with({"eval_en-fr_loss": 3.0, "eval_en-ro_loss": 4.0, "eval_en-ro_bleu": 0.2,
+                             "eval_en-ro_chrf": 8.5, "eval_en-ro_off_target_note": note}, {})
+    assert results["tasks"]["en-ro"]["off_target"] is None and results["tasks"]["en-ro"]["off_target_note"] == note
+    assert f"| 8.5000 | {note} |" in render_report(results)
+    # runs without generation (eval.bleu false) have neither, and the report no explanation of them
+    assert results["tasks"]["en-fr"]["chrf"] is None and "off-target rate: the share" not in render_report(
+        _results_with({"eval_en-fr_loss": 3.0, "eval_en-ro_loss": 4.0}, {}))
+
+
+def test_model_card_lists_and_explains_chrf_and_the_off_target_rate(tmp_path):
+    from huggingface_hub import ModelCard
+
+    from hf_ptjf.hub import metrics_by_task, write_model_card
+
+    metrics = {"eval_en-ro_bleu": 0.2, "eval_en-ro_chrf": 8.5, "eval_en-ro_off_target": 1.0,
+               "eval_en-xx_off_target_note": "not measured: unknown 'xx'"}
+    path = write_model_card(tmp_path, repo_id="ns/m", tasks=["en-ro", "en-xx"], rates=[0.5, 0.5], steps=4,
+                            metrics=metrics_by_task(metrics, ["en-ro", "en-xx"]), method="ptjf")
+    text = ModelCard.load(path).text
+    assert "| en-ro | chrf | 8.5 |" in text and "| en-ro | off_target | 1 |" in text
+    assert "| en-xx | off_target_note | not measured: unknown 'xx' |" in text
+    assert "`chrf`: chrF++" in text and "`off_target`: the share of generated translations not in" in text
+
+
+def _sweep_record(trial, method, rate, final, chrf, off):
+    return {"trial": trial, "method": method, "rate": rate, "lr": None, "seed": 0, "wall_time_s": 1.0,
+            "final": dict(zip(("en-fr", "en-ro"), final)), "final_ce": {}, "best": dict(zip(("en-fr", "en-ro"), final)),
+            "chrf": dict(zip(("en-fr", "en-ro"), chrf)), "off_target": dict(zip(("en-fr", "en-ro"), off)),
+            "examples_seen": {"en-ro": 10}, "history": []}
+
+
+def test_a_sweep_summarizes_and_draws_its_fronts_on_chrf_or_the_off_target_rate(tmp_path):
+    from hf_ptjf.recipe import RecipeError
+    from hf_ptjf.sweep import SweepConfig
+    from hf_ptjf.sweep.gathering import _metric_front_figure, summary_markdown
+
+    records = [_sweep_record("s-0.1", "scalarization", 0.1, (3.0, 5.0), (40.0, 10.0), (0.0, 0.8)),
+               _sweep_record("s-0.5", "scalarization", 0.5, (3.5, 4.5), (35.0, 20.0), (0.0, 0.5)),
+               _sweep_record("p-0.1", "ptjf", 0.1, (3.0, 4.6), (41.0, 25.0), (0.0, 0.2)),
+               _sweep_record("p-0.5", "ptjf", 0.5, (3.2, 4.4), (38.0, 22.0), (0.1, 0.1))]
+    common = dict(recipe="r.yaml", output_dir=str(tmp_path), hr_task="en-fr", lr_task="en-ro",
+                  total_steps=10, first_stage_steps=5)
+    loss = summary_markdown(SweepConfig(**common), records)
+    assert "| en-ro chrF++ | en-ro off-target | en-fr off-target |" in loss and "## Fronts on" not in loss
+    assert "| 10 | 25.000 | 0.200 | 0.000 |" in loss  # p-0.1's row
+    cfg = SweepConfig(**common, front_metric="off_target")
+    assert _metric_front_figure(cfg, records) == "fronts_off_target.png"
+    assert (tmp_path / "fronts_off_target.png").stat().st_size > 1000
+    summary = summary_markdown(cfg, records, "fronts_off_target.png")
+    assert "## Fronts on off-target rate (lower is better)" in summary and "](fronts_off_target.png)" in summary
+    # scalarization's s-0.5 dominates s-0.1 (same hr rate, lower lr rate); ptjf's two trials trade off
+    assert "| scalarization | s-0.5 | 0.5 | 0.0000 | 0.5000 | 1 |" in summary and "| s-0.1 |" not in summary
+    assert "| ptjf | p-0.1 | 0.1 | 0.0000 | 0.2000 | 2 |" in summary and "| ptjf | p-0.5 | 0.5 | 0.1000 |" in summary
+    chrf = summary_markdown(SweepConfig(**common, front_metric="chrf"), records)
+    assert "## Fronts on chrF++ (higher is better)" in chrf
+    assert "| ptjf | p-0.1 | 0.1 | 41.0000 | 25.0000 | 1 |" in chrf and "| p-0.5 |" not in chrf  # dominated
+    with pytest.raises(RecipeError, match="front_metric.*got 'chrF'"):
+        SweepConfig(**common, front_metric="chrF")
