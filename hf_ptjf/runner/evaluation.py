@@ -26,12 +26,12 @@ def eval_sets(data: RecipeData, split: str, limit: int | None) -> dict[str, Any]
     return out
 
 
-def evaluate_stage(trainer: Any, data: RecipeData, spec: EvalSpec) -> tuple[dict[str, float], dict[str, list]]:
+def evaluate_stage(trainer: Any, data: RecipeData, spec: EvalSpec) -> tuple[dict[str, float | str], dict[str, list]]:
     """``(metrics, samples)``: ``eval_<task>_loss`` for every task and, for translation tasks when ``spec.bleu``,
     ``eval_<task>_bleu``, ``eval_<task>_chrf`` (chrF++) and ``eval_<task>_off_target`` (or, when the language detector
     does not know the target, ``eval_<task>_off_target_note`` saying so), with the decoded hypotheses beside source
     and reference and their detected language (``samples[task]``)."""
-    metrics = _final_losses(trainer, list(data.tokenized)) or {
+    metrics: dict[str, float | str] = _final_losses(trainer, list(data.tokenized)) or {
         k: v for k, v in trainer.evaluate().items() if k.endswith("_loss")
     }
     metrics.update(_plain_cross_entropy(trainer, list(data.tokenized)))
