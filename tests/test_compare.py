@@ -50,3 +50,23 @@ def test_unfinished_or_missing_runs_are_refused(tmp_path, capsys):
     run = fake_run(tmp_path / "half", "ptjf", 0, {"en": 4.0, "sw": 5.0}, complete=False)
     with pytest.raises(ValueError, match="has not finished"):
         load_runs([run])
+
+
+def test_table_gives_bleu_chrf_and_the_off_target_rate_beside_the_losses(tmp_path):
+    dirs = [fake_run(tmp_path / "p0", "ptjf", 0, {"en": 4.0, "sw": 5.0}),
+            fake_run(tmp_path / "p1", "ptjf", 1, {"en": 4.2, "sw": 5.4}),
+            fake_run(tmp_path / "s0", "scalarization", 0, {"en": 3.9, "sw": 5.8})]
+    generated = {"p0": (10.0, 30.0, 0.25), "p1": (12.0, 34.0, 0.75), "s0": (8.0, 28.0, None)}
+    for d in dirs:
+        results = json.loads((d / "results.json").read_text())
+        bleu, chrf, off = generated[d.name]
+        results["tasks"]["sw"].update(bleu=bleu, chrf=chrf, off_target=off)
+        if off is None:  # a target the detector does not know: a note instead of the rate
+            results["tasks"]["sw"]["off_target_note"] = "not measured: ..."
+        (d / "results.json").write_text(json.dumps(results))
+    table = compare_table(load_runs(dirs))
+    assert "| sw | ptjf | 2 | 5.200 (5.000-5.400) | 5.100 (4.900-5.300) | 20, 20 | 40 | 11.000 (10.000-12.000) | " \
+           "32.000 (30.000-34.000) | 0.500 (0.250-0.750) |" in table
+    assert "| sw | scalarization | 1 | 5.800 | 5.700 | 20 | 40 | 8.000 | 28.000 | n/a (target language unknown to " \
+           "the detector) |" in table
+    assert "| en | ptjf | 2 | 4.100 (4.000-4.200) | 4.100 (4.000-4.200) | 20, 20 | 150 | - | - | - |" in table

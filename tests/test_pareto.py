@@ -135,3 +135,24 @@ def test_reference_point():
 def test_bad_input_raises(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_front_objectives_orient_each_metric_for_minimization():
+    from hf_ptjf.analysis.pareto import FRONT_METRICS, front_objectives
+
+    records = [{"trial": "a", "final": {"hr": 1.0, "lr": 2.0}, "chrf": {"hr": 40.0, "lr": 20.0},
+                "off_target": {"hr": 0.0, "lr": 0.5}},
+               {"trial": "b", "final": {"hr": 2.0, "lr": 1.0}, "chrf": {"hr": 30.0, "lr": 30.0},
+                "off_target": {"hr": 0.1}},  # no lr rate (its target unknown to the detector): not on that front
+               {"trial": "c", "final": {"hr": 3.0, "lr": 3.0}, "chrf": {"hr": 20.0, "lr": float("nan")}}]
+    kept, values, minimized = front_objectives(records, ["hr", "lr"], "chrf")
+    assert [r["trial"] for r in kept] == ["a", "b"] and values.tolist() == [[40.0, 20.0], [30.0, 30.0]]
+    assert minimized.tolist() == [[-40.0, -20.0], [-30.0, -30.0]]  # higher chrF++ is better
+    assert pareto_indices(minimized).tolist() == [0, 1]  # neither dominates the other
+    kept, values, minimized = front_objectives(records, ["hr", "lr"], "off_target")
+    assert [r["trial"] for r in kept] == ["a"] and (values == minimized).all()  # lower is better: as recorded
+    kept, _, minimized = front_objectives(records, ["hr", "lr"], "loss")
+    assert len(kept) == 3 and pareto_indices(minimized).tolist() == [0, 1]
+    assert set(FRONT_METRICS) == {"loss", "chrf", "off_target", "bleu"}
+    with pytest.raises(ValueError, match="not a front metric"):
+        front_objectives(records, ["hr", "lr"], "ter")

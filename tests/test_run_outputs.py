@@ -47,7 +47,8 @@ def test_report_embeds_the_curves_and_shows_sample_translations(run):
     assert "## Sample translations" in report and "| source | reference | hypothesis |" in report
     for i, stage in enumerate(("0-pretrain", "1-joint")):
         rows = [json.loads(x) for x in (out / "stages" / stage / "samples_en-ro.jsonl").read_text().splitlines()]
-        assert len(rows) == 8 and set(rows[0]) == {"source", "reference", "hypothesis"}  # eval.bleu_examples
+        assert len(rows) == 8 and set(rows[0]) == {"source", "reference", "hypothesis", "language",
+                                                     "off_target"}  # eval.bleu_examples; the detected language
         assert rows[0]["source"] and rows[0]["reference"] and "<2ro>" not in rows[0]["source"]
     assert results["samples"]["en-ro"] == rows[:3] and rows[0]["reference"] in report
     # the training-loss plot has a curve per task (train_<task>_loss is logged), not only the mixed loss

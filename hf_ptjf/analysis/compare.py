@@ -5,7 +5,8 @@ the command line in :mod:`hf_ptjf.cli.compare`) reads each run's
 ``results.json`` (and ``recipe.resolved.json`` for its seed), then writes to ``OUT_DIR``:
 
 * ``compare.md``: per task and method, the final and best validation loss over seeds (mean, min-max), the task's
-  tokens seen, and the runs' wall times;
+  tokens seen, BLEU, chrF++ and the off-target rate (the share of hypotheses not in the task's target language),
+  and the runs' wall times;
 * ``bars.png``: grouped bars per task, one bar per method (final loss, seed mean, min-max whiskers): Fig. 7;
 * ``curves_<task>.png``: the task's validation loss against the task's own tokens seen, one line per run: Fig. 8.
 
@@ -76,23 +77,34 @@ def _spread(values: Sequence[float]) -> str:
 
 
 def compare_table(runs: Sequence[RunRecord]) -> str:
-    """Markdown: per task, per label, final / best loss over seeds and the task's tokens seen; then wall times."""
+    """Markdown: per task, per label, final / best loss over seeds, the task's tokens seen, BLEU, chrF++ and the
+    off-target rate (``-`` for runs that did not generate); then wall times."""
     groups = _groups(runs)
-    lines = ["| task | method | seeds | final loss | best loss | best at step | tokens seen |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+    lines = ["| task | method | seeds | final loss | best loss | best at step | tokens seen | BLEU | chrF++ | "
+             "off-target rate |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for task in tasks_of(runs):
         for label, rs in groups.items():
             rows = [r.results["tasks"][task] for r in rs if task in r.results["tasks"]]
             steps = [_best_step(r.results["history"], task) for r in rs]
             lines.append(f"| {task} | {label} | {len(rows)} | {_spread([x['final_loss'] for x in rows])} | "
                          f"{_spread([x['best_loss'] for x in rows])} | {', '.join(str(s) for s in steps)} | "
-                         f"{int(np.mean([x['target_tokens_seen'] for x in rows])):,} |")
+                         f"{int(np.mean([x['target_tokens_seen'] for x in rows])):,} | "
+                         + " | ".join(_generation_cell(rows, key) for key in ("bleu", "chrf", "off_target")) + " |")
     lines += ["", "| method | seed | steps | wall time (s) | run |", "|---|---:|---:|---:|---|"]
     for label, rs in groups.items():
         for r in sorted(rs, key=lambda r: (r.seed is None, r.seed)):
             lines.append(f"| {label} | {r.seed} | {r.results['total_steps']} | {r.wall_time_s:.0f} | "
                          f"{r.dir} |")
     return "\n".join(lines) + "\n"
+
+
+def _generation_cell(rows: Sequence[Mapping[str, Any]], key: str) -> str:
+    """A generation metric over the seeds that measured it; ``-`` when none did, and for the off-target rate of a
+    target language the detector does not know, ``n/a`` (each run's results.json has the note)."""
+    values = [x[key] for x in rows if isinstance(x.get(key), (int, float))]
+    if values:
+        return _spread(values) + (f" ({len(values)} of {len(rows)} runs)" if len(values) < len(rows) else "")
+    return "n/a (target language unknown to the detector)" if any(x.get(f"{key}_note") for x in rows) else "-"
 
 
 def _best_step(history: Sequence[Mapping[str, Any]], task: str) -> int | None:

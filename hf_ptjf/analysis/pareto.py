@@ -3,7 +3,8 @@
 The evidence for PTJF is a *trade-off front*: every trial of a sampling-rate grid gives one
 point of final per-task validation losses, and a method is better when its non-dominated
 set sits closer to the origin. Everything here is a pure numpy function of an ``(n, K)``
-array-like of points; maximized objectives (BLEU) should be negated by the caller.
+array-like of points; maximized objectives (BLEU, chrF++) should be negated by the caller, or read from trial
+records with :func:`front_objectives`, which orients them by :data:`FRONT_METRICS`.
 
 Conventions
 -----------
@@ -20,22 +21,73 @@ Conventions
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 __all__ = [
+    "FRONT_METRICS",
     "FrontComparison",
+    "FrontMetric",
     "compare_fronts",
     "dominated_by",
     "dominates",
+    "front_objectives",
     "hypervolume",
     "non_dominated",
     "pareto_front",
     "pareto_indices",
     "reference_point",
 ]
+
+
+@dataclass(frozen=True)
+class FrontMetric:
+    """What a trade-off front can be drawn on: the per-task record of a sweep trial and its sense.
+
+    Attributes:
+        key: the trial record's per-task mapping (``final``, ``chrf``, ``off_target``, ``bleu``).
+        maximize: higher is better (negated for dominance).
+        label: how figures and tables name it.
+    """
+
+    key: str
+    maximize: bool
+    label: str
+
+
+#: The sweep's ``front_metric`` values: final validation loss (default), chrF++, the off-target rate, BLEU.
+FRONT_METRICS: dict[str, FrontMetric] = {
+    "loss": FrontMetric("final", False, "final val loss"),
+    "chrf": FrontMetric("chrf", True, "chrF++"),
+    "off_target": FrontMetric("off_target", False, "off-target rate"),
+    "bleu": FrontMetric("bleu", True, "BLEU"),
+}
+
+
+def front_objectives(records: Sequence[Mapping[str, Any]], tasks: Sequence[str], metric: str
+                     ) -> tuple[list[Mapping[str, Any]], np.ndarray, np.ndarray]:
+    """``(kept records, values, minimized values)``: the records with a finite ``metric`` for every task of
+    ``tasks``, their ``(n, K)`` values as recorded, and the same oriented for minimization (negated when higher is
+    better), ready for :func:`pareto_indices`, :func:`hypervolume` and :func:`reference_point`.
+
+    Raises:
+        ValueError: ``metric`` is not one of :data:`FRONT_METRICS`.
+    """
+    if metric not in FRONT_METRICS:
+        raise ValueError(f"`metric`={metric!r} is not a front metric; use one of {sorted(FRONT_METRICS)}.")
+    spec = FRONT_METRICS[metric]
+    kept, rows = [], []
+    for record in records:
+        values = [(record.get(spec.key) or {}).get(task) for task in tasks]
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+            kept.append(record)
+            rows.append([float(v) for v in values])
+    values = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(tasks))
+    return kept, values, -values if spec.maximize else values
 
 
 def _points(points: ArrayLike, name: str = "points", k: int | None = None) -> np.ndarray:

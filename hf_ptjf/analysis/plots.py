@@ -239,6 +239,7 @@ def plot_fronts(
     lr_task: str,
     path: str | os.PathLike[str],
     metric: str = "final",
+    label: str | None = None,
 ) -> Path:
     """Scatter of per-trial validation losses with each method's non-dominated front (Fig. 2/16).
 
@@ -250,9 +251,12 @@ def plot_fronts(
         trials: sweep trial records.
         hr_task, lr_task: high- and low-resource task names (keys of ``trial[metric]``).
         path: output ``.png`` file; parent directories are created.
-        metric: per-task loss record to plot, ``"final"`` (default) or ``"best"``.
+        metric: per-task loss record to plot, ``"final"`` (default) or ``"best"``, or another minimized one
+            (``"off_target"``).
+        label: how the axes name ``metric`` (default ``val loss (<metric>)``).
     """
-    return _front_figure(trials, hr_task, lr_task, path, metric, maximize=False, label=f"val loss ({metric})")
+    return _front_figure(trials, hr_task, lr_task, path, metric, maximize=False,
+                         label=label or f"val loss ({metric})")
 
 
 def plot_bleu_fronts(

@@ -534,8 +534,23 @@ def _card_body(
         "",
         _table(["Task", "Metric", "Value"], metric_rows) if metric_rows else "No metrics recorded.",
         "",
+        *_metric_legend({str(row[1]) for row in metric_rows}),
     ]
     return "\n".join(body)
+
+
+# What the card says under its metrics table about the translation metrics that are not self-explanatory
+_METRIC_LEGEND = {
+    "chrf": "`chrf`: chrF++ (sacreBLEU's chrF with word bigrams, 0-100) of the generated translations.",
+    "off_target": "`off_target`: the share of generated translations not in the task's target language "
+                  "(detected with py3langid); `off_target_note` says why a task has none.",
+}
+
+
+def _metric_legend(names: set[str]) -> list[str]:
+    """Lines explaining the metrics of ``names`` that the legend knows (none for other cards: they stay as they were)."""
+    lines = [text for name, text in _METRIC_LEGEND.items() if name in names or f"{name}_note" in names]
+    return [part for text in lines for part in (text, "")]
 
 
 def write_model_card(

@@ -52,13 +52,15 @@ class StageResult:
     hub_repo: str | None = None
     hub_sha: str | None = None
     init: Any = None
-    metrics: dict[str, float] = field(default_factory=dict)
+    # eval_<task>_<metric> numbers; eval_<task>_off_target_note, a sentence, where the detector lacks the target
+    metrics: dict[str, float | str] = field(default_factory=dict)
     # what the stage trained on per task (hf_ptjf.seen: one field per SEEN_UNITS; characters only where counted)
     examples_seen: dict[str, int] = field(default_factory=dict)
     target_tokens_seen: dict[str, int] = field(default_factory=dict)
     characters_seen: dict[str, int] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
-    samples: dict[str, list[dict[str, str]]] = field(default_factory=dict)  # a few decoded BLEU hypotheses per task
+    # a few decoded hypotheses per task (with their detected language and off-target verdict)
+    samples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     parameters: int | None = None  # of the model the stage trained (LoRA: base + adapter)
     trainable_parameters: int | None = None  # what the optimizer updated (LoRA: the adapter only)
     adapter: bool = False  # the output is a LoRA adapter (its config pins the base), not full weights
@@ -277,8 +279,9 @@ class RunDirectory:
             atomic_write_text(self.stage_dir(result.index, stage) / STAGE_RECORD,
                               json.dumps(asdict(result), indent=2, default=str))
 
-    def write_samples(self, index: int, stage: StageSpec, samples: dict[str, list[dict[str, str]]]) -> list[Path]:
-        """``samples_<task>.jsonl`` in the stage directory: every decoded BLEU hypothesis beside source and reference."""
+    def write_samples(self, index: int, stage: StageSpec, samples: dict[str, list[dict[str, Any]]]) -> list[Path]:
+        """``samples_<task>.jsonl`` in the stage directory: every decoded hypothesis beside source and reference, with
+        its detected ``language`` and ``off_target`` verdict."""
         paths = []
         if self.is_main:
             for task, rows in samples.items():

@@ -1,4 +1,4 @@
-"""A run's results: ``results.json`` (per task final / best loss, BLEU, examples, target tokens and characters seen;
+"""A run's results: ``results.json`` (per task final / best loss, BLEU, chrF++, off-target rate, examples, target tokens and characters seen;
 per stage its record; the whole history) and its Markdown rendering, ``report.md``."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from ..recipe import RecipeConfig
 from ..seen import SEEN_UNITS, seen_key, total_seen
 from .records import StageResult
 
-__all__ = ["best_loss", "cumulative_counts", "render_report", "summarize", "where_everything_is"]
+__all__ = ["best_loss", "cumulative_counts", "off_target_fields", "render_report", "summarize", "where_everything_is"]
 
 
 def summarize(cfg: RecipeConfig, stages: list[StageResult]) -> dict[str, Any]:
@@ -32,6 +32,7 @@ def summarize(cfg: RecipeConfig, stages: list[StageResult]) -> dict[str, Any]:
             "final_ce": last.metrics.get(f"eval_{name}_ce", final) if last else None,  # without label smoothing
             "best_loss": best_loss(history, name, final),
             "bleu": last.metrics.get(f"eval_{name}_bleu") if last else None,
+            **off_target_fields(last.metrics if last else {}, name),  # chrf, off_target (+ a note when unknown)
             **{seen_key(unit): total_seen(records, unit, name) for unit in SEEN_UNITS},
         }
     return {
@@ -46,6 +47,14 @@ def summarize(cfg: RecipeConfig, stages: list[StageResult]) -> dict[str, Any]:
     }
 
 
+def off_target_fields(metrics: Mapping[str, Any], task: str) -> dict[str, Any]:
+    """A task's ``chrf`` (chrF++) and ``off_target`` rate from a stage's metrics; with ``off_target_note`` instead of
+    a rate when the language detector does not know the task's target language."""
+    out = {"chrf": metrics.get(f"eval_{task}_chrf"), "off_target": metrics.get(f"eval_{task}_off_target")}
+    note = metrics.get(f"eval_{task}_off_target_note")
+    return {**out, "off_target_note": note} if note else out
+
+
 def best_loss(history: Sequence[Mapping[str, Any]], task: str, final: float | None) -> float | None:
     """The lowest validation loss of ``task`` over a history and its final evaluation (None if never evaluated)."""
     losses = [h[f"eval_{task}_loss"] for h in history if h.get(f"eval_{task}_loss") is not None]
@@ -57,12 +66,17 @@ def render_report(results: dict[str, Any], figures: Mapping[str, str] | None = N
     """report.md: the results as Markdown tables, the curves (``figures``: name -> path relative to the
     report) and a few decoded translations per task."""
     lines = [f"# {results['run_name']} ({results['method'] or 'custom stages'})", "", "## Tasks", "",
-             "| task | final val loss | final cross-entropy | best val loss | BLEU | examples seen | target tokens seen "
-             "| characters seen |", "|---|---|---|---|---|---|---|---|"]
+             "| task | final val loss | final cross-entropy | best val loss | BLEU | chrF++ | off-target rate "
+             "| examples seen | target tokens seen | characters seen |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, t in results["tasks"].items():
-        cells = [_fmt(t.get(k)) for k in ("final_loss", "final_ce", "best_loss", "bleu",
+        cells = [_fmt(t.get(k)) for k in ("final_loss", "final_ce", "best_loss", "bleu", "chrf", "off_target",
                                           *(seen_key(unit) for unit in SEEN_UNITS))]
+        if t.get("off_target_note"):
+            cells[5] = _cell(t["off_target_note"])
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if any(t.get("off_target") is not None or t.get("off_target_note") for t in results["tasks"].values()):
+        lines += ["", "chrF++: sacreBLEU's chrF with word bigrams; off-target rate: the share of those hypotheses "
+                  "whose detected language (py3langid) is not the task's target language."]
     lines += ["", "## Stages", "", "| # | stage | steps | wall time (s) | tasks (rate) | Hub repo @ sha |", "|---|---|---|---|---|---|"]
     for s in results["stages"]:
         rates = ", ".join(f"{t} ({r:.3f})" for t, r in s["rates"].items())
@@ -75,8 +89,9 @@ def render_report(results: dict[str, Any], figures: Mapping[str, str] | None = N
     if results.get("samples"):
         lines += ["", "## Sample translations (last stage, validation split)", ""]
         for task, rows in results["samples"].items():
-            lines += [f"**{task}**", "", "| source | reference | hypothesis |", "|---|---|---|"]
-            lines += [f"| {_cell(r['source'])} | {_cell(r['reference'])} | {_cell(r['hypothesis'])} |" for r in rows]
+            lines += [f"**{task}**", "", "| source | reference | hypothesis | language |", "|---|---|---|---|"]
+            lines += [f"| {_cell(r['source'])} | {_cell(r['reference'])} | {_cell(r['hypothesis'])} | "
+                      f"{_language_cell(r)} |" for r in rows]
             lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
@@ -98,6 +113,14 @@ def where_everything_is(results: dict[str, Any], output_dir: str | Path) -> str:
     if (out / "tensorboard").is_dir():
         lines.append(f"  TensorBoard: tensorboard --logdir {out / 'tensorboard'}")
     return "\n".join(lines)
+
+
+def _language_cell(row: Mapping[str, Any]) -> str:
+    """The hypothesis's detected language, marked when it is not the task's target (rows of older runs: ``-``)."""
+    if "language" not in row:
+        return "-"
+    lang = row["language"] or "none (no letters)"
+    return f"**off-target: {lang}**" if row.get("off_target") else lang
 
 
 def _cell(text: str) -> str:

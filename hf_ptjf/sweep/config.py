@@ -27,6 +27,7 @@ Sweep YAML::
     devices: null                   # CUDA_VISIBLE_DEVICES per running trial, e.g. ["0", "1"]
     launch_until: null              # "HH:MM" UTC: start no trial after this (a time budget)
     size_unit: examples             # the trials' mixture size_unit, and what the summary counts
+    front_metric: loss              # fronts also drawn on: chrf | off_target | bleu (loss: the loss fronts only)
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from ..analysis.pareto import FRONT_METRICS
 from ..checks import did_you_mean, is_integer, is_number
 from ..mixture import SIZE_UNITS
 from ..recipe import METHODS, RecipeError, apply_overrides, read_yaml
@@ -127,6 +129,7 @@ class SweepConfig:
     keep_other_tasks: bool = False  # False: drop recipe tasks other than hr_task / lr_task
     report_dir: str | None = None  # tables + report (default: output_dir); lets sweeps share trials
     size_unit: str = "examples"  # the trials' mixture size_unit, and what the efficiency figure and summary count
+    front_metric: str = "loss"  # what summary.md's fronts are drawn on besides the loss (hf_ptjf.analysis.pareto)
 
     def __post_init__(self) -> None:
         self._check_grid()
@@ -149,6 +152,9 @@ class SweepConfig:
             raise RecipeError(f"sweep `seeds` must be a non-empty list of integers, e.g. seeds=[0,1]; got {self.seeds!r}.")
         if self.size_unit not in SIZE_UNITS:
             raise RecipeError(f"sweep `size_unit` must be one of {SIZE_UNITS}, got {self.size_unit!r}.")
+        if self.front_metric not in FRONT_METRICS:
+            raise RecipeError(f"sweep `front_metric` must be one of {sorted(FRONT_METRICS)}, got {self.front_metric!r}."
+                              f"{did_you_mean(str(self.front_metric), list(FRONT_METRICS))}")
 
     def _check_counts(self) -> None:  # counts are integers >= 1, never booleans (hf_ptjf.checks.is_integer)
         for name in ("parallel", "threads"):

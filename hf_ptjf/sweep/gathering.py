@@ -1,5 +1,6 @@
 """Gathering a sweep: each complete trial's record, seed means, ``sweep_results.{csv,json}``, ``summary.md``
-and the report (:func:`hf_ptjf.analysis.plots.write_report`).
+(with the fronts on the sweep's ``front_metric``: chrF++, the off-target rate or BLEU besides the loss) and the
+report (:func:`hf_ptjf.analysis.plots.write_report`).
 
 The record of a trial that fine-tuned from a shared pre-training run includes that run's history, examples seen
 and wall time, so it reads like an unshared PTJF trial; its examples-seen counters run across stages.
@@ -13,6 +14,9 @@ import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import numpy as np
+
+from ..analysis.pareto import FRONT_METRICS, front_objectives, hypervolume, pareto_indices, reference_point
 from ..recipe import METHODS
 from ..runner.results import best_loss, cumulative_counts
 from ..seen import SEEN_UNITS, seen_key, seen_label, seen_of_size_unit, total_seen
@@ -55,11 +59,18 @@ def _record(t: Trial, by_id: Mapping[str, Trial], status: str | None) -> dict[st
         "final_ce": {k: v.get("final_ce") for k, v in res["tasks"].items()},  # without label smoothing (if logged)
         "best": best,
         "bleu": {k: v.get("bleu") for k, v in res["tasks"].items() if v.get("bleu") is not None},
+        **{key: _numbers(res["tasks"], key) for key in ("chrf", "off_target")},  # chrF++, share not in the target
         **{seen_key(unit): {task: total_seen(stages, unit, task) for task in res["tasks"]} for unit in SEEN_UNITS},
         "output_dir": t.output_dir,
         "recipe": t.recipe,
         "history": history,
     }
+
+
+def _numbers(tasks: Mapping[str, Mapping[str, Any]], key: str) -> dict[str, float]:
+    """Each task's ``key`` where the run measured it (an off-target note, for a language the detector does not know,
+    is not a number and stays in the trial's results.json)."""
+    return {k: v[key] for k, v in tasks.items() if isinstance(v.get(key), (int, float))}
 
 
 def trial_records(cfg: SweepConfig, trials: Sequence[Trial], status: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
@@ -112,6 +123,7 @@ def seed_means(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "trial": f"{method}" + ("" if rate is None else f"-r{rate:g}") + f" (mean of {len(rs)})",
             "method": method, "rate": rate, "lr": lr, "seed": "mean", "n_seeds": len(rs),
             "final": _mean(rs, "final"), "best": _mean(rs, "best"),
+            "chrf": _mean(rs, "chrf"), "off_target": _mean(rs, "off_target"),
             # the spread the fronts and the report show beside each mean (one seed has none)
             "final_range": {t: None if xs is None else [min(xs), max(xs)] for t, xs in _per_task(rs, "final").items()}
             if len(rs) > 1 else {},
@@ -125,7 +137,7 @@ def _csv_row(rec: Mapping[str, Any], tasks: Sequence[str]) -> dict[str, Any]:
     row = {k: rec.get(k) for k in ("trial", "method", "base_method", "rate", "lr", "seed", "first_stage_steps",
                                    "total_steps", "pretrain", "status", "wall_time_s")}
     for task in tasks:
-        for key in ("final", "final_ce", "best", "bleu", "examples_seen"):
+        for key in ("final", "final_ce", "best", "bleu", "chrf", "off_target", "examples_seen"):
             row[f"{key}_{task}"] = (rec.get(key) or {}).get(task)
     row["output_dir"] = rec.get("output_dir")
     return row
@@ -178,12 +190,16 @@ def _summary_row(cfg: SweepConfig, method: str, rate: float, lr: Any, rs: Sequen
             f"{_stat([(r.get('final_ce') or {}).get(lr_task) for r in rs])} | "
             f"{_stat([r['best'].get(lr_task) for r in rs])} | {'/'.join(str(s) for s in steps) or '-'} | "
             f"{_seen_cell([(r.get(seen) or {}).get(lr_task) for r in rs])} | "
+            f"{_stat([(r.get('chrf') or {}).get(lr_task) for r in rs])} | "
+            f"{_stat([(r.get('off_target') or {}).get(lr_task) for r in rs])} | "
+            f"{_stat([(r.get('off_target') or {}).get(hr) for r in rs])} | "
             f"{sum(float(r['wall_time_s']) for r in rs) / len(rs):.0f} |")
 
 
-def summary_markdown(cfg: SweepConfig, records: Sequence[Mapping[str, Any]]) -> str:
+def summary_markdown(cfg: SweepConfig, records: Sequence[Mapping[str, Any]], front_figure: str | None = None) -> str:
     """Per (method, rate): seeds, final/best losses (mean and range over seeds), what the low-resource task saw (in
-    the sweep's ``size_unit``), wall time."""
+    the sweep's ``size_unit``), chrF++ and off-target rates, wall time; then, unless the sweep's ``front_metric`` is
+    the loss, the fronts on that metric (``front_figure``: their PNG beside summary.md)."""
     hr, lr = cfg.hr_task, cfg.lr_task
     groups: dict[tuple, list[Mapping[str, Any]]] = {}
     for r in records:
@@ -192,14 +208,47 @@ def summary_markdown(cfg: SweepConfig, records: Sequence[Mapping[str, Any]]) -> 
     lines = [f"# Sweep summary: {hr} (high-resource) vs {lr} (low-resource)", "",
              "Mean over seeds (min-max). Final = last evaluation (with the recipe's label smoothing); CE = the same "
              "without label smoothing (`-` for runs made before it was logged); best = lowest evaluation during "
-             "training (early stopping, for reference only: the fronts use final losses).", "",
+             "training (early stopping, for reference only: the fronts use final losses). chrF++ and the off-target rate "
+             "(the share of hypotheses not in the task's target language) are the last stage's, `-` when the trials "
+             "did not generate (eval.bleu false).", "",
              f"| method | rate | lr | seeds | final {hr} | final {lr} | final {lr} CE | best {lr} | best {lr} at step | "
-             f"{lr} {seen_label(cfg.size_unit)} seen | wall time (s) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             f"{lr} {seen_label(cfg.size_unit)} seen | {lr} chrF++ | {lr} off-target | {hr} off-target | "
+             "wall time (s) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for (method, rate, lr_), rs in sorted(groups.items(), key=lambda kv: (order.get(kv[0][0].split("@")[0], 9),
                                                                            kv[0][0], kv[0][1], str(kv[0][2]))):
         lines.append(_summary_row(cfg, method, rate, lr_, rs))
+    if cfg.front_metric != "loss":
+        lines += ["", *metric_front_lines(records, hr, lr, cfg.front_metric, front_figure)]
     return "\n".join(lines) + "\n"
+
+
+def metric_front_lines(records: Sequence[Mapping[str, Any]], hr: str, lr: str, metric: str,
+                       figure: str | None = None) -> list[str]:
+    """summary.md's section on the fronts of ``metric`` (a :data:`~hf_ptjf.analysis.pareto.FRONT_METRICS` name):
+    per method its non-dominated trials on (``hr``, ``lr``) and its hypervolume against one shared reference point
+    (the worst value per task plus 10% of the range, in the minimized orientation), and the figure if drawn."""
+    spec = FRONT_METRICS[metric]
+    kept, values, minimized = front_objectives(records, [hr, lr], metric)
+    sense = "higher is better" if spec.maximize else "lower is better"
+    lines = [f"## Fronts on {spec.label} ({sense})", ""]
+    if not kept:
+        return lines + [f"_No trial recorded {spec.label} for both {hr} and {lr}._"]
+    lines += [f"![fronts on {spec.label}]({figure})", ""] if figure else []
+    ref = reference_point(minimized, margin=0.1)
+    lines += [f"| method | trial | rate | {hr} {spec.label} | {lr} {spec.label} | front size | hypervolume |",
+              "|---|---|---:|---:|---:|---:|---:|"]
+    methods = sorted({str(r["method"]) for r in kept}, key=lambda m: (m not in METHODS, m))
+    for m in methods:
+        sel = np.flatnonzero([str(r["method"]) == m for r in kept])
+        front = sel[pareto_indices(minimized[sel])]
+        volume = hypervolume(minimized[front], ref)
+        for j, i in enumerate(front):
+            rate = kept[i].get("rate")
+            lines.append(f"| {m} | {kept[i].get('trial')} | {'n/a' if rate is None else f'{rate:g}'} | "
+                         f"{values[i, 0]:.4f} | {values[i, 1]:.4f} | {len(front) if j == 0 else ''} | "
+                         f"{f'{volume:.4f}' if j == 0 else ''} |")
+    return lines
 
 
 def gather(cfg: SweepConfig, trials: Sequence[Trial] | None = None, status: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
@@ -210,8 +259,27 @@ def gather(cfg: SweepConfig, trials: Sequence[Trial] | None = None, status: Mapp
     records = trial_records(cfg, trials, status)
     write_tables(cfg, records, status)
     if records:
-        (cfg.report_out / "summary.md").write_text(summary_markdown(cfg, records))
+        figure = _metric_front_figure(cfg, records)
+        (cfg.report_out / "summary.md").write_text(summary_markdown(cfg, records, figure))
         write_report(records, cfg.hr_task, cfg.lr_task, cfg.report_out, cfg.size_unit)
         if len(cfg.seeds) > 1:
             write_report(seed_means(records), cfg.hr_task, cfg.lr_task, cfg.report_out / "mean", cfg.size_unit)
     return records
+
+
+def _metric_front_figure(cfg: SweepConfig, records: Sequence[Mapping[str, Any]]) -> str | None:
+    """``fronts_<front_metric>.png`` beside summary.md (None for the loss, drawn by the report, or without data)."""
+    from ..analysis.plots import plot_bleu_fronts, plot_fronts  # matplotlib: imported only when a report is written
+
+    if cfg.front_metric == "loss":
+        return None
+    spec = FRONT_METRICS[cfg.front_metric]
+    path = cfg.report_out / f"fronts_{cfg.front_metric}.png"
+    try:
+        if spec.maximize:
+            plot_bleu_fronts(records, cfg.hr_task, cfg.lr_task, path, metric=spec.key)
+        else:
+            plot_fronts(records, cfg.hr_task, cfg.lr_task, path, metric=spec.key, label=spec.label)
+    except ValueError:  # no trial has the metric for both tasks: the section says so
+        return None
+    return path.name
