@@ -268,3 +268,14 @@ def test_a_sweep_summarizes_and_draws_its_fronts_on_chrf_or_the_off_target_rate(
     assert "| ptjf | p-0.1 | 0.1 | 41.0000 | 25.0000 | 1 |" in chrf and "| p-0.5 |" not in chrf  # dominated
     with pytest.raises(RecipeError, match="front_metric.*got 'chrF'"):
         SweepConfig(**common, front_metric="chrF")
+
+
+def test_the_report_keeps_an_off_target_sample_when_the_first_ones_are_not():
+    from hf_ptjf.runner.loop import report_samples
+
+    rows = [{"hyp": f"ro {i}", "off_target": False} for i in range(6)] + [{"hyp": "और प", "off_target": True}]
+    kept = report_samples(rows, 3)
+    assert [r["hyp"] for r in kept] == ["ro 0", "ro 1", "और प"]
+    assert report_samples(rows[:6], 3) == rows[:3]  # none off-target: the first three
+    wrong_first = [rows[-1]] + rows[:6]
+    assert report_samples(wrong_first, 3) == wrong_first[:3]

@@ -147,7 +147,7 @@ class RecipeRunner:
             files_sha256={}, init=stage.init, metrics=metrics,
             **{seen_key(unit): {t: c[unit] for t, c in seen.items() if unit in c} for unit in SEEN_UNITS},
             history=[h for h in trainer.state.log_history if any(k.endswith("_loss") or k == "loss" for k in h)],
-            samples={t: rows[:SAMPLES_IN_REPORT] for t, rows in samples.items()},
+            samples={t: report_samples(rows) for t, rows in samples.items()},
             parameters=parameters, trainable_parameters=trainable,
             adapter=stage.peft is not None and not stage.peft.merge,
         )
@@ -219,6 +219,16 @@ class RecipeRunner:
             if spec.lang and spec.lang not in langs:
                 langs.append(spec.lang)
         return langs
+
+
+def report_samples(rows: list[dict[str, Any]], n: int = SAMPLES_IN_REPORT) -> list[dict[str, Any]]:
+    """The first ``n`` hypotheses of a task for results.json / report.md, one of them off-target when any is: a model
+    answering some prompts in the wrong language should show it in the report, not only in samples_<task>.jsonl."""
+    kept = list(rows[:n])
+    wrong = next((row for row in rows if row.get("off_target")), None)
+    if kept and wrong is not None and not any(row.get("off_target") for row in kept):
+        kept[-1] = wrong
+    return kept
 
 
 def _parameter_counts(model: Any) -> tuple[int, int]:
