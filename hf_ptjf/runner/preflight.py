@@ -17,6 +17,7 @@ from typing import Any
 
 from ..checks import did_you_mean
 from ..recipe import RecipeConfig, RecipeError
+from .resets import check_resets
 
 __all__ = ["check_adapter_base", "check_before_work", "linear_module_names"]
 
@@ -184,6 +185,7 @@ def _lora_targets_exist(cfg: RecipeConfig) -> None:
 
 def check_before_work(cfg: RecipeConfig) -> None:
     """Raise a :class:`RecipeError` naming the field for anything missing; writes nothing."""
+    check_resets(cfg)  # a stage reset whose previous state cannot exist: refused before any work
     _free_space(cfg)
     _hub_reachable(cfg)
     if cfg.tokenizer.path:
