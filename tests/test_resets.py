@@ -88,7 +88,9 @@ def test_keep_and_continue_on_one_mixture_equals_one_stage_of_the_same_steps(sin
     _, single, continued = single_and_continued
     assert [s["steps"] for s in continued["stages"]] == [6, 6] and continued["total_steps"] == 12
     one, two = _losses(single), _losses(continued)
-    assert len(one) > 30 and set(one) == set(two)
+    assert len(one) > 30 and set(one) <= set(two)
+    # beyond them only the first stage's end-of-stage evaluation (plain cross-entropy) at the boundary
+    assert {k for k in set(two) - set(one)} == {(6, "ce_en-fr_loss"), (6, "ce_en-ro_loss")}
     for key, value in one.items():
         assert two[key] == pytest.approx(value, rel=0, abs=1e-6), key
     a, b = _final_weights(single), _final_weights(continued)
@@ -116,16 +118,16 @@ def test_the_schedule_of_a_continued_chain_spans_both_stages(single_and_continue
 def test_a_crash_inside_a_keep_stage_resumes_from_its_own_checkpoint(single_and_continued, tokenizer):
     root, _, continued = single_and_continued
     out = root / "crashed"
-    shutil.copytree(root / "continued", out)
+    _run(out, tokenizer, _two_stages(KEEP_CONTINUE), *TRAINING)
     stage = out / "stages" / "1-more"
     # a crash after the stage's checkpoint at run step 9: its later checkpoint, output and record never written
     for name in ("checkpoint-12", "final", "stage.json"):
         path = stage / name
         shutil.rmtree(path) if path.is_dir() else path.unlink()
     assert (stage / "checkpoint-9").is_dir()
-    shutil.rmtree(out / "stages" / "0-first" / "checkpoint-3", ignore_errors=True)  # (only its final state is needed)
+    shutil.rmtree(out / "stages" / "0-first" / "checkpoint-6")  # the previous stage's final state: not read again
     again = _run(out, tokenizer, _two_stages(KEEP_CONTINUE), *TRAINING)
-    assert _losses(again) == pytest.approx(_losses(continued), abs=1e-6)
+    assert _losses(again) == pytest.approx(_losses(continued), rel=0, abs=1e-6)
     a, b = _final_weights(continued), _final_weights(again)
     for name in a:
         torch.testing.assert_close(b[name], a[name], rtol=0, atol=1e-6)
