@@ -221,3 +221,32 @@ def test_the_stage_before_a_keep_stage_saves_its_full_final_state(tmp_path):
     kw = {"save_strategy": "no", "max_steps": 12}
     plain.adjust_arguments(0, kw)
     assert kw == {"save_strategy": "no", "max_steps": 12}  # the default reset: nothing more is saved
+
+
+# ---------------------------------------------------------------------- two processes: DDP and ZeRO-3
+def _kept_steps(checkpoint: Path) -> set[int]:
+    """The update counts in a checkpoint's optimizer state (DDP: optimizer.pt; ZeRO-3: DeepSpeed's shards)."""
+    shards = sorted(checkpoint.glob("global_step*/*optim_states.pt"))
+    if not shards:
+        return {int(s["step"]) for s in torch.load(checkpoint / "optimizer.pt", weights_only=True)["state"].values()}
+    steps = set()
+    for shard in shards:  # (DeepSpeed's own pickles: a test reads only the files its run just wrote)
+        state = torch.load(shard, weights_only=False)["optimizer_state_dict"]
+        inner = state.get("optimizer_state_dict", state)
+        steps |= {int(s["step"]) for s in inner["state"].values()}
+    return steps
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", ["cpu_ddp2.yaml", "cpu_zero3_2proc.yaml"], ids=["ddp", "zero3"])
+def test_keep_carries_the_optimizer_state_over_two_processes(config, tmp_path, tokenizer):
+    from .distributed import ROOT, accelerate_launch
+
+    out = tmp_path / "run"
+    accelerate_launch(config, ROOT / "recipes" / "run.py", str(TINY), f"output_dir={out}",
+                      f"tokenizer.path={tokenizer}", "eval.bleu=false", "per_device_train_batch_size=4",
+                      "method_args.reset={optimizer: keep, lr_schedule: continue}", "method_args.total_steps=12",
+                      "method_args.first_stage_steps=6", *TRAINING, timeout=900)
+    # the joint stage's moments continued the pre-training's: 6 updates there, 3 here at its checkpoint-3
+    assert _kept_steps(out / "stages" / "1-joint" / "checkpoint-3") == {6 + 3}
+    assert _kept_steps(out / "stages" / "0-pretrain" / "checkpoint-6") == {6}
