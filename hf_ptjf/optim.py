@@ -9,6 +9,10 @@
   keeps them): :func:`constant_then_rsqrt` (pre-training: constant for ``constant_steps``, then inverse square
   root) and :func:`warmup_then_rsqrt` (fine-tuning: linear warmup, then inverse square root);
   :func:`get_lr_schedule` builds the ``LambdaLR`` by name.
+* Where a stage's schedule starts when it is not fresh (its ``reset.lr_schedule``, :mod:`hf_ptjf.runner.resets`):
+  :class:`ScheduleHandoff` (what the trainer's ``create_scheduler`` reads), :func:`fast_forward` (a ``continue`` stage
+  takes up a schedule at the update where the previous stage left it) and :func:`anneal_schedule` (an ``anneal``
+  stage: linear decay from the previous stage's last LR to 0, as OLMo 2's annealing stage).
 
 Under DeepSpeed ZeRO-3 the optimizer is handed flat 1-D fp32 partitions instead of the model's tensors, so the
 second moment is never factored there (the paper's setting anyway). :func:`register_zero3_segments` (called by
@@ -20,7 +24,9 @@ estimate of the whole weight's RMS.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterable
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 from torch.optim import Optimizer
@@ -34,8 +40,12 @@ __all__ = [
     "LR_SCHEDULES",
     "Adafactor",
     "ConstantThenRsqrt",
+    "LinearToZero",
+    "ScheduleHandoff",
     "WarmupThenRsqrt",
+    "anneal_schedule",
     "constant_then_rsqrt",
+    "fast_forward",
     "get_lr_schedule",
     "register_zero3_segments",
     "warmup_then_rsqrt",
@@ -258,3 +268,58 @@ def get_lr_schedule(name: str, optimizer: Optimizer, steps: int, last_epoch: int
     if name not in LR_SCHEDULES:
         raise ValueError(f"unknown LR schedule {name!r}; choose one of {sorted(LR_SCHEDULES)}.")
     return LambdaLR(optimizer, LR_SCHEDULES[name](steps), last_epoch=last_epoch)
+
+
+class LinearToZero:
+    """LR multiplier ``max(0, 1 - step / steps)``: 1 at the first update, then linearly to 0 after ``steps`` updates."""
+
+    def __init__(self, steps: int) -> None:
+        self.steps = _positive_steps("steps", steps)
+
+    def __call__(self, step: int) -> float:
+        return max(0.0, 1.0 - step / self.steps)
+
+    def __repr__(self) -> str:
+        return f"linear_to_zero({self.steps})"
+
+
+@dataclass
+class ScheduleHandoff:
+    """Where a stage's LR schedule starts when its ``reset.lr_schedule`` is not ``fresh`` (set on the trainer by
+    :mod:`hf_ptjf.runner.resets`; ``None`` there: the stage's own schedule from update 0).
+
+    Args:
+        horizon: updates the schedule spans (``continue``: the chain of stages linked by ``continue``, so that a
+            decay set over the first stage alone does not end at 0 there and the warmup happens once); None: the
+            training's own ``max_steps``.
+        start: updates of that schedule the earlier stages of the chain did (the schedule resumes there).
+        anneal_from: ``anneal``: the LR of each parameter group where the previous stage left it; the schedule
+            decays linearly from it to 0 over the training's ``max_steps``.
+    """
+
+    horizon: int | None = None
+    start: int = 0
+    anneal_from: Sequence[float] | None = None
+
+
+def fast_forward(scheduler: LambdaLR, steps: int) -> LambdaLR:
+    """Move a ``LambdaLR`` ``steps`` updates on (its optimizer's LR set to the schedule's value there) without
+    stepping the optimizer: a ``continue`` stage takes up the schedule where the previous stage left it."""
+    if not isinstance(scheduler, LambdaLR):
+        raise ValueError(f"a schedule can be continued only as a LambdaLR (transformers' and hf_ptjf's schedules "
+                         f"are), got {type(scheduler).__name__}.")
+    scheduler.last_epoch = steps - 1
+    with warnings.catch_warnings():  # "lr_scheduler.step() before optimizer.step()": on purpose here
+        warnings.simplefilter("ignore", UserWarning)
+        scheduler.step()
+    return scheduler
+
+
+def anneal_schedule(optimizer: Optimizer, start_lrs: Sequence[float], steps: int) -> LambdaLR:
+    """The LR of an annealing stage: from ``start_lrs`` (one per parameter group, where the previous schedule left
+    them) linearly to 0 over ``steps`` updates (:class:`LinearToZero`)."""
+    if len(start_lrs) != len(optimizer.param_groups):
+        raise ValueError(f"{len(start_lrs)} starting LRs for {len(optimizer.param_groups)} parameter groups.")
+    for group, lr in zip(optimizer.param_groups, start_lrs):
+        group["lr"] = group["initial_lr"] = float(lr)  # (the schedule's base LR: a kept optimizer has its own)
+    return LambdaLR(optimizer, LinearToZero(steps))

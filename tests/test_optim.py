@@ -287,3 +287,50 @@ def test_zero3_steps_with_hf_ptjf_adafactor_and_schedule(tmp_path):
     resumed = [(h["step"], h["loss"], h["learning_rate"]) for h in r["resumed_logs"]]
     assert resumed == [(h["step"], h["loss"], h["learning_rate"]) for h in r["logs"] if h["step"] > 4]
     assert r["logs"][-1]["loss"] < r["logs"][0]["loss"]
+
+
+# ---------------------------------------------------------------------- stage resets: where a schedule starts
+def _linear_model_optimizer(lr: float = 1.0):
+    model = torch.nn.Linear(2, 2)
+    return torch.optim.SGD(model.parameters(), lr=lr)
+
+
+def test_fast_forward_takes_up_a_schedule_where_it_was_left():
+    from transformers import get_linear_schedule_with_warmup
+
+    from hf_ptjf.optim import fast_forward
+
+    full = get_linear_schedule_with_warmup(_linear_model_optimizer(), num_warmup_steps=2, num_training_steps=10)
+    reference = []
+    for _ in range(10):
+        reference.append(full.get_last_lr()[0])
+        full.optimizer.step()
+        full.step()
+    later = fast_forward(get_linear_schedule_with_warmup(_linear_model_optimizer(), 2, 10), 4)
+    taken_up = []
+    for _ in range(6):
+        taken_up.append(later.get_last_lr()[0])
+        later.optimizer.step()
+        later.step()
+    assert taken_up == pytest.approx(reference[4:])
+    assert later.optimizer.param_groups[0]["lr"] == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="LambdaLR"):
+        fast_forward(torch.optim.lr_scheduler.StepLR(_linear_model_optimizer(), 2), 3)
+
+
+def test_anneal_decays_linearly_from_the_given_lr_to_zero():
+    from hf_ptjf.optim import anneal_schedule
+
+    optimizer = _linear_model_optimizer(lr=7.0)
+    optimizer.param_groups[0]["initial_lr"] = 7.0  # a kept optimizer's own base LR: the anneal's start replaces it
+    schedule = anneal_schedule(optimizer, [0.5], steps=4)
+    lrs = []
+    for _ in range(5):
+        lrs.append(schedule.get_last_lr()[0])
+        optimizer.step()
+        schedule.step()
+    assert lrs == pytest.approx([0.5, 0.375, 0.25, 0.125, 0.0])
+    state = schedule.state_dict()  # the multiplier is a callable object: a checkpoint keeps it
+    assert state["lr_lambdas"][0] == {"steps": 4}
+    with pytest.raises(ValueError, match="2 starting LRs for 1 parameter groups"):
+        anneal_schedule(_linear_model_optimizer(), [0.1, 0.2], steps=4)

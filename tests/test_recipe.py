@@ -206,3 +206,46 @@ def test_a_stages_optimizer_and_schedule_map_to_the_trainer_in_one_place():
     with pytest.raises(RecipeError, match=r"unknown key `stages.0.optimizer_args.beta3` for optimizer `adamw`\. Did "
                                           r"you mean `beta2`\? Allowed: beta1, beta2, epsilon\."):
         load_recipe(TINY, ["method_args.stage={optimizer_args: {beta3: 0.9}}"])
+
+
+# ---------------------------------------------------------------------- stage resets
+def test_a_stage_reset_is_parsed_with_the_stage_and_left_out_of_the_record_when_default():
+    from hf_ptjf.recipe import load_recipe
+    from hf_ptjf.recipe.config import StageReset
+
+    tiny = "tests/fixtures/tiny_recipe.yaml"
+    plain = load_recipe(tiny)
+    assert all(s.reset == StageReset() and s.reset.is_default for s in plain.stages)
+    assert all("reset" not in s for s in plain.to_dict()["stages"])  # recorded recipes stay byte for byte
+    ablation = load_recipe(tiny, ["method_args.reset={optimizer: keep, lr_schedule: continue}"])
+    assert ablation.stages[0].reset.is_default
+    assert ablation.stages[1].reset == StageReset("keep", "continue")
+    assert ablation.to_dict()["stages"][1]["reset"] == {"optimizer": "keep", "lr_schedule": "continue"}
+    assert load_recipe(tiny, ["stages.joint.reset.lr_schedule=anneal"]).stages[1].reset.lr_schedule == "anneal"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("stages.joint.reset.optimizer=kep", "`stages.1.reset`: optimizer must be one of fresh, keep, got 'kep'. Did you "
+                                         "mean `keep`?"),
+    ("stages.joint.reset.lr_schedule=contine", "lr_schedule must be one of fresh, continue, anneal, got 'contine'. "
+                                               "Did you mean `continue`?"),
+    ("method_args.reset={optimiser: keep}", "`method_args.reset` (expanded into stage `joint`): unknown key "
+                                            "`stages.1.reset.optimiser`. Did you mean `optimizer`?"),
+    ("method_args.reset=keep", "`method_args.reset` must be a mapping"),
+    ("stages.joint.reset=keep", "`stages.1.reset` must be a mapping"),
+])
+def test_a_bad_stage_reset_is_refused_with_a_did_you_mean(override, message):
+    from hf_ptjf.recipe import RecipeError, load_recipe
+
+    with pytest.raises(RecipeError) as e:
+        load_recipe("tests/fixtures/tiny_recipe.yaml", [override])
+    assert message in str(e.value)
+
+
+def test_method_args_reset_needs_a_second_stage():
+    from hf_ptjf.recipe import RecipeError, load_recipe
+
+    with pytest.raises(RecipeError, match="method `scalarization` has one stage, so nothing to reset"):
+        load_recipe("tests/fixtures/tiny_recipe.yaml", ["method=scalarization", "method_args.first_stage_steps=null",
+                                                        "method_args.high_resource=null",
+                                                        "method_args.reset={optimizer: keep}"])

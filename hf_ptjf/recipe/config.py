@@ -37,6 +37,7 @@ __all__ = [
     "EvalSpec",
     "HubSpec",
     "RecipeConfig",
+    "StageReset",
     "StageSpec",
     "TokenizerSpec",
     "load_recipe",
@@ -101,9 +102,46 @@ class PeftSpec:
                           target_modules=self.target_modules, task_type=task_type)
 
 
+OPTIMIZER_RESETS = ("fresh", "keep")
+LR_SCHEDULE_RESETS = ("fresh", "continue", "anneal")
+
+
+@dataclass
+class StageReset:
+    """What a stage starts anew at its start (the YAML ``reset:`` of a stage); the default is the paper's reset.
+
+    * ``optimizer``: ``fresh`` (empty state) or ``keep`` (the previous stage's final optimizer state: AdamW moments,
+      Adafactor factors);
+    * ``lr_schedule``: ``fresh`` (the stage's own schedule from step 0, warmup included), ``continue`` (the rest of
+      the previous stage's schedule: the schedule spans the chain of stages linked by ``continue``, warming up once)
+      or ``anneal`` (linear decay from the previous stage's last LR to 0 over this stage, as OLMo 2's annealing).
+
+    How the runner carries these over is :mod:`hf_ptjf.runner.resets`.
+    """
+
+    optimizer: str = "fresh"
+    lr_schedule: str = "fresh"
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("optimizer", OPTIMIZER_RESETS), ("lr_schedule", LR_SCHEDULE_RESETS)):
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}."
+                                 f"{did_you_mean(value, allowed)}")
+
+    @property
+    def is_default(self) -> bool:
+        """The paper's reset (a fresh optimizer and a fresh schedule)."""
+        return (self.optimizer, self.lr_schedule) == ("fresh", "fresh")
+
+    def describe(self) -> str:
+        """``optimizer fresh, lr_schedule fresh`` (results and model cards)."""
+        return f"optimizer {self.optimizer}, lr_schedule {self.lr_schedule}"
+
+
 @dataclass
 class StageSpec:
-    """One training stage: fresh optimizer and LR schedule, weights from ``init``."""
+    """One training stage: weights from ``init``; a fresh optimizer and LR schedule unless ``reset`` says otherwise."""
 
     name: str
     max_steps: int
@@ -115,6 +153,7 @@ class StageSpec:
     push_to_hub: bool | None = None  # default: the recipe's hub.mode != "none"
     training: dict[str, Any] = field(default_factory=dict)  # per-stage TrainingArguments overrides
     peft: PeftSpec | None = None  # LoRA adapters on frozen init weights
+    reset: StageReset = field(default_factory=StageReset)  # what starts anew (default: optimizer and schedule)
 
     def __post_init__(self) -> None:
         if not is_integer(self.max_steps, minimum=1):  # (a bool is an int: `max_steps: true` once trained 1 step)
@@ -277,10 +316,18 @@ class RecipeConfig:
             elif f.name == "model":
                 out[f.name] = value.as_written()
             elif f.name == "stages":
-                out[f.name] = [dataclasses.asdict(stage) for stage in value]
+                out[f.name] = [_stage_record(dataclasses.asdict(stage)) for stage in value]
             else:
                 out[f.name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else copy.deepcopy(value)
         return out
+
+
+def _stage_record(stage: dict[str, Any]) -> dict[str, Any]:
+    """A stage as the run records it: the default ``reset`` is left out, so that the records (and cache keys) of
+    every recipe written before resets existed stay as they were."""
+    if stage.get("reset") == dataclasses.asdict(StageReset()):
+        stage.pop("reset")
+    return stage
 
 
 _SECTIONS = {"tokenizer": TokenizerSpec, "data": DataSpec, "hub": HubSpec, "eval": EvalSpec}
@@ -360,6 +407,8 @@ def _parse_stages(raw: dict[str, Any], task_names: list[str], expanded: bool) ->
             # name the field the user wrote first: the stage exists only as the expansion of `method_args`
             origin = "method_args.high_resource / pretrain_mixture" if stage.get("name") == "pretrain" else \
                 "method_args.mixture"
+            if f"`stages.{i}.reset" in str(e):
+                origin = "method_args.reset"
             raise RecipeError(f"`{origin}` (expanded into stage `{stage.get('name')}`): {e}") from None
     if not stages:
         raise RecipeError("`stages` is empty: give at least one stage, or a `method` shorthand.")
@@ -415,6 +464,7 @@ def with_added_defaults(recorded: Mapping[str, Any]) -> dict[str, Any]:
             stage["mixture"] = _fill_defaults(Mixture, stage.get("mixture"))
             if stage.get("peft") is not None:
                 stage["peft"] = _fill_defaults(PeftSpec, stage["peft"])
+            stage = _stage_record(stage)
         stages.append(stage)
     out["stages"] = stages
     return out
@@ -467,6 +517,11 @@ def _parse_stage(raw: Mapping[str, Any], index: int, task_names: list[str]) -> S
     raw["mixture"] = mixture
     if raw.get("peft") is not None:
         raw["peft"] = _from_dict(PeftSpec, raw["peft"], f"{where}.peft")
+    if "reset" in raw:
+        if not isinstance(raw["reset"], Mapping):
+            raise RecipeError(f"`{where}.reset` must be a mapping such as {{optimizer: keep, lr_schedule: continue}}, "
+                              f"got {raw['reset']!r}.")
+        raw["reset"] = _from_dict(StageReset, raw["reset"], f"{where}.reset")
     if "max_steps" not in raw:
         raise RecipeError(f"`{where}.max_steps` is required (a positive integer).")
     return _from_dict(StageSpec, raw, where)

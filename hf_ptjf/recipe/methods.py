@@ -5,7 +5,9 @@
 * ``restart``: N1 steps on the mixture, then N - N1 more on the same mixture;
 * ``transfer``: N1 steps on the high-resource task(s), then N - N1 steps on the other tasks alone.
 
-At every stage boundary the weights carry over and the optimizer state and LR schedule start anew.
+At every stage boundary the weights carry over and the optimizer state and LR schedule start anew, unless
+``method_args.reset`` says otherwise for the second stage (``{optimizer: keep, lr_schedule: continue}`` is the method
+without the reset, an ablation in one override; see :class:`hf_ptjf.recipe.config.StageReset`).
 """
 
 from __future__ import annotations
@@ -28,12 +30,13 @@ def expand_method(method: str, args: Mapping[str, Any], task_names: list[str]) -
     ``pretrain_mixture``, ``stage`` (keys added to every stage, e.g. optimizer, training overrides),
     ``first_stage`` / ``second_stage`` (keys added to the first / second stage only, over ``stage``; mappings
     such as ``training`` are merged), e.g. the paper's LM schedules: constant-then-rsqrt for the first stage,
-    warmup-then-rsqrt after the reset.
+    warmup-then-rsqrt after the reset; ``reset``: the second stage's ``reset`` (ptjf / restart / transfer; checked
+    with the stage).
     """
     if method not in METHODS:
         raise RecipeError(f"unknown `method: {method}`.{did_you_mean(method, list(METHODS))} Choose one of {METHODS}.")
     allowed = {"total_steps", "first_stage_steps", "high_resource", "mixture", "pretrain_mixture", "stage",
-               "first_stage", "second_stage"}
+               "first_stage", "second_stage", "reset"}
     for key in args:
         if key not in allowed:
             raise RecipeError(f"unknown key `method_args.{key}`.{did_you_mean(key, sorted(allowed))}")
@@ -43,6 +46,12 @@ def expand_method(method: str, args: Mapping[str, Any], task_names: list[str]) -
     joint = dict(args.get("mixture") or {})
     stage_keys = dict(args.get("stage") or {})
     first_keys = _merge_stage_keys(stage_keys, args.get("first_stage"))
+    if method == "scalarization" and "reset" in args:
+        raise RecipeError("`method_args.reset`: method `scalarization` has one stage, so nothing to reset; use "
+                          "ptjf, restart or transfer, or remove `method_args.reset`.")
+    if "reset" in args and not isinstance(args["reset"], Mapping):
+        raise RecipeError(f"`method_args.reset` must be a mapping such as {{optimizer: keep, lr_schedule: continue}}, "
+                          f"got {args['reset']!r}.")
     if method == "scalarization":
         return [{**first_keys, "name": "scalarization", "max_steps": total, "mixture": joint, "init": "scratch"}]
     if "first_stage_steps" not in args:
@@ -53,6 +62,8 @@ def expand_method(method: str, args: Mapping[str, Any], task_names: list[str]) -
             f"need 0 < method_args.first_stage_steps < method_args.total_steps, got {n1} and {total}."
         )
     second = dict(_merge_stage_keys(stage_keys, args.get("second_stage")), max_steps=total - n1, init="previous")
+    if "reset" in args:
+        second["reset"] = dict(args["reset"])
     if method == "restart":
         return [
             {**first_keys, "name": "scalarization", "max_steps": n1, "mixture": joint, "init": "scratch"},

@@ -72,6 +72,11 @@ def new_adapter(model: Any, stage: StageSpec, index: int, base: Any, seed: int) 
     return wrapped
 
 
+def _method_and_reset(method: str, stage: StageSpec) -> str:
+    """The method as a model card names it, with the stage's reset when it is not the paper's."""
+    return method if stage.reset.is_default else f"{method} (this stage's reset: {stage.reset.describe()})"
+
+
 class StageHandoff:
     """The outputs of the stages run so far, and how the next stage loads its weights or pushes its own."""
 
@@ -195,7 +200,7 @@ class StageHandoff:
                 hub.write_model_card(
                     folder, repo_id=repo, base_model=base, base_revision=revision, tasks=result.tasks,
                     rates=result.rates, metrics=hub.metrics_by_task(result.metrics, self.cfg.task_names),
-                    method=self.cfg.method or "custom", language=languages,
+                    method=_method_and_reset(self.cfg.method or "custom", stage), language=languages,
                     steps={f"{stage.name} (this stage)": result.steps, "whole run so far": run_steps,
                            "whole recipe": sum(s.max_steps for s in self.cfg.stages)},
                 )

@@ -1,7 +1,8 @@
 """The stage loop: the method, one stage at a time.
 
 For each stage: build its training arguments, load its initial weights (pinned revision), give it a NEW
-optimizer and LR schedule (the paper's reset), train, evaluate, save, push, record. Every method of the
+optimizer and LR schedule (the paper's reset; a stage's ``reset:`` may keep or continue them instead,
+:mod:`~hf_ptjf.runner.resets`), train, evaluate, save, push, record. Every method of the
 paper (ptjf, scalarization, restart, transfer) is a list of such stages (:mod:`hf_ptjf.recipe.methods`).
 
 Around the loop: the run directory and its records (:mod:`~hf_ptjf.runner.records`: a finished stage is
@@ -34,6 +35,7 @@ from .handoff import StageHandoff, offline_hub
 from .preflight import check_before_work
 from .ranks import main_process_first
 from .records import RunDirectory, StageResult, latest_checkpoint
+from .resets import StageResets
 from .results import render_report, summarize
 from .tensorboard import use_run_tensorboard
 
@@ -50,6 +52,7 @@ class RecipeRunner:
     def __init__(self, config: RecipeConfig, *, start_over: bool = False) -> None:
         self.cfg = config
         self.run_dir = RunDirectory(config.output_dir)
+        self.resets = StageResets(config, self.run_dir)  # what each stage takes over from the one before it
         # The process state must be set up the way TrainingArguments does it (CPU / DeepSpeed / gloo
         # flags); a bare PartialState() created first would win as the singleton and misread the launch.
         self.state = self.training_arguments(0, config.stages[0]).distributed_state
@@ -90,7 +93,8 @@ class RecipeRunner:
         self.run_dir.check_claim(self.cfg.to_dict(), start_over=self.start_over)
         tokenizer_dir = recipe_tokenizer_cache(self.cfg)
         self.data = prepare_recipe_data(self.cfg, tokenizer_dir)
-        self.rates = self._every_stages_rates()
+        self.rates = self.resets.rates = self._every_stages_rates()
+        self.resets.check_final_states()
         self._check_stream_checkpoints()
         self.run_dir.claim(self.cfg.to_dict(), start_over=self.start_over)  # main process only: the first write
         if not self.cfg.tokenizer.path:
@@ -130,23 +134,27 @@ class RecipeRunner:
             eval_dataset=eval_sets(self.data, self.cfg.eval.split, self.cfg.eval.loss_examples),
             data_collator=self.data.collator, processing_class=self.data.tokenizer,
         )
-        use_run_tensorboard(trainer, self.run_dir.path / "tensorboard", step_offset=steps_before)
+        start_step = self.resets.start_step(index)  # (> 0: the stage continues the previous one's training)
+        use_run_tensorboard(trainer, self.run_dir.path / "tensorboard", step_offset=steps_before - start_step)
         # 4. The paper's reset: a NEW optimizer (empty state) and LR schedule (warmup restarts at step 0). Only
         #    the weights carry over from `init`: new tasks learn slowly under a decayed LR and stale moments.
         #    A crash resume restores this stage's own optimizer state from its checkpoint, never an earlier stage's.
+        #    (A stage's `reset:` may keep the optimizer and continue or anneal the schedule instead: resets.py.)
         trainer.create_optimizer()
+        resume = self.resets.prepare(trainer, index, stage)
         # 5. Train (from this stage's newest complete checkpoint, if a crash interrupted it), evaluate, save.
-        trainer.train(resume_from_checkpoint=latest_checkpoint(stage_dir, stage.name))
+        trainer.train(resume_from_checkpoint=resume)
         metrics, samples = evaluate_stage(trainer, self.data, self.cfg.eval)
         self.run_dir.write_samples(index, stage, samples)
         final = self._save(trainer, stage_dir / "final", merge=stage.peft is not None and stage.peft.merge)
-        seen = trainer.seen_counts()
+        steps, history, seen = self.resets.own_part(
+            index, trainer.state.global_step, trainer.state.log_history, trainer.seen_counts(), self.stages)
         result = StageResult(
-            index=index, name=stage.name, steps=trainer.state.global_step, wall_time_s=0.0, tasks=tasks,
+            index=index, name=stage.name, steps=steps, wall_time_s=0.0, tasks=tasks,
             rates={t: float(r) for t, r in zip(tasks, trainer.rates)}, output_dir=str(final),
             files_sha256={}, init=stage.init, metrics=metrics,
             **{seen_key(unit): {t: c[unit] for t, c in seen.items() if unit in c} for unit in SEEN_UNITS},
-            history=[h for h in trainer.state.log_history if any(k.endswith("_loss") or k == "loss" for k in h)],
+            history=[h for h in history if any(k.endswith("_loss") or k == "loss" for k in h)],
             samples={t: report_samples(rows) for t, rows in samples.items()},
             parameters=parameters, trainable_parameters=trainable,
             adapter=stage.peft is not None and not stage.peft.merge,
@@ -192,6 +200,7 @@ class RecipeRunner:
             predict_with_generate=True,  # used by predict() only (evaluate() stays loss-only)
             push_to_hub=False,  # the runner pushes the consolidated stage output itself
         )
+        self.resets.adjust_arguments(index, kw)  # (what the stage's reset and the next stage's need)
         try:
             return MixtureTrainingArguments(**kw)
         except (TypeError, ValueError) as e:

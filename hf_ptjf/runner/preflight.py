@@ -23,6 +23,7 @@ from .. import hub
 from ..checks import did_you_mean
 from ..modeling import build_config, build_meta_model, count_parameters, is_causal
 from ..recipe import RecipeConfig, RecipeError
+from .resets import check_resets
 
 __all__ = ["check_adapter_base", "check_before_work", "linear_module_names"]
 
@@ -181,6 +182,7 @@ def _lora_targets_exist(cfg: RecipeConfig) -> None:
 
 def check_before_work(cfg: RecipeConfig) -> None:
     """Raise a :class:`RecipeError` naming the field for anything missing; writes nothing."""
+    check_resets(cfg)  # a stage reset whose previous state cannot exist: refused before any work
     _free_space(cfg)
     _hub_reachable(cfg)
     if cfg.tokenizer.path:

@@ -23,7 +23,7 @@ def summarize(cfg: RecipeConfig, stages: list[StageResult]) -> dict[str, Any]:
             history.append({**h, "stage": s.name, "step": offset + h.get("step", 0)})
         offset += s.steps
     tasks: dict[str, dict[str, Any]] = {}
-    records = [asdict(s) for s in stages]
+    records = [{**asdict(s), "reset": _reset(cfg, s)} for s in stages]
     last = stages[-1] if stages else None
     for name in cfg.task_names:
         final = last.metrics.get(f"eval_{name}_loss") if last else None
@@ -55,6 +55,12 @@ def off_target_fields(metrics: Mapping[str, Any], task: str) -> dict[str, Any]:
     return {**out, "off_target_note": note} if note else out
 
 
+def _reset(cfg: RecipeConfig, stage: StageResult) -> dict[str, str]:
+    """What the stage started anew (its ``reset:``; the first stage always starts fresh)."""
+    spec = next((s for s in cfg.stages if s.name == stage.name), None)
+    return asdict(spec.reset) if spec is not None else {"optimizer": "fresh", "lr_schedule": "fresh"}
+
+
 def best_loss(history: Sequence[Mapping[str, Any]], task: str, final: float | None) -> float | None:
     """The lowest validation loss of ``task`` over a history and its final evaluation (None if never evaluated)."""
     losses = [h[f"eval_{task}_loss"] for h in history if h.get(f"eval_{task}_loss") is not None]
@@ -77,14 +83,18 @@ def render_report(results: dict[str, Any], figures: Mapping[str, str] | None = N
     if any(t.get("off_target") is not None or t.get("off_target_note") for t in results["tasks"].values()):
         lines += ["", "chrF++: sacreBLEU's chrF with word bigrams; off-target rate: the share of those hypotheses "
                   "whose detected language (py3langid) is not the task's target language."]
-    lines += ["", "## Stages", "", "| # | stage | steps | wall time (s) | tasks (rate) | Hub repo @ sha |", "|---|---|---|---|---|---|"]
+    lines += ["", "## Stages", "", "| # | stage | steps | wall time (s) | tasks (rate) | reset (optimizer, LR schedule) "
+              "| Hub repo @ sha |", "|---|---|---|---|---|---|---|"]
     for s in results["stages"]:
         rates = ", ".join(f"{t} ({r:.3f})" for t, r in s["rates"].items())
         hub = f"{s['hub_repo']} @ {s['hub_sha'][:10]}" if s.get("hub_sha") else "local"
-        lines.append(f"| {s['index']} | {s['name']} | {s['steps']} | {s['wall_time_s']} | {rates} | {hub} |")
+        reset = s.get("reset") or {}
+        reset = f"{reset.get('optimizer', 'fresh')}, {reset.get('lr_schedule', 'fresh')}"
+        lines.append(f"| {s['index']} | {s['name']} | {s['steps']} | {s['wall_time_s']} | {rates} | {reset} | {hub} |")
     if figures:
         lines += ["", "## Curves", "", "Against the step over all stages; a dashed line marks a stage boundary, "
-                  "where the optimizer state and the LR schedule start anew.", ""]
+                  "where the optimizer state and the LR schedule start anew (unless the stage's reset keeps them: "
+                  "the table above).", ""]
         lines += [f"![{name.replace('_', ' ')}]({path})" for name, path in figures.items()]
     if results.get("samples"):
         lines += ["", "## Sample translations (last stage, validation split)", ""]

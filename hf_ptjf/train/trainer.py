@@ -32,7 +32,8 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoin
 
 from ..files import atomic_write_text
 from ..mixture import Mixture
-from ..optim import Adafactor, get_lr_schedule, register_zero3_segments
+from ..optim import (Adafactor, ScheduleHandoff, anneal_schedule, fast_forward, get_lr_schedule,
+                     register_zero3_segments)
 from ..seen import CHARACTERS, seen_key
 from .arguments import MixtureTrainingArguments, check_deepspeed_config
 from .data import TASK_ID, MixtureData, mixture_data
@@ -265,16 +266,27 @@ class MixtureTrainer(Seq2SeqTrainer):
             return Adafactor, {"lr": args.learning_rate, **args.optimizer_kwargs()}
         return Seq2SeqTrainer.get_optimizer_cls_and_kwargs(args, model)
 
+    # Where the schedule starts when a stage's `reset.lr_schedule` is not fresh (hf_ptjf.runner.resets sets it before
+    # training; None: the stage's own schedule from update 0).
+    schedule_handoff: ScheduleHandoff | None = None
+
     def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):  # noqa: D102
         # hf_ptjf's schedules (hf_ptjf.optim) by their `lr_scheduler_type`; DeepSpeed calls this too when its JSON has
         # no scheduler (with its own optimizer as `optimizer` when the JSON declares one).
         if self.is_deepspeed_enabled:  # called after accelerator.prepare: the ZeRO-3 partitions exist now
             register_zero3_segments(getattr(self.optimizer, "optimizer", None))
-        schedule = self.args.hf_ptjf_lr_schedule
-        if schedule is None or self.lr_scheduler is not None:
+        if self.lr_scheduler is not None:
             return super().create_scheduler(num_training_steps, optimizer)
-        pivot = self.args.lr_schedule_pivot(num_training_steps)
-        self.lr_scheduler = get_lr_schedule(schedule, optimizer or self.optimizer, pivot)
+        handoff = self.schedule_handoff or ScheduleHandoff()
+        if handoff.anneal_from is not None:
+            self.lr_scheduler = anneal_schedule(optimizer or self.optimizer, handoff.anneal_from, num_training_steps)
+        elif self.args.hf_ptjf_lr_schedule is None:
+            super().create_scheduler(handoff.horizon or num_training_steps, optimizer)
+        else:
+            pivot = self.args.lr_schedule_pivot(handoff.horizon or num_training_steps)
+            self.lr_scheduler = get_lr_schedule(self.args.hf_ptjf_lr_schedule, optimizer or self.optimizer, pivot)
+        if handoff.start:
+            fast_forward(self.lr_scheduler, handoff.start)
         self._created_lr_scheduler = True
         return self.lr_scheduler
 
