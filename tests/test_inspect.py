@@ -270,8 +270,10 @@ class _Stub:
 
     def __init__(self, cfg):
         from hf_ptjf.runner.records import RunDirectory
+        from hf_ptjf.runner.resets import StageResets
 
         self.cfg, self.run_dir = cfg, RunDirectory(cfg.output_dir)
+        self.resets = StageResets(cfg, self.run_dir)
 
 
 def test_recipe_mixture_strategies_and_errors():
