@@ -50,7 +50,7 @@ def test_mixing_rates_by_name_with_cap():
     np.testing.assert_allclose(q * 200, [20, 180])
     np.testing.assert_allclose(mixing_rates("static", [5, 5], weights=[1, 3]), [0.25, 0.75])
     np.testing.assert_allclose(mixing_rates("unimax", [10, 100, 1000], budget=300), unimax([10, 100, 1000], 300, 1))
-    assert set(mixing.RATE_STRATEGIES) == {"proportional", "temperature", "static", "unimax"}
+    assert set(mixing.RATE_STRATEGIES) == {"proportional", "temperature", "static", "unimax", "odm"}  # odm: online
 
 
 def test_plan_reports_examples_and_epochs():

@@ -6,6 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from hf_ptjf.mixture import ODM
 from hf_ptjf.train import MIXTURE_STATE_NAME, MixtureTrainer, MixtureTrainingArguments
 
 from .toy import collate, tiny_t5, toy_mixture
@@ -211,10 +212,13 @@ class _StopAt:
         return Stop()
 
 
+@pytest.mark.parametrize("mixing", ["fixed", "odm"])
 @pytest.mark.parametrize("data", ["map", "stream"])
-def test_resume_with_dropout_continues_exactly(tmp_path, data):
+def test_resume_with_dropout_continues_exactly(tmp_path, data, mixing):
     """With dropout the resumed run must draw the same masks: the global RNG after the restore is the checkpoint's
-    (a new DataLoader iterator must not draw its seed from it). Dropout 0.0 would hide the fault."""
+    (a new DataLoader iterator must not draw its seed from it). Dropout 0.0 would hide the fault. With an online
+    mixture (ODM, rates updated every 2 steps) the rates decided after the checkpoint must be the same too: its state
+    and the schedule are in the checkpoint."""
     def run(out, stop=None, resume=None):
         train, evals = toy_mixture()
         if data == "stream":
@@ -224,7 +228,7 @@ def test_resume_with_dropout_continues_exactly(tmp_path, data):
             logging_steps=1, save_steps=6, report_to=[], use_cpu=True, seed=7, disable_tqdm=True,
             dataloader_pin_memory=False, remove_unused_columns=data == "map")
         trainer = MixtureTrainer(model=tiny_t5(dropout=0.3), args=args, train_datasets=train, data_collator=collate,
-                                 rates={"hr": 0.7, "lr": 0.3})
+                                 rates={"hr": 0.7, "lr": 0.3}, online=ODM(update_every=2) if mixing == "odm" else None)
         if stop:
             trainer.add_callback(_StopAt(stop))
         trainer.train(resume_from_checkpoint=resume)
@@ -233,12 +237,16 @@ def test_resume_with_dropout_continues_exactly(tmp_path, data):
     full = run(tmp_path / "full")
     run(tmp_path / "cut", stop=6)
     resumed = run(tmp_path / "cut", resume=str(tmp_path / "cut" / "checkpoint-6"))
-    a = {h["step"]: h["loss"] for h in train_logs(full)}
-    b = {h["step"]: h["loss"] for h in train_logs(resumed) if h["step"] > 6}
+    keys = ("loss", "rate_hr", "rate_lr", "examples_seen_lr")
+    a = {h["step"]: [h.get(k) for k in keys] for h in train_logs(full)}
+    b = {h["step"]: [h.get(k) for k in keys] for h in train_logs(resumed) if h["step"] > 6}
     assert sorted(b) == list(range(7, 13))
     assert [b[s] for s in b] == [a[s] for s in b]  # bit for bit
     for p, q in zip(full.model.parameters(), resumed.model.parameters()):
         torch.testing.assert_close(p, q, rtol=0, atol=0)
+    if mixing == "odm":  # the rates did change, after the checkpoint too (else the test would prove little)
+        rates = [a[s][1] for s in sorted(a)]
+        assert rates[0] == 0.7 and len(set(rates[6:])) > 1, rates
 
 
 def test_resuming_a_tied_model_does_not_report_its_tied_weights_missing(tmp_path):

@@ -8,6 +8,7 @@ from :mod:`hf_ptjf.mixture.strategies`, sizes and budgets converted between unit
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -16,9 +17,10 @@ import numpy as np
 from ..checks import did_you_mean, is_number
 from .strategies import STRATEGIES, mixing_rates, strategy
 
-__all__ = ["SIZE_UNITS", "Mixture", "MixtureSpec"]
+__all__ = ["ONLINE_FIELDS", "SIZE_UNITS", "Mixture", "MixtureSpec", "mixture_record"]
 
 SIZE_UNITS = ("examples", "tokens", "characters")  # what task sizes can be measured in (`Mixture.size_unit`)
+ONLINE_FIELDS = ("initial", "update_every", "alpha", "floor")  # an online strategy's fields of a `Mixture`
 
 
 @dataclass
@@ -35,10 +37,16 @@ class Mixture:
     weights: Mapping[str, float] | list[float] | None = None  # for `static`, by task name or in task order
     max_epochs: float | None = None  # epoch cap (UniMax's cap; optional for the others)
     size_unit: str = "examples"  # what task sizes (and UniMax's budget / an epoch cap) are measured in
+    # An online strategy's (``odm``; None: its defaults, filled in): where its rates start, and its parameters.
+    initial: "Mixture | Mapping[str, Any] | None" = None  # the first rates: another (fixed-rate) mixture's; None: uniform
+    update_every: int | None = None  # optimizer steps between rate updates
+    alpha: float | None = None  # the reward's moving-average weight
+    floor: float | None = None  # the least rate of a task
 
     def __post_init__(self) -> None:
         if self.strategy is None:
             self.strategy = "static" if self.weights is not None else "temperature"
+        self._check_online()
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {sorted(STRATEGIES)}, got {self.strategy!r}."
                              f"{did_you_mean(self.strategy, STRATEGIES)}")
@@ -58,6 +66,43 @@ class Mixture:
             self.max_epochs = 1.0
         if self.size_unit not in SIZE_UNITS:
             raise ValueError(f"size_unit must be one of {list(SIZE_UNITS)}, got {self.size_unit!r}")
+
+    def _check_online(self) -> None:
+        """An online strategy's parameters at their defaults where not given; refused with any other strategy."""
+        chosen = STRATEGIES.get(self.strategy) if self.strategy is not None else None
+        if chosen is None or chosen.online is None:
+            given = [name for name in ONLINE_FIELDS if getattr(self, name) is not None]
+            if given:
+                online = sorted(n for n, s in STRATEGIES.items() if s.online is not None)
+                raise ValueError(f"{', '.join(f'`{n}`' for n in given)}: used by online strategies only "
+                                 f"({', '.join(online)}); set `strategy: {online[0]}` or remove them "
+                                 f"(strategy is {self.strategy!r})")
+            return
+        defaults = {f.name: f.default for f in dataclasses.fields(chosen.online) if f.init}
+        for name in chosen.params:
+            if getattr(self, name) is None:
+                setattr(self, name, defaults[name])
+        self.online_strategy()  # its own checks of the parameters, now
+        if isinstance(self.initial, Mapping):
+            if "tasks" in self.initial:
+                raise ValueError("`initial.tasks`: the initial rates are over the stage's tasks; remove `tasks` there")
+            self.initial = Mixture(**self.initial)
+        if self.initial is not None and (not isinstance(self.initial, Mixture) or self.initial.online):
+            got = f"strategy `{self.initial.strategy}`" if isinstance(self.initial, Mixture) else repr(self.initial)
+            raise ValueError(f"`initial` must be a fixed-rate mixture (e.g. {{strategy: temperature, tau: 3.33}}), "
+                             f"got {got}")
+
+    @property
+    def online(self) -> bool:
+        """Are the rates decided while training (an online strategy such as ``odm``)?"""
+        return strategy(self.strategy).online is not None
+
+    def online_strategy(self) -> Any:
+        """A new instance of the online strategy with this mixture's parameters (``None``: fixed rates)."""
+        chosen = strategy(self.strategy)
+        if chosen.online is None:
+            return None
+        return chosen.online(**{name: getattr(self, name) for name in chosen.params})
 
     # ------------------------------------------------------------------ other ways to describe a mixture
     @classmethod
@@ -82,11 +127,15 @@ class Mixture:
     @property
     def uses_sizes(self) -> bool:
         """Do the rates depend on the tasks' sizes (every strategy but ``static``, and any epoch cap)?"""
+        if self.online:
+            return self.initial is not None and self.initial.uses_sizes
         return strategy(self.strategy).uses_sizes or self.max_epochs is not None
 
     @property
     def uses_budget(self) -> bool:
         """Do the rates depend on the stage's budget (UniMax, an epoch cap)?"""
+        if self.online:
+            return self.initial is not None and self.initial.uses_budget
         return strategy(self.strategy).uses_budget or self.max_epochs is not None
 
     def weight_list(self, tasks: Sequence[str]) -> list[float] | None:
@@ -101,9 +150,14 @@ class Mixture:
     def rates(self, sizes: Mapping[str, float], budget: float | None = None) -> np.ndarray:
         """Sampling probabilities of the tasks in ``sizes`` (name -> size in ``size_unit``), in that order.
 
-        ``budget`` (what the stage draws, in ``size_unit``) is needed by ``unimax`` and by an epoch cap.
+        ``budget`` (what the stage draws, in ``size_unit``) is needed by ``unimax`` and by an epoch cap. An online
+        strategy's are its first rates: its ``initial`` mixture's (uniform without one).
         """
         names = list(sizes)
+        if self.online:
+            if self.initial is None:
+                return np.full(len(names), 1.0 / len(names))
+            return self.initial.rates(sizes, budget)
         params: dict[str, Any] = {}
         for name in strategy(self.strategy).params:
             if name == "weights":
@@ -138,6 +192,16 @@ class Mixture:
     def budget_in_unit(self, budget_examples: float, sizes: Any, tasks: Sequence[str]) -> float:
         """A budget in examples expressed in ``size_unit`` (the tasks' mean ``size_unit`` per example)."""
         return budget_examples * sizes.per_example(self.size_unit, tasks)
+
+
+def mixture_record(record: dict[str, Any]) -> dict[str, Any]:
+    """A mixture as a run records it (``dataclasses.asdict`` of a :class:`Mixture`): the online strategy's fields are
+    left out where unset, so that the records (and cache keys) of recipes written before online strategies existed
+    stay as they were."""
+    out = {k: v for k, v in record.items() if not (k in ONLINE_FIELDS and v is None)}
+    if isinstance(out.get("initial"), dict):
+        out["initial"] = mixture_record(out["initial"])
+    return out
 
 
 MixtureSpec = Mixture  # the name of releases up to 0.1 (recipes' `mixture:` sections, MixtureTrainer docs)

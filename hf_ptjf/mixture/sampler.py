@@ -13,7 +13,7 @@ import torch
 
 from . import strategies
 from .schedule import RateSchedule
-from .sequence import BLOCK, CHUNK, feistel_permute, permutation_keys
+from .sequence import CHUNK, feistel_permute, permutation_keys
 
 __all__ = ["TemperatureMixtureSampler"]
 
@@ -63,6 +63,9 @@ class TemperatureMixtureSampler(torch.utils.data.Sampler[int]):
         self._resume_position: int | None = None
         self._position = 0  # next global position this sampler will yield (for state_dict)
         self.tasks = RateSchedule(self.probabilities, self.seed)  # one segment unless the rates change
+        # Positions computed ahead of what was yielded: an online strategy (hf_ptjf.train.online) sets it to one
+        # optimizer step, so that the rates it appends apply to positions not computed yet.
+        self.lookahead = CHUNK
 
     # ---------------------------------------------------------------- public API
     def __len__(self) -> int:
@@ -80,10 +83,18 @@ class TemperatureMixtureSampler(torch.utils.data.Sampler[int]):
                 start = self._resume_position
             self._resume_position = None  # applies to one iteration only
         self._position = start
-        for chunk_start in range(start, end, CHUNK):
-            for index in self.indices(chunk_start, min(end, chunk_start + CHUNK)).tolist():
+        chunk_start = start
+        while chunk_start < end:
+            chunk_stop = min(end, chunk_start + self.lookahead)
+            for index in self.indices(chunk_start, chunk_stop).tolist():
                 self._position += 1
                 yield index
+            chunk_start = chunk_stop
+
+    @property
+    def drawn(self) -> int:
+        """The stream positions computed so far (the next position this sampler yields)."""
+        return self._position
 
     def indices(self, start: int, stop: int) -> np.ndarray:
         """The dataset indices at global stream positions ``[start, stop)`` (vectorised)."""
@@ -91,13 +102,8 @@ class TemperatureMixtureSampler(torch.utils.data.Sampler[int]):
             raise ValueError(f"need 0 <= start <= stop, got start={start}, stop={stop}.")
         if start == stop:
             return np.zeros(0, dtype=np.int64)
-        first, last = start // BLOCK, -(-stop // BLOCK)
-        out = []
-        for b in range(first, last, CHUNK // BLOCK):  # bounded memory for long ranges
-            chunk = self._range_indices(b, min(last, b + CHUNK // BLOCK))
-            lo = max(start - b * BLOCK, 0)
-            out.append(chunk[lo : stop - b * BLOCK])
-        return np.concatenate(out)
+        # bounded memory for long ranges: CHUNK positions at a time
+        return np.concatenate([self._range_indices(lo, min(stop, lo + CHUNK)) for lo in range(start, stop, CHUNK)])
 
     def task_of(self, index: int | np.ndarray) -> int | np.ndarray:
         """Which task a dataset index (of the concatenation) belongs to."""
@@ -113,17 +119,19 @@ class TemperatureMixtureSampler(torch.utils.data.Sampler[int]):
             raise ValueError(f"`position` must be >= 0, got {position}.")
         return self.tasks.counts_before(int(position))
 
-    def state_dict(self) -> dict[str, Any]:
-        """Where the stream is, plus what it was built from (to refuse resuming a different mixture)."""
+    def state_dict(self, position: int | None = None) -> dict[str, Any]:
+        """Where the stream is (``position``: the one given, e.g. what the optimizer steps consumed; else the next to
+        yield), plus what it was built from (to refuse resuming a different mixture)."""
+        position = int(self._position if position is None else position)
         return {
-            "position": int(self._position),
+            "position": position,
             "epoch": int(self.epoch),
             "seed": self.seed,
             "num_samples": self.num_samples,
             "task_sizes": self.task_sizes.tolist(),
             "probabilities": self.probabilities.tolist(),
             # rates that changed during the stage (an online strategy); absent for fixed rates, as before
-            **({"schedule": self.tasks.state_dict()} if len(self.tasks.starts) > 1 else {}),
+            **({"schedule": self.tasks.state_dict(position)} if self.tasks.changed else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -145,10 +153,10 @@ class TemperatureMixtureSampler(torch.utils.data.Sampler[int]):
         self._position = self._resume_position = int(state["position"])
 
     # ---------------------------------------------------------------- the stream
-    def _range_indices(self, first_block: int, last_block: int) -> np.ndarray:
-        """Dataset indices of all positions in blocks ``[first_block, last_block)``, vectorised."""
-        labels = self.tasks.labels(first_block * BLOCK, last_block * BLOCK)
-        before = self.tasks.counts_before(first_block * BLOCK)
+    def _range_indices(self, start: int, stop: int) -> np.ndarray:
+        """Dataset indices of all positions in ``[start, stop)``, vectorised."""
+        labels = self.tasks.labels(start, stop)
+        before = self.tasks.counts_before(start)
         # Sorting the slots by task (stably) lists each task's slots in stream order; their occurrence
         # numbers are then consecutive, from before[k], so each (task, pass) run is one arange.
         order = np.argsort(labels.astype(np.int16), kind="stable")  # radix sort on small ints

@@ -16,7 +16,7 @@ sample budget (:func:`cap_epochs`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -24,7 +24,7 @@ from ..checks import did_you_mean
 from ..errors import UserError
 
 __all__ = ["RATE_STRATEGIES", "STRATEGIES", "Strategy", "cap_epochs", "mixing_rates", "normalise", "positive", "proportional",
-           "register_strategy", "static", "strategy", "task_sizes", "temperature", "unimax"]
+           "register_online_strategy", "register_strategy", "static", "strategy", "task_sizes", "temperature", "unimax"]
 
 
 def task_sizes(sizes: Sequence[float], name: str = "sizes") -> np.ndarray:
@@ -147,6 +147,7 @@ class Strategy:
     params: tuple[str, ...] = ()
     uses_sizes: bool = True
     uses_budget: bool = False
+    online: Callable[..., Any] | None = None  # an online strategy's class (hf_ptjf.mixture.online), built from params
 
 
 STRATEGIES: dict[str, Strategy] = {}
@@ -163,6 +164,19 @@ def register_strategy(name: str, *, params: Sequence[str] = (), uses_sizes: bool
         STRATEGIES[name] = Strategy(name, fn, tuple(params), uses_sizes, uses_budget)
         return fn
     return register
+
+
+def register_online_strategy(name: str, cls: Callable[..., Any], *, params: Sequence[str]) -> Callable[..., Any]:
+    """Register ``cls`` (an :class:`~hf_ptjf.mixture.online.OnlineStrategy` built from ``params``, keys of a recipe's
+    ``mixture:`` section) as the online strategy ``name``; its rates start at its ``initial`` mixture's."""
+    if name in STRATEGIES:
+        raise ValueError(f"a rate strategy named `{name}` is already registered; pick another name.")
+
+    def initial_only(sizes: Sequence[float], **_: Any) -> np.ndarray:
+        raise ValueError(f"strategy `{name}` decides its rates while training: its first rates are its `initial` "
+                         "mixture's (Mixture.rates computes them).")
+    STRATEGIES[name] = Strategy(name, initial_only, tuple(params), uses_sizes=False, online=cls)
+    return cls
 
 
 def strategy(name: str) -> Strategy:

@@ -40,6 +40,10 @@ class MixtureStream(torch.utils.data.IterableDataset):
         num_workers: the DataLoader's workers (0 = the main process): readers per rank.
         start_batch: the first local micro-batch to yield (micro-batches consumed before a resume).
         reader_states: ``{q: {task: reader state}}`` of this rank's readers at ``start_batch``.
+        schedule_state: a checkpoint's :class:`RateSchedule` state (rates that changed during the stage).
+
+    ``schedule`` is the rates over positions; an online strategy appends to it while training (in the main process:
+    with DataLoader workers, each holds a copy, so online rates need ``num_workers=0``).
     """
 
     def __init__(
@@ -55,6 +59,7 @@ class MixtureStream(torch.utils.data.IterableDataset):
         num_workers: int = 0,
         start_batch: int = 0,
         reader_states: Mapping[int, Mapping[str, Any]] | None = None,
+        schedule_state: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if len(streams) != len(probabilities):
@@ -66,6 +71,10 @@ class MixtureStream(torch.utils.data.IterableDataset):
         self.readers_per_rank = max(1, int(num_workers))
         self.start_batch = int(start_batch)
         self.reader_states = {int(q): dict(s) for q, s in (reader_states or {}).items()}
+        self.schedule = RateSchedule(self.probabilities, self.seed)
+        if schedule_state is not None:
+            self.schedule.load_state_dict(schedule_state)
+        self.drawn = 0  # the global positions computed so far (in this process)
 
     def positions(self, batch: int) -> tuple[int, int]:
         """The global stream positions ``[start, stop)`` of this rank's local micro-batch ``batch``."""
@@ -78,7 +87,6 @@ class MixtureStream(torch.utils.data.IterableDataset):
         if workers != self.readers_per_rank:
             raise RuntimeError(f"MixtureStream was built for {self.readers_per_rank} readers per rank but runs in "
                                f"{workers} DataLoader workers; pass num_workers={workers}.")
-        sequence = RateSchedule(self.probabilities, self.seed)
         first = self.start_batch + worker  # the DataLoader takes batch j from worker j mod workers
         q = first % workers
         count = self.world_size * workers
@@ -88,7 +96,8 @@ class MixtureStream(torch.utils.data.IterableDataset):
         for batch in range(first, 2**62, workers):
             start, stop = self.positions(batch)
             rows = []
-            for task in sequence.labels(start, stop).tolist():
+            self.drawn = max(self.drawn, stop)
+            for task in self.schedule.labels(start, stop).tolist():
                 row = dict(next(readers[task]))
                 row["task_id"] = task
                 rows.append(row)

@@ -22,7 +22,7 @@ from typing import Any, Mapping
 
 from ..checks import did_you_mean, is_integer, is_number
 from ..data.spec import TaskSpec
-from ..mixture import Mixture
+from ..mixture import Mixture, mixture_record
 from ..model_spec import ModelArguments
 from .errors import RecipeError
 from .methods import expand_method
@@ -324,9 +324,12 @@ class RecipeConfig:
 
 def _stage_record(stage: dict[str, Any]) -> dict[str, Any]:
     """A stage as the run records it: the default ``reset`` is left out, so that the records (and cache keys) of
-    every recipe written before resets existed stay as they were."""
+    every recipe written before resets existed stay as they were (and so is an unset online strategy's part of the
+    mixture)."""
     if stage.get("reset") == dataclasses.asdict(StageReset()):
         stage.pop("reset")
+    if isinstance(stage.get("mixture"), dict):
+        stage["mixture"] = mixture_record(stage["mixture"])
     return stage
 
 

@@ -125,11 +125,12 @@ class RecipeRunner:
         # 2. The initial weights: scratch (seeded), an earlier stage at its pinned Hub revision, a Hub id or a path.
         model = self._init_model(index, stage)
         parameters, trainable = _parameter_counts(model)
-        # 3. The stage's mixture, at the rates computed for it before the first stage trained.
+        # 3. The stage's mixture, at the rates computed for it before the first stage trained (an online strategy's
+        #    first rates, which it then changes while training).
         tasks = self.cfg.stage_tasks(stage)
         steps_before = sum(s.steps for s in self.stages)
         trainer = MixtureTrainer(
-            model=model, args=args, rates=self.rates[stage.name],
+            model=model, args=args, rates=self.rates[stage.name], online=stage.mixture.online_strategy(),
             train_datasets={t: self.data.train_data(t) for t in tasks},
             eval_dataset=eval_sets(self.data, self.cfg.eval.split, self.cfg.eval.loss_examples),
             data_collator=self.data.collator, processing_class=self.data.tokenizer,

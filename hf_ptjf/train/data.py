@@ -59,6 +59,20 @@ class MixtureData:
     def consumed(self, batches: Sequence[Any]) -> None:
         """The batches of one optimizer step were taken from the DataLoader."""
 
+    @property
+    def schedule(self) -> Any:
+        """The :class:`~hf_ptjf.mixture.schedule.RateSchedule` of the training under way (``None`` before it starts)."""
+        return None
+
+    @property
+    def drawn(self) -> int:
+        """The global stream positions the data has computed so far (the DataLoader reads ahead of the steps)."""
+        return 0
+
+    def read_ahead(self, positions: int) -> None:
+        """Compute at most ``positions`` positions ahead of what was read (an online strategy's rates must reach
+        positions not computed yet)."""
+
     def state_at_step(self, step: int, args: Any, rates: np.ndarray) -> dict[str, Any]:
         """The data's position after ``step`` optimizer steps (may be a collective call)."""
         raise NotImplementedError
@@ -84,25 +98,41 @@ class MapMixtureData(MixtureData):
         super().__init__(list(datasets), [len(d) for d in datasets.values()], seed)
         self.current: TemperatureMixtureSampler | None = None
         self._pending: dict[str, Any] | None = None
+        self._lookahead: int | None = None
 
     def train_dataset(self, args: Any, rates: np.ndarray, collator: Callable) -> Any:  # noqa: D102
         return self.dataset
 
     def sampler(self, rates: np.ndarray, num_samples: int) -> TemperatureMixtureSampler:  # noqa: D102
         sampler = TemperatureMixtureSampler(self.task_sizes, num_samples, rates, seed=self.seed)
+        if self._lookahead is not None:
+            sampler.lookahead = self._lookahead
         if self._pending is not None:
             sampler.load_state_dict(self._pending)
             self._pending = None
         self.current = sampler
         return sampler
 
+    @property
+    def schedule(self) -> Any:  # noqa: D102
+        return self.current.tasks if self.current is not None else None
+
+    @property
+    def drawn(self) -> int:  # noqa: D102
+        return self.current.drawn if self.current is not None else 0
+
+    def read_ahead(self, positions: int) -> None:  # noqa: D102
+        self._lookahead = positions
+        if self.current is not None:
+            self.current.lookahead = positions
+
     def state_at_step(self, step: int, args: Any, rates: np.ndarray) -> dict[str, Any]:
         """The sampler state after ``step`` optimizer steps (the DataLoader may have prefetched further)."""
         if self.current is None:
             raise RuntimeError("no mixture sampler yet: save a checkpoint only during training.")
         consumed = step * args.total_train_batch_size
-        state = self.current.state_dict()
-        state.update(position=consumed, epoch=consumed // self.current.num_samples)
+        state = self.current.state_dict(consumed)
+        state.update(epoch=consumed // self.current.num_samples)
         return state
 
     def resume(self, saved: Mapping[str, Any], checkpoint: str, args: Any, rates: np.ndarray) -> None:  # noqa: D102
@@ -136,7 +166,8 @@ class StreamMixtureData(MixtureData):
             rank=args.process_index, world_size=max(1, args.world_size), num_workers=args.dataloader_num_workers,
             start_batch=pending.get("batches", 0),
             reader_states={int(k.split(".")[1]): v for k, v in pending.get("readers", {}).items()
-                           if int(k.split(".")[0]) == args.process_index})
+                           if int(k.split(".")[0]) == args.process_index},
+            schedule_state=pending.get("schedule"))
         return self.current
 
     def dataloader(self, args: Any, rates: np.ndarray, collator: Callable) -> torch.utils.data.DataLoader:  # noqa: D102
@@ -152,6 +183,17 @@ class StreamMixtureData(MixtureData):
         # read everything) nor dispatch (rank 0 would read for all); it only places batches on the device.
         return prepare_data_loader(loader, device=args.device, num_processes=1, process_index=0, put_on_device=True,
                                    dispatch_batches=False)
+
+    @property
+    def schedule(self) -> Any:  # noqa: D102
+        return self.current.schedule if self.current is not None else None
+
+    @property
+    def drawn(self) -> int:  # noqa: D102
+        return self.current.drawn if self.current is not None else 0
+
+    def read_ahead(self, positions: int) -> None:
+        """A stream computes one micro-batch at a time (in the main process: online rates need no workers)."""
 
     def consumed(self, batches: Sequence[Any]) -> None:
         """After one optimizer step's batches, their readers' states are the ones a checkpoint needs."""
@@ -171,7 +213,14 @@ class StreamMixtureData(MixtureData):
                 "num_workers": args.dataloader_num_workers, "batch_size": args.per_device_train_batch_size,
                 "seed": self.current.seed if self.current else None,
                 "probabilities": [float(r) for r in rates], "shards": shard_identity(self.streams),
-                "readers": mine}
+                "readers": mine, **self._schedule_state(step, args)}
+
+    def _schedule_state(self, step: int, args: Any) -> dict[str, Any]:
+        """The rates over positions from the step's on, where they changed during the stage (an online strategy)."""
+        schedule = self.current.schedule if self.current is not None else None
+        if schedule is None or not schedule.changed:
+            return {}
+        return {"schedule": schedule.state_dict(step * args.total_train_batch_size)}
 
     def resume(self, saved: Mapping[str, Any], checkpoint: str, args: Any, rates: np.ndarray) -> None:  # noqa: D102
         super().resume(saved, checkpoint, args, rates)

@@ -44,6 +44,8 @@ class TaskMeter:
         self._base = np.zeros((len(ROWS), k), dtype=np.int64)  # all ranks, restored from a checkpoint
         self._loss_sums = torch.zeros(k, dtype=torch.float32)  # this rank, this logging window (where the logits are)
         self._loss_tokens = torch.zeros(k, dtype=torch.float32)
+        self.mixing = False  # an online strategy reads each step's losses too (take_step_losses)
+        self._step_losses = torch.zeros(2, k, dtype=torch.float32)  # this rank, this optimizer step: sums, tokens
 
     # ------------------------------------------------------------------ counting
     def count(self, task_id: torch.Tensor, unit: str, per_example: torch.Tensor | None = None) -> None:
@@ -108,8 +110,20 @@ class TaskMeter:
                 self._loss_sums = self._loss_sums.to(per_example.device)
                 self._loss_tokens = self._loss_tokens.to(per_example.device)
             ids = task_id.to(per_example.device)
+            tokens = active.sum(-1).float()
             self._loss_sums.index_add_(0, ids, per_example)
-            self._loss_tokens.index_add_(0, ids, active.sum(-1).float())
+            self._loss_tokens.index_add_(0, ids, tokens)
+            if self.mixing:
+                self._step_losses = self._step_losses.to(per_example.device)
+                self._step_losses[0].index_add_(0, ids, per_example)
+                self._step_losses[1].index_add_(0, ids, tokens)
+
+    def take_step_losses(self) -> tuple[np.ndarray, np.ndarray]:
+        """This optimizer step's per-task loss sums and scored tokens, summed over ranks (float64), then zeroed (a
+        collective call)."""
+        total = sum_over_ranks(self._step_losses.clone(), self.world_size, self.device).double().numpy()
+        self._step_losses.zero_()
+        return total[0], total[1]
 
     def window_losses(self) -> dict[str, float]:
         """``train_<task>_loss`` over the logging window (summed over ranks), then a new window (a collective)."""

@@ -31,13 +31,14 @@ from transformers import Seq2SeqTrainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 from ..files import atomic_write_text
-from ..mixture import Mixture
+from ..mixture import Mixture, OnlineStrategy
 from ..optim import (Adafactor, ScheduleHandoff, anneal_schedule, fast_forward, get_lr_schedule,
                      register_zero3_segments)
 from ..seen import CHARACTERS, seen_key
 from .arguments import MixtureTrainingArguments, check_deepspeed_config
 from .data import TASK_ID, MixtureData, mixture_data
 from .meter import TaskMeter
+from .online import OnlineMixer
 
 __all__ = ["MIXTURE_STATE_NAME", "MixtureTrainer", "tied_copies"]
 
@@ -63,13 +64,17 @@ class MixtureTrainer(Seq2SeqTrainer):
         rates: sampling probability per task (by name, or in task order), e.g. from
             :meth:`hf_ptjf.recipe.RecipeConfig.stage_rates`; when omitted they come from ``args``
             (``mixture_strategy`` and its parameters, as a :class:`hf_ptjf.mixture.Mixture`) and the task sizes.
+        online: an online strategy (e.g. :class:`hf_ptjf.mixture.ODM`, or a recipe mixture's ``online_strategy()``)
+            that changes the rates while training, starting from ``rates`` (:mod:`hf_ptjf.train.online`);
+            ``mixture_strategy="odm"`` gives one with its defaults.
         Everything else is passed to :class:`transformers.Seq2SeqTrainer` (``eval_dataset`` may be a
         dict of per-task datasets, evaluated and logged per task).
     """
 
     def __init__(self, model: Any = None, args: MixtureTrainingArguments | None = None,
                  train_datasets: Mapping[str, Any] | None = None,
-                 rates: Mapping[str, float] | Sequence[float] | None = None, **kwargs: Any) -> None:
+                 rates: Mapping[str, float] | Sequence[float] | None = None, online: OnlineStrategy | None = None,
+                 **kwargs: Any) -> None:
         if args is None:
             raise ValueError("MixtureTrainer needs `args` (a MixtureTrainingArguments).")
         if "train_dataset" in kwargs:
@@ -78,21 +83,26 @@ class MixtureTrainer(Seq2SeqTrainer):
         self.task_names: list[str] = self.mixture_data.task_names if self.mixture_data else []
         if self.mixture_data:
             self.mixture_data.check(args)
-            self.rates = self._resolve_rates(rates, args)
+            mixture = Mixture.fixed(rates, self.task_names) if rates is not None else Mixture.from_training_args(args)
+            self.rates = self._resolve_rates(mixture, args)
+            online = online or mixture.online_strategy()
         super().__init__(model=model, args=args, **kwargs)
         # transformers 5.x: T5 advertises loss kwargs, so the Trainer would pass `num_items_in_batch`
         # and skip its own GA scaling, mis-scaling the loss across processes / accumulation steps.
         self.model_accepts_loss_kwargs = False
         self.meter = TaskMeter(self.task_names, args.world_size, args.device)
+        self.online_mixer = (OnlineMixer(online, self.rates, self.mixture_data, self.meter, args)
+                             if online and self.mixture_data else None)
+        if self.online_mixer:
+            self.add_callback(self.online_mixer)
         if self.mixture_data:
             self.train_dataset = self.mixture_data.train_dataset(args, self.rates, self.data_collator)
         if self.is_deepspeed_enabled:
             check_deepspeed_config(args, self.accelerator.state.deepspeed_plugin.hf_ds_config.config)
 
     # ------------------------------------------------------------------ the mixture
-    def _resolve_rates(self, rates: Mapping[str, float] | Sequence[float] | None, args: Any) -> np.ndarray:
+    def _resolve_rates(self, mixture: Mixture, args: Any) -> np.ndarray:
         sizes = self.mixture_data.task_sizes
-        mixture = Mixture.fixed(rates, self.task_names) if rates is not None else Mixture.from_training_args(args)
         unsized = [n for n, size in zip(self.task_names, sizes) if size is None]
         if unsized and mixture.uses_sizes:
             raise ValueError(f"streamed task(s) {unsized} have no size in examples, which `mixture_strategy="
@@ -175,7 +185,7 @@ class MixtureTrainer(Seq2SeqTrainer):
             task_id = task_id.detach().to("cpu", torch.long)
             self.meter.count_batch(task_id, None if labels is None else self._scored(labels), characters)
         self._add_decoder_inputs(inputs)
-        if not (counting and labels is not None and self.args.log_task_train_loss):
+        if not (counting and labels is not None and (self.args.log_task_train_loss or self.online_mixer)):
             return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
         logits = outputs["logits"] if isinstance(outputs, dict) else outputs[1]
@@ -250,6 +260,8 @@ class MixtureTrainer(Seq2SeqTrainer):
         if self.mixture_data and self.mixture_data.current is not None and any(k.endswith("loss") for k in logs):
             if "loss" in logs and self.args.log_task_train_loss:  # a training log: close the loss window
                 logs.update(self.meter.window_losses())
+            if "loss" in logs and self.online_mixer:
+                logs.update(self.online_mixer.rate_logs(self.state.global_step))
             for name, seen in self.seen_counts().items():
                 logs.update({f"{seen_key(unit)}_{name}": n for unit, n in seen.items()})
             for name, current in self.stream_passes().items():
@@ -299,7 +311,8 @@ class MixtureTrainer(Seq2SeqTrainer):
             if self.args.should_save:
                 folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{step}")
                 os.makedirs(folder, exist_ok=True)
-                state = {"tasks": self.task_names, self.mixture_data.kind: position, "seen": counts}
+                state = {"tasks": self.task_names, self.mixture_data.kind: position, "seen": counts,
+                         **({"online": self.online_mixer.state_dict()} if self.online_mixer else {})}
                 atomic_write_text(os.path.join(folder, MIXTURE_STATE_NAME), json.dumps(state, indent=2))
         super()._save_checkpoint(model, trial)
 
@@ -330,6 +343,11 @@ class MixtureTrainer(Seq2SeqTrainer):
             )
         self.mixture_data.resume(state, resume_from_checkpoint, self.args, self.rates)
         self.meter.restore(state["seen"])
+        if self.online_mixer:
+            if "online" not in state:
+                raise ValueError(f"cannot resume from {resume_from_checkpoint}: it was trained at fixed rates and this "
+                                 "run mixes online; use the same mixture, or a new output_dir.")
+            self.online_mixer.load_state_dict(state["online"])
         # The data itself continues at the saved position (O(1)); the Trainer must not also fast-forward the
         # DataLoader by replaying batches.
         skip = self.args.ignore_data_skip
