@@ -96,13 +96,18 @@ def test_two_processes_end_with_the_weights_of_one_process(ddp_runs):
 
 @pytest.mark.slow
 def test_a_resume_with_dropout_on_two_processes_continues_exactly(tmp_path):
-    """2-process DDP, dropout 0.3, map-style and streamed: the resumed run's losses after the checkpoint and its final
-    weights equal the uninterrupted run's, bit for bit (tests/scripts/ddp_resume_check.py)."""
-    accelerate_launch("cpu_ddp2.yaml", ROOT / "tests" / "scripts" / "ddp_resume_check.py", str(tmp_path), timeout=900)
+    """2-process DDP, dropout 0.3, map-style and streamed, fixed rates and ODM: the resumed run's losses (and online
+    rates) after the checkpoint and its final weights equal the uninterrupted run's, bit for bit, and both ranks hold
+    the same online state (tests/scripts/ddp_resume_check.py)."""
+    accelerate_launch("cpu_ddp2.yaml", ROOT / "tests" / "scripts" / "ddp_resume_check.py", str(tmp_path), timeout=1200)
     result = json.loads((tmp_path / "resume.json").read_text())
-    for data in ("map", "stream"):
-        got = result[data]
+    for case in ("map", "stream", "map-odm", "stream-odm"):
+        got = result[case]
         assert got["world_size"] == 2
-        assert [s for s, _ in got["full"]] == list(range(5, 9)), data
-        assert got["resumed"] == got["full"], data
-        assert got["same_weights"], data
+        assert [s for s, _, _ in got["full"]] == list(range(5, 9)), case
+        assert got["resumed"] == got["full"], case
+        assert got["same_weights"], case
+    for case in ("map-odm", "stream-odm"):
+        assert len({r for _, _, r in result[case]["full"]}) > 1, case  # the rates changed after the checkpoint
+        ranks = [json.loads((tmp_path / case / f"rank{r}.json").read_text()) for r in (0, 1)]
+        assert ranks[0] == ranks[1] and ranks[0]["strategy"]["t"] == 4, case

@@ -299,6 +299,10 @@ def recipe_report(
             budget, overfit_passes=overfit_passes, min_static_rate=min_static_rate, hr_min_size=threshold, stage=st.name,
         )
         rep.unit = unit
+        if st.mixture.online:
+            rep.notes.append(f"strategy `{st.mixture.strategy}` decides its rates while training, from the per-task "
+                             "training loss: this plan is under its initial rates (its `initial` mixture's), and the "
+                             "run's rate_<task> logs and rates.png show the rates it chose.")
         reports.append(rep)
         for row in rep.rows:
             passes[row.name] = passes.get(row.name, 0.0) + row.expected_epochs

@@ -21,7 +21,7 @@ import logging
 import re
 import time
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
 from urllib.parse import quote
 
 from huggingface_hub import HfApi, ModelCard, ModelCardData, constants, get_token, snapshot_download
@@ -478,6 +478,7 @@ def _card_data(
     base_revision: str | None,
     license: str | None,  # noqa: A002 - the model card field's name
     language: str | Sequence[str] | None,
+    online: Mapping[str, Any] | None = None,
 ) -> ModelCardData:
     """The card's YAML metadata: tags, base_model and the PTJF settings under ``hf_ptjf``."""
     return ModelCardData(
@@ -492,6 +493,7 @@ def _card_data(
             "tasks": tasks,
             "rates": {t: float(rates[t]) for t in tasks if t in rates},
             "steps": {k: int(v) for k, v in stage_steps.items()},
+            **({"online": dict(online)} if online else {}),
         },
     )
 
@@ -506,6 +508,7 @@ def _card_body(
     method: str,
     base_model: str | None,
     base_revision: str | None,
+    online: Mapping[str, Any] | None = None,
 ) -> str:
     """The card's Markdown: what it was trained with, then the rates, steps and metrics tables."""
     metric_rows: list[tuple[object, ...]] = []
@@ -524,7 +527,7 @@ def _card_body(
         "",
         "## Tasks and mixing rates",
         "",
-        _table(["Task", "Rate"], [(t, float(rates[t]) if t in rates else "n/a") for t in tasks]),
+        *_rates_section(tasks, rates, online),
         "",
         "## Training steps",
         "",
@@ -537,6 +540,19 @@ def _card_body(
         *_metric_legend({str(row[1]) for row in metric_rows}),
     ]
     return "\n".join(body)
+
+
+def _rates_section(tasks: list[str], rates: Mapping[str, float], online: Mapping[str, Any] | None) -> list[str]:
+    """The rates table: one rate per task, or an online strategy's first and last rates with what decided them."""
+    if not online:
+        return [_table(["Task", "Rate"], [(t, float(rates[t]) if t in rates else "n/a") for t in tasks])]
+    final = online.get("final_rates") or {}
+    params = ", ".join(f"{k} {v}" for k, v in online.items() if k not in ("strategy", "final_rates", "updates"))
+    return [f"The rates were decided while training by the online strategy `{online.get('strategy')}` ({params}; "
+            f"{online.get('updates', 0)} updates from the per-task training loss): the first and the last rates.", "",
+            _table(["Task", "First rate", "Last rate"],
+                   [(t, float(rates[t]) if t in rates else "n/a", float(final[t]) if t in final else "n/a")
+                    for t in tasks])]
 
 
 # What the card says under its metrics table about the translation metrics that are not self-explanatory
@@ -566,6 +582,7 @@ def write_model_card(
     method: str,
     license: str | None = None,  # noqa: A002 - the model card field's name
     language: str | Sequence[str] | None = None,
+    online: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write ``folder/README.md``: YAML metadata (tags, base_model, the PTJF settings) and Markdown tables.
 
@@ -573,7 +590,9 @@ def write_model_card(
     ``steps``: total steps or steps per stage (e.g. ``{"pretrain": 1000, "finetune": 200}``);
     ``metrics``: ``{name: value}`` or ``{task: {name: value}}``; a flat ``eval_<task>_<metric>`` name of one of
     ``tasks`` is listed under that task;
-    ``base_revision``: the commit of ``base_model`` the weights were loaded at (recorded beside it).
+    ``base_revision``: the commit of ``base_model`` the weights were loaded at (recorded beside it);
+    ``online``: an online mixture's record (``strategy``, its parameters, ``updates``, ``final_rates``; ``rates`` are
+    then its first rates).
     """
     tasks = list(tasks)
     if not isinstance(rates, Mapping):
@@ -583,7 +602,7 @@ def write_model_card(
         rates = dict(zip(tasks, rates))
     stage_steps = dict(steps) if isinstance(steps, Mapping) else {"total": int(steps)}
     common = dict(tasks=tasks, rates=rates, stage_steps=stage_steps, method=method, base_model=base_model,
-                  base_revision=base_revision)
+                  base_revision=base_revision, online=online)
     card_data = _card_data(**common, license=license, language=language)
     body = _card_body(**common, repo_id=repo_id, metrics=metrics)
     card = ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n" + body)

@@ -32,6 +32,9 @@ class OnlineStrategy:
 
     update_every: int = 1
 
+    def check(self, num_tasks: int) -> None:
+        """Refuse parameters that cannot work for ``num_tasks`` tasks (before any work)."""
+
     def start(self, rates: Sequence[float]) -> None:
         """Begin a stage at ``rates`` (the initial rates, computed by the mixture's ``initial`` strategy)."""
         raise NotImplementedError
@@ -91,12 +94,15 @@ class ODM(OnlineStrategy):
         if not is_number(self.floor, 0, 1):
             raise ValueError(f"floor must be a number in [0, 1) (the least rate of a task, e.g. 0.01), got {self.floor!r}")
 
+    def check(self, num_tasks: int) -> None:  # noqa: D102
+        if self.floor * num_tasks >= 1:
+            raise ValueError(f"floor {self.floor} is too large for {num_tasks} tasks: K * floor must stay below 1 "
+                             f"(use less than {1 / num_tasks:.4g}, e.g. 0.01).")
+
     def start(self, rates: Sequence[float]) -> None:  # noqa: D102
         initial = np.asarray(rates, dtype=np.float64)
         k = initial.size
-        if self.floor * k >= 1:
-            raise ValueError(f"floor {self.floor} is too large for {k} tasks: K * floor must stay below 1 "
-                             f"(use at most {1 / k:.4g}, e.g. 0.01).")
+        self.check(k)
         # A task the initial rates leave out still gets the floor and the exploration rate (log 0 would exclude it).
         self.prior = np.log(np.maximum(initial, 1e-12))
         self.rewards = np.zeros(k)

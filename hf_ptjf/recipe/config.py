@@ -503,6 +503,11 @@ def _parse_stage(raw: Mapping[str, Any], index: int, task_names: list[str]) -> S
                 f"Tasks are {task_names}."
             )
     listed = mixture.tasks or task_names
+    if mixture.online:
+        try:
+            mixture.online_strategy().check(len(listed))
+        except ValueError as e:
+            raise RecipeError(f"`{where}.mixture`: {e}") from e
     if isinstance(mixture.weights, Mapping):
         for task in mixture.weights:
             if task not in listed:

@@ -199,7 +199,8 @@ class StageHandoff:
                 base, revision = self.base_model(result.index, stage)
                 hub.write_model_card(
                     folder, repo_id=repo, base_model=base, base_revision=revision, tasks=result.tasks,
-                    rates=result.rates, metrics=hub.metrics_by_task(result.metrics, self.cfg.task_names),
+                    rates=result.rates, online=result.online,
+                    metrics=hub.metrics_by_task(result.metrics, self.cfg.task_names),
                     method=_method_and_reset(self.cfg.method or "custom", stage), language=languages,
                     steps={f"{stage.name} (this stage)": result.steps, "whole run so far": run_steps,
                            "whole recipe": sum(s.max_steps for s in self.cfg.stages)},

@@ -159,6 +159,8 @@ class RecipeRunner:
             samples={t: report_samples(rows) for t, rows in samples.items()},
             parameters=parameters, trainable_parameters=trainable,
             adapter=stage.peft is not None and not stage.peft.merge,
+            online=({"strategy": stage.mixture.strategy, **trainer.online_mixer.summary(trainer.state.global_step)}
+                    if trainer.online_mixer else None),
         )
         # 6. Push (the next stage loads exactly this commit), then record the stage as finished.
         if stage.push_to_hub if stage.push_to_hub is not None else self.cfg.hub.mode != "none":

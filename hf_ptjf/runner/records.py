@@ -64,6 +64,8 @@ class StageResult:
     parameters: int | None = None  # of the model the stage trained (LoRA: base + adapter)
     trainable_parameters: int | None = None  # what the optimizer updated (LoRA: the adapter only)
     adapter: bool = False  # the output is a LoRA adapter (its config pins the base), not full weights
+    # an online mixture's strategy, parameters, rate updates and last rates (`rates` are its first ones); None: fixed
+    online: dict[str, Any] | None = None
 
 
 def _checkpoint_problem(folder: Path) -> tuple[str, str] | None:

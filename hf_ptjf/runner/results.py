@@ -87,6 +87,10 @@ def render_report(results: dict[str, Any], figures: Mapping[str, str] | None = N
               "| Hub repo @ sha |", "|---|---|---|---|---|---|---|"]
     for s in results["stages"]:
         rates = ", ".join(f"{t} ({r:.3f})" for t, r in s["rates"].items())
+        if s.get("online"):  # rates decided while training: the first and the last
+            last = s["online"]["final_rates"]
+            rates = (f"{s['online']['strategy']}, online: " +
+                     ", ".join(f"{t} ({r:.3f} → {last.get(t, r):.3f})" for t, r in s["rates"].items()))
         hub = f"{s['hub_repo']} @ {s['hub_sha'][:10]}" if s.get("hub_sha") else "local"
         reset = s.get("reset") or {}
         reset = f"{reset.get('optimizer', 'fresh')}, {reset.get('lr_schedule', 'fresh')}"

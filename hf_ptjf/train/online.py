@@ -73,6 +73,12 @@ class OnlineMixer(TrainerCallback):
         schedule.append(position, rates)
         return control
 
+    def summary(self, step: int) -> dict[str, Any]:
+        """What a run records of it: the strategy's parameters, its updates and the rates of step ``step``."""
+        params = {k: v for k, v in vars(self.strategy).items() if isinstance(v, (int, float)) and k != "t"}
+        return {**params, "updates": int(getattr(self.strategy, "t", 0)),
+                "final_rates": {n: float(r) for n, r in zip(self.task_names, self.rates_of_step(step))}}
+
     def state_dict(self) -> dict[str, Any]:
         """The strategy's state, the open window and the delay (the schedule is saved with the data's position)."""
         return {"strategy": self.strategy.state_dict(), "window": self.window.tolist(),
