@@ -105,6 +105,16 @@ def test_method_variants_name_their_method_rates_and_mixture(tmp_path):
         sw.load_sweep(write_sweep(tmp_path, methods=["ptjf", {"name": "ptjf", "rates": [0.2]}]))
 
 
+def test_an_online_strategy_is_a_method_of_a_sweep_alone_and_as_the_joint_phase_of_ptjf(tmp_path):
+    trials = {t.trial: t for t in sw.expand_trials(sw.load_sweep(write_sweep(tmp_path, methods=["odm", "ptjf-odm"])))}
+    assert sorted(trials) == ["odm-s0", "pretrain-n4-s0", "ptjf-odm-n4-s0"]
+    alone, joint = trials["odm-s0"], trials["ptjf-odm-n4-s0"]
+    assert alone.recipe["method"] == "scalarization" and alone.depends_on is None
+    assert alone.recipe["method_args"]["mixture"] == {"strategy": "odm"}
+    assert joint.method == "ptjf" and joint.depends_on == "pretrain-n4-s0"
+    assert joint.recipe["stages"][0]["mixture"]["strategy"] == "odm"
+
+
 def test_trials_keep_the_base_recipes_method_args_and_read_floats_like_the_runner(tmp_path):
     """The LM recipes' per-stage optimizer and schedules (method_args.stage / first_stage / second_stage) reach
     every trial, through the recipe's own method expansion; `3e-4` in YAML is a float, as in the runner."""

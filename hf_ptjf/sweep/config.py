@@ -40,7 +40,7 @@ from typing import Sequence
 
 from ..analysis.pareto import FRONT_METRICS
 from ..checks import did_you_mean, is_integer, is_number
-from ..mixture import SIZE_UNITS
+from ..mixture import SIZE_UNITS, STRATEGIES
 from ..recipe import METHODS, RecipeError, apply_overrides, read_yaml
 
 __all__ = ["MethodVariant", "SweepConfig", "load_sweep"]
@@ -56,7 +56,8 @@ class MethodVariant:
     (default: the sweep's ``rates``); ``mixture`` the joint mixture instead of the sweep's static rate mixture
     (e.g. ``{strategy: odm}``; such a variant has no rate axis); ``method_args`` keys added to the method's
     ``method_args`` (e.g. ``reset``). A plain method name is the variant of that name with no options: its trials
-    keep the ids and recipes they always had.
+    keep the ids and recipes they always had. An online strategy's name is a method too: ``odm`` is one stage mixed
+    online (from uniform rates), ``ptjf-odm`` PTJF whose joint phase mixes online.
     """
 
     name: str
@@ -88,6 +89,7 @@ def method_variant(entry: object, index: int) -> MethodVariant:
     for key in entry:
         if key not in _VARIANT_KEYS:
             raise RecipeError(f"unknown key `{key}` in {where}.{did_you_mean(key, list(_VARIANT_KEYS))}")
+    entry = {**_online_shorthand(entry["name"]), **entry}
     method = entry.get("method", entry["name"])
     if method not in METHODS:
         raise RecipeError(f"{where}: `method: {method}` is not a method.{did_you_mean(str(method), list(METHODS))} "
@@ -101,6 +103,15 @@ def method_variant(entry: object, index: int) -> MethodVariant:
             raise RecipeError(f"{where}: `{key}` must be a mapping, got {entry[key]!r}.")
     return MethodVariant(entry["name"], method, None if rates is None else tuple(float(r) for r in rates),
                          entry.get("mixture"), entry.get("method_args"))
+
+
+def _online_shorthand(name: str) -> dict:
+    """A name that is an online strategy (``odm``: one stage mixed online, the scalarization baseline's shape) or a
+    method and one (``ptjf-odm``: PTJF whose joint phase mixes online), as the variant it stands for; else nothing."""
+    method, _, online = name.rpartition("-") if "-" in name else ("scalarization", "", name)
+    if method in METHODS and online in STRATEGIES and STRATEGIES[online].online is not None:
+        return {"method": method, "mixture": {"strategy": online}}
+    return {}
 
 
 @dataclass
