@@ -11,8 +11,8 @@ from importlib import import_module
 from typing import Any
 
 # (`hf_ptjf.mixture.plan` is not re-exported: it is what a budget means per task, not the memory planner)
-from .mixture import (RATE_STRATEGIES, Mixture, MixtureSpec, cap_epochs, mixing_rates, proportional, register_strategy,
-                      static, temperature, unimax)
+from .mixture import (ODM, RATE_STRATEGIES, Mixture, MixtureSpec, cap_epochs, mixing_rates, proportional,
+                      register_online_strategy, register_strategy, static, temperature, unimax)
 
 __version__ = "0.1.0"
 
@@ -28,12 +28,14 @@ _LAZY = {
 }
 
 __all__ = [
+    "ODM",
     "RATE_STRATEGIES",
     "Mixture",
     "MixtureSpec",
     "cap_epochs",
     "mixing_rates",
     "proportional",
+    "register_online_strategy",
     "register_strategy",
     "static",
     "temperature",
