@@ -8,8 +8,8 @@ value recorded from a reference run of the code in ``tests/reference/<case>.json
 * ``loss`` (the Trainer's training loss), ``learning_rate``, ``train_<task>_loss`` (per task, rounded to 4 digits by
   the trainer), ``eval_<task>_loss`` and ``ce_<task>_loss`` (per-task dev losses) and the ``examples_seen_<task>``
   counts, at every logged step of every stage.
-* Tolerance: relative 1e-5 (and absolute 1e-5, plus the 5e-5 rounding step for the 4-digit per-task losses); the
-  counts are exact.
+* Tolerance: relative 1e-5 (and absolute 1e-5, plus one 1e-4 rounding step for the 4-digit per-task losses, which a
+  difference in the last bits can move across a rounding boundary); the counts are exact.
 * Cases: the tiny T5 PTJF recipe (tests/recipes/tiny_ptjf.yaml), the tiny Llama PTJF recipe
   (tests/recipes/tiny_causal_ptjf.yaml), a streamed recipe (en-fr streamed from JSON-lines shards, en-ro
   map-style: tests/fixtures/recipe_runs.streamed_recipe) and a LoRA joint stage after full pre-training.
@@ -44,7 +44,9 @@ from .fixtures.recipe_runs import ROOT, child_env, results, run_process, streame
 REFERENCE = ROOT / "tests" / "reference"
 RECORD = os.environ.get("HF_PTJF_RECORD_REFERENCE") == "1"
 RTOL = ATOL = 1e-5
-ROUNDED_STEP = 5e-5  # train_<task>_loss is logged rounded to 4 digits
+# train_<task>_loss is logged rounded to 4 digits: two values 1e-7 apart on either side of a rounding boundary are
+# logged 1e-4 apart (seen on an Intel Xeon against the values recorded on an AMD EPYC: 5.0886 vs 5.0885)
+ROUNDED_STEP = 1e-4
 PINNED = ("loss", "learning_rate")
 PINNED_PATTERNS = (("train_", "_loss"), ("eval_", "_loss"), ("ce_", "_loss"), ("examples_seen_", ""))
 SAME_CODE_PATH = {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE"}
