@@ -24,11 +24,13 @@ from typing import Any
 import torch
 from accelerate.state import AcceleratorState, GradientState
 from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+from transformers.trainer import TRAINING_ARGS_NAME
 
 from ..data.prepare import RecipeData, prepare_recipe_data, recipe_tokenizer_cache
 from ..modeling import parameter_numel
 from ..recipe import RecipeConfig, RecipeError, StageSpec
 from ..seen import SEEN_UNITS, seen_key
+from ..shards import release_gathered, stage_has_adapter, save_sharded
 from ..train import MIXTURE_STATE_NAME, MixtureTrainer, MixtureTrainingArguments, changed_shards
 from .evaluation import eval_sets, evaluate_stage
 from .handoff import StageHandoff, offline_hub
@@ -210,15 +212,24 @@ class RecipeRunner:
         return self.handoff.load_model(index, stage, self.data.tokenizer, self.data.added_tokens)
 
     def _save(self, trainer: Any, final: Path, merge: bool = False) -> Path:
-        """The stage output, consolidated under ZeRO-3 (stage3_gather_16bit_weights_on_model_save), + tokenizer.
-        A LoRA stage saves its adapter (``adapter_config.json`` names the base), or with ``merge`` merged weights."""
+        """The stage output + tokenizer: safetensors shards of at most ``max_shard_size``; under ZeRO-3 gathered one
+        parameter at a time and written one shard at a time (:func:`hf_ptjf.shards.save_sharded`), never the whole
+        model on one rank. A LoRA stage saves its adapter (``adapter_config.json`` names the base), or with
+        ``merge`` merged weights. (On every machine with save_on_each_node, as the Trainer does.)"""
+        model = trainer.accelerator.unwrap_model(trainer.model)
         if merge:
             if self.writes:
-                trainer.model.merge_and_unload().save_pretrained(str(final))
-        else:
-            trainer.save_model(str(final))  # (on every machine with save_on_each_node, as the Trainer does)
+                model.merge_and_unload().save_pretrained(str(final), max_shard_size=self.cfg.max_shard_size)
+        elif self.state.distributed_type == "DEEPSPEED":  # (a str enum)
+            release_gathered(trainer.model_wrapped)  # generate() may leave prefetched parameters in flight
+            save_sharded(model, final, max_shard_size=self.cfg.max_shard_size, is_writer=self.writes)
+        elif stage_has_adapter(model):
+            trainer.save_model(str(final))
+        elif self.writes:
+            model.save_pretrained(str(final), max_shard_size=self.cfg.max_shard_size)
         if self.writes:
             self.data.tokenizer.save_pretrained(str(final))
+            torch.save(trainer.args, final / TRAINING_ARGS_NAME)  # (as Trainer.save_model; never pushed)
         self.state.wait_for_everyone()
         return final
 
