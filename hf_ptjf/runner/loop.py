@@ -34,6 +34,7 @@ from ..shards import release_gathered, stage_has_adapter, save_sharded
 from ..train import MIXTURE_STATE_NAME, MixtureTrainer, MixtureTrainingArguments, changed_shards
 from .evaluation import eval_sets, evaluate_stage
 from .handoff import StageHandoff, offline_hub
+from .phases import phase
 from .preflight import check_before_work
 from .ranks import main_process_first
 from .records import RunDirectory, StageResult, latest_checkpoint
@@ -125,7 +126,8 @@ class RecipeRunner:
         # 1. Training arguments first: under ZeRO-3 the weights are then partitioned as they load.
         args = self.training_arguments(index, stage)
         # 2. The initial weights: scratch (seeded), an earlier stage at its pinned Hub revision, a Hub id or a path.
-        model = self._init_model(index, stage)
+        with phase("load", stage.name):
+            model = self._init_model(index, stage)
         parameters, trainable = _parameter_counts(model)
         # 3. The stage's mixture, at the rates computed for it before the first stage trained.
         tasks = self.cfg.stage_tasks(stage)
@@ -145,10 +147,13 @@ class RecipeRunner:
         trainer.create_optimizer()
         resume = self.resets.prepare(trainer, index, stage)
         # 5. Train (from this stage's newest complete checkpoint, if a crash interrupted it), evaluate, save.
-        trainer.train(resume_from_checkpoint=resume)
-        metrics, samples = evaluate_stage(trainer, self.data, self.cfg.eval)
+        with phase("train", stage.name):
+            trainer.train(resume_from_checkpoint=resume)
+        with phase("evaluate", stage.name):
+            metrics, samples = evaluate_stage(trainer, self.data, self.cfg.eval)
         self.run_dir.write_samples(index, stage, samples)
-        final = self._save(trainer, stage_dir / "final", merge=stage.peft is not None and stage.peft.merge)
+        with phase("save", stage.name):
+            final = self._save(trainer, stage_dir / "final", merge=stage.peft is not None and stage.peft.merge)
         steps, history, seen = self.resets.own_part(
             index, trainer.state.global_step, trainer.state.log_history, trainer.seen_counts(), self.stages)
         result = StageResult(
@@ -163,7 +168,8 @@ class RecipeRunner:
         )
         # 6. Push (the next stage loads exactly this commit), then record the stage as finished.
         if stage.push_to_hub if stage.push_to_hub is not None else self.cfg.hub.mode != "none":
-            self.handoff.push(stage, final, result, self._languages(), run_steps=steps_before + result.steps)
+            with phase("push", stage.name):
+                self.handoff.push(stage, final, result, self._languages(), run_steps=steps_before + result.steps)
         result.wall_time_s = round(time.time() - start, 2)
         self.run_dir.record_stage(stage, result)
         _release(trainer)
