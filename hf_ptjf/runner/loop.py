@@ -34,6 +34,7 @@ from ..shards import release_gathered, stage_has_adapter, save_sharded
 from ..train import MIXTURE_STATE_NAME, MixtureTrainer, MixtureTrainingArguments, changed_shards
 from .evaluation import eval_sets, evaluate_stage
 from .handoff import StageHandoff, offline_hub
+from .host_memory import return_freed_memory, trim_heap
 from .phases import phase
 from .preflight import check_before_work
 from .ranks import main_process_first
@@ -59,6 +60,8 @@ class RecipeRunner:
         # The process state must be set up the way TrainingArguments does it (CPU / DeepSpeed / gloo
         # flags); a bare PartialState() created first would win as the singleton and misread the launch.
         self.state = self.training_arguments(0, config.stages[0]).distributed_state
+        if not _cuda_available():
+            return_freed_memory()  # (host memory is the model's memory here: freed tensors go back to the OS)
         # Who writes the run's records and outputs: the main process; with `save_on_each_node` (machines without a
         # shared filesystem) the main process of every machine, so each disk holds the records a rerun needs.
         self.writes = self.state.is_local_main_process if config.training.get("save_on_each_node") \
@@ -274,6 +277,7 @@ def _release(trainer: Any) -> None:
     AcceleratorState._reset_state(reset_partial_state=False)  # keep the process group
     GradientState._reset_state()
     unset_hf_deepspeed_config()
+    trim_heap()  # (the stage's small blocks, freed above, back to the OS)
 
 
 def _forget_zero3_modules() -> None:
