@@ -415,8 +415,11 @@ def read_accelerate_config(path: str | Path) -> AccelerateSetup:
 
 # ------------------------------------------------------------------ per process and phase, ZeRO-3 on CPU (issue 27)
 # DeepSpeed's defaults where a JSON leaves a bucket out (elements)
-_DS_DEFAULTS = {"reduce_bucket_size": 5e8, "stage3_prefetch_bucket_size": 5e7, "sub_group_size": 1e9}
-BASE_PROCESS_BYTES = int(1.0 * GIB)  # python + torch + transformers + deepspeed + the recipe's data, measured (docs/scale.md)
+_DS_DEFAULTS = {"reduce_bucket_size": 5e8, "stage3_prefetch_bucket_size": 5e7, "sub_group_size": 1e9,
+                "stage3_max_live_parameters": 1e9}
+# python + torch + transformers + deepspeed + the recipe's tokenized data before the first model: 571 MiB per rank in
+# both 0.5B rehearsals and the CI-sized ones (docs/scale.md)
+BASE_PROCESS_BYTES = int(0.56 * GIB)
 PHASES = ("load", "load_pinned", "train", "evaluate", "save", "push")
 
 
@@ -439,10 +442,13 @@ def plan_cpu_zero3_phases(config: PretrainedConfig, num_processes: int, *, micro
     Per process, with P parameters, n processes and 4-byte elements: the parameter partition 4P/n while loading;
     in training also DeepSpeed's fp32 master partition, the gradient partition and Adam's two moments (5 x 4P/n in
     all), the reduce and prefetch buckets of ``zero`` (the JSON's ``zero_optimization``), one optimizer sub-group
-    flattened, the largest module gathered and its full gradient, and the activations (the bf16 estimate of
+    flattened, the largest module gathered and its full gradient, the parameters ZeRO-3 keeps gathered (up to
+    ``stage3_max_live_parameters``; also while generating) and the activations (the bf16 estimate of
     :func:`activation_bytes` doubled for fp32). Loading a pinned sha adds, on the main process, one shard (read by
-    safetensors) and the parameter being copied; the consolidated save the same. ``base_bytes``: the process
-    before any model exists (interpreter, libraries, the tokenized data), measured on this machine."""
+    safetensors) and the parameter being copied, and on every process the previous stage's model states, which
+    DeepSpeed 0.19 keeps allocated until the new stage's engine starts (measured, docs/scale.md); the consolidated
+    save adds one shard and one parameter. ``base_bytes``: the process before any model exists (interpreter,
+    libraries, the tokenized data), measured on this machine."""
     zero = {**_DS_DEFAULTS, **(zero or {})}
     total, largest = model_param_counts(build_meta_model(config, tie_word_embeddings=tie_word_embeddings))
     meta = build_meta_model(config, tie_word_embeddings=tie_word_embeddings)
@@ -454,6 +460,7 @@ def plan_cpu_zero3_phases(config: PretrainedConfig, num_processes: int, *, micro
     act = 2 * activation_bytes(config, micro_batch_size, source_length, target_length)
     buckets = e * int(zero["reduce_bucket_size"] + zero["stage3_prefetch_bucket_size"])
     subgroup = e * int(min(zero["sub_group_size"], total / n))
+    live = e * int(min(zero["stage3_max_live_parameters"], total))
     shard = min(max_shard_bytes, e * total)
 
     def plan(name: str, common: dict[str, int], main_only: dict[str, int]) -> PhasePlan:
@@ -464,11 +471,13 @@ def plan_cpu_zero3_phases(config: PretrainedConfig, num_processes: int, *, micro
 
     return [
         plan("load", {"param partition": part, "one module built whole": module}, {}),
-        plan("load_pinned", {"param partition": part, "one module built whole": module, "one param gathered": param},
-             {"one shard read": shard}),
+        plan("load_pinned", {"previous stage's model states": states, "param partition": part,
+                             "one module built whole": module, "one param gathered": param}, {"one shard read": shard}),
         plan("train", {"model states (5 x 4P/n)": states, "buckets": buckets, "optimizer sub-group": subgroup,
-                       "module + its gradient gathered": 2 * module, "activations (fp32)": act}, {}),
-        plan("evaluate", {"model states (5 x 4P/n)": states, "module gathered (generate)": 2 * module}, {}),
+                       "live gathered params": live, "module + its gradient gathered": 2 * module,
+                       "activations (fp32)": act}, {}),
+        plan("evaluate", {"model states (5 x 4P/n)": states, "live gathered params": live,
+                          "module gathered (generate)": 2 * module}, {}),
         plan("save", {"model states (5 x 4P/n)": states, "one param gathered": param}, {"one shard copied": shard}),
         plan("push", {"model states (5 x 4P/n)": states}, {}),
     ]
