@@ -41,7 +41,7 @@ import torch  # noqa: E402
 from safetensors import safe_open  # noqa: E402
 
 from hf_ptjf.files import sha256_file  # noqa: E402
-from hf_ptjf.hub import hub_endpoint_env  # noqa: E402
+from hf_ptjf.hub import hub_endpoint_env, use_endpoint  # noqa: E402
 from hf_ptjf.memory import plan_recipe_phases  # noqa: E402
 from hf_ptjf.runner.phases import PHASE_LOG_ENV, memory_status  # noqa: E402
 from hf_ptjf.shards import checkpoint_files  # noqa: E402
@@ -173,10 +173,10 @@ def rehearse(recipe: str, overrides: Sequence[str] = (), *, config: str = DEFAUL
     try:
         launch(recipe, overrides, config, env, work / "launch.log", timeout)
         wall = time.time() - start
-        os.environ.update({k: env[k] for k in ("HF_ENDPOINT", "HF_HUB_DISABLE_XET", "HF_TOKEN")})
         results = json.loads((work / "run" / "results.json").read_text())
-        checks = {s["name"]: check_stage(s, work / "check-cache", env) for s in results["stages"]} \
-            if check_outputs else {}
+        with use_endpoint(url):  # (online, at the server, whatever this process's huggingface_hub read at import)
+            checks = {s["name"]: check_stage(s, work / "check-cache", env) for s in results["stages"]} \
+                if check_outputs else {}
     finally:
         sampler.done.set()
         server.terminate()
