@@ -128,7 +128,7 @@ def test_the_13b_path_at_ci_size(family, tmp_path):
     largest_shard_mib = max(max(c["shard_bytes"]) for c in checks.values()) / MIB
     # several shards, each pushed and downloaded intact, accepted by from_pretrained, the same tensors
     for check in checks.values():
-        assert len(check["shards"]) == 4, check["shards"]
+        assert len(check["shards"]) >= 4, check["shards"]  # (40 MB shards of a 140-160 MB model)
         assert all(check["pushed_sha256_equal"].values()) and check["downloaded"]["same_files"]
         assert check["downloaded"]["tensors"] > 0 and not check["downloaded"]["differ"]
         assert not check["from_pretrained"]["differ"]
