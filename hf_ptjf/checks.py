@@ -7,9 +7,10 @@ integer and number check here refuses booleans.
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Any, Iterable
 
-__all__ = ["did_you_mean", "is_integer", "is_number"]
+__all__ = ["did_you_mean", "is_integer", "is_number", "size_in_bytes"]
 
 
 def did_you_mean(key: object, allowed: Iterable[str], *, n: int = 1, cutoff: float = 0.6) -> str:
@@ -35,3 +36,21 @@ def is_number(value: Any, low: float | None = None, high: float | None = None, *
     if low is not None and (value <= low if open_low else value < low):
         return False
     return high is None or value < high
+
+
+_SIZE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+               "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def size_in_bytes(value: Any) -> int | None:
+    """Bytes of a size written as transformers' ``max_shard_size`` is: a positive int, or ``"5GB"`` / ``"500MB"``
+    (powers of 10) / ``"2GiB"`` (powers of 2); None when ``value`` is none of these."""
+    if is_integer(value, 1):
+        return int(value)
+    if not isinstance(value, str):
+        return None
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]I?B|B)?\s*", value.upper())
+    if not m:
+        return None
+    size = int(float(m.group(1)) * _SIZE_UNITS[m.group(2) or ""])
+    return size if size > 0 else None

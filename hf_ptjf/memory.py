@@ -24,19 +24,23 @@ import yaml
 from torch import nn
 from transformers import PretrainedConfig, T5Config
 
-from .checks import is_integer
+from .checks import is_integer, size_in_bytes
 from .errors import UserError
 from .modeling import ModelArguments, build_config, build_meta_model, count_parameters, is_causal
+from .recipe import load_recipe
 
 __all__ = [
     "GIB",
     "AccelerateSetup",
     "MemoryPlan",
+    "PhasePlan",
     "ZeroEstimate",
     "activation_bytes",
     "format_plan",
     "model_param_counts",
+    "plan_cpu_zero3_phases",
     "plan_memory",
+    "plan_recipe_phases",
     "read_accelerate_config",
 ]
 
@@ -407,3 +411,91 @@ def read_accelerate_config(path: str | Path) -> AccelerateSetup:
             setup.offload_optimizer_device = str(ds.get("offload_optimizer_device", "none"))
             setup.offload_param_device = str(ds.get("offload_param_device", "none"))
     return setup
+
+
+# ------------------------------------------------------------------ per process and phase, ZeRO-3 on CPU (issue 27)
+# DeepSpeed's defaults where a JSON leaves a bucket out (elements)
+_DS_DEFAULTS = {"reduce_bucket_size": 5e8, "stage3_prefetch_bucket_size": 5e7, "sub_group_size": 1e9,
+                "stage3_max_live_parameters": 1e9}
+# python + torch + transformers + deepspeed + the recipe's tokenized data before the first model: 571 MiB per rank in
+# both 0.5B rehearsals and the CI-sized ones (docs/scale.md)
+BASE_PROCESS_BYTES = int(0.56 * GIB)
+PHASES = ("load", "load_pinned", "train", "evaluate", "save", "push")
+
+
+@dataclass
+class PhasePlan:
+    """Predicted peak RSS of each process in one phase of a stage, and the terms it adds up."""
+
+    phase: str = field(metadata={"help": "load (from scratch), load_pinned, train, evaluate, save or push."})
+    rank0_bytes: int = field(metadata={"help": "The main process: it reads, writes and pushes the shards."})
+    other_bytes: int = field(metadata={"help": "Every other process."})
+    terms: dict[str, int] = field(default_factory=dict, metadata={"help": "What the prediction adds up, bytes."})
+
+
+def plan_cpu_zero3_phases(config: PretrainedConfig, num_processes: int, *, micro_batch_size: int, source_length: int,
+                          target_length: int, max_shard_bytes: int, zero: dict | None = None,
+                          tie_word_embeddings: bool | None = None, bytes_per_param: int = 4,
+                          base_bytes: int = BASE_PROCESS_BYTES) -> list[PhasePlan]:
+    """Peak RSS per process and phase of a stage under ZeRO-3 over ``num_processes`` CPU processes (fp32).
+
+    Per process, with P parameters, n processes and 4-byte elements: the parameter partition 4P/n while loading;
+    in training also DeepSpeed's fp32 master partition, the gradient partition and Adam's two moments (5 x 4P/n in
+    all), the reduce and prefetch buckets of ``zero`` (the JSON's ``zero_optimization``), one optimizer sub-group
+    flattened, the largest module gathered and its full gradient, the parameters ZeRO-3 keeps gathered (up to
+    ``stage3_max_live_parameters``; also while generating) and the activations (the bf16 estimate of
+    :func:`activation_bytes` doubled for fp32). Loading a pinned sha adds, on the main process, one shard (read by
+    safetensors) and the parameter being copied, and on every process the previous stage's model states, which
+    DeepSpeed 0.19 keeps allocated until the new stage's engine starts (measured, docs/scale.md); the consolidated
+    save adds one shard and one parameter. ``base_bytes``: the process before any model exists (interpreter,
+    libraries, the tokenized data), measured on this machine."""
+    zero = {**_DS_DEFAULTS, **(zero or {})}
+    total, largest = model_param_counts(build_meta_model(config, tie_word_embeddings=tie_word_embeddings))
+    meta = build_meta_model(config, tie_word_embeddings=tie_word_embeddings)
+    biggest_param = max(int(p.numel()) for p in meta.parameters())
+    e, n = bytes_per_param, num_processes
+    part = e * total // n
+    module, param = e * largest, e * biggest_param
+    states = 5 * part
+    act = 2 * activation_bytes(config, micro_batch_size, source_length, target_length)
+    buckets = e * int(zero["reduce_bucket_size"] + zero["stage3_prefetch_bucket_size"])
+    subgroup = e * int(min(zero["sub_group_size"], total / n))
+    live = e * int(min(zero["stage3_max_live_parameters"], total))
+    shard = min(max_shard_bytes, e * total)
+
+    def plan(name: str, common: dict[str, int], main_only: dict[str, int]) -> PhasePlan:
+        terms = {"base": base_bytes, **common}
+        other = sum(terms.values())
+        terms.update(main_only)
+        return PhasePlan(name, sum(terms.values()), other, terms)
+
+    return [
+        plan("load", {"param partition": part, "one module built whole": module}, {}),
+        plan("load_pinned", {"previous stage's model states": states, "param partition": part,
+                             "one module built whole": module, "one param gathered": param}, {"one shard read": shard}),
+        plan("train", {"model states (5 x 4P/n)": states, "buckets": buckets, "optimizer sub-group": subgroup,
+                       "live gathered params": live, "module + its gradient gathered": 2 * module,
+                       "activations (fp32)": act}, {}),
+        plan("evaluate", {"model states (5 x 4P/n)": states, "live gathered params": live,
+                          "module gathered (generate)": 2 * module}, {}),
+        plan("save", {"model states (5 x 4P/n)": states, "one param gathered": param}, {"one shard copied": shard}),
+        plan("push", {"model states (5 x 4P/n)": states}, {}),
+    ]
+
+
+def plan_recipe_phases(recipe: str | Path, overrides: Iterable[str], accelerate_config: str | Path) -> dict[str, dict]:
+    """:func:`plan_cpu_zero3_phases` for a recipe and an accelerate config: ``{phase: {rank0_mib, rank1_mib,
+    terms_mib}}`` (the vocabulary is the recipe tokenizer's ``vocab_size``; lengths and batch are the recipe's)."""
+    cfg = load_recipe(recipe, list(overrides))
+    setup = read_accelerate_config(accelerate_config)
+    zero = json.loads(Path(setup.deepspeed_config_file).read_text()).get("zero_optimization", {}) \
+        if setup.deepspeed_config_file else {}
+    config = build_config(cfg.model, vocab_size=cfg.model.vocab_size or cfg.tokenizer.vocab_size)
+    training = cfg.training_for(cfg.stages[0])
+    plans = plan_cpu_zero3_phases(
+        config, setup.num_processes, micro_batch_size=int(training["per_device_train_batch_size"]),
+        source_length=cfg.data.max_source_length, target_length=cfg.data.max_target_length,
+        max_shard_bytes=size_in_bytes(cfg.max_shard_size), zero=zero, tie_word_embeddings=cfg.model.tie_word_embeddings)
+    mib = 2**20
+    return {p.phase: {"rank0_mib": round(p.rank0_bytes / mib), "rank1_mib": round(p.other_bytes / mib),
+                      "terms_mib": {k: round(v / mib) for k, v in p.terms.items()}} for p in plans}

@@ -36,6 +36,7 @@ from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
     AutoModelForSeq2SeqLM,
+    GenerationConfig,
     LlamaConfig,
     PretrainedConfig,
     PreTrainedModel,
@@ -44,6 +45,7 @@ from transformers import (
 )
 
 from .model_spec import SIZE_FIELDS, ModelArguments
+from .shards import INDEX_NAME, WEIGHTS_NAME, load_sharded
 
 __all__ = [
     "ModelArguments",  # (defined in hf_ptjf.model_spec, torch-free)
@@ -186,28 +188,38 @@ def _checkpoint_has(args: ModelArguments, key: str) -> str | None:
         return path if key in f.keys() else None
 
 
-def _restore_untied_head_zero3(model: PreTrainedModel, args: ModelArguments) -> None:
-    """Undo a wrong tie made by ``from_pretrained`` under ZeRO-3 (transformers 5.24 / DeepSpeed 0.19).
+def _checkpoint_files(args: ModelArguments) -> list[str]:
+    """The safetensors files of checkpoint ``args`` (a folder, or a Hub repo at its revision), in index order."""
+    kw = dict(revision=args.revision, _raise_exceptions_for_missing_entries=False)
+    index = cached_file(args.name_or_path, INDEX_NAME, **kw)
+    if index is not None:
+        shards = sorted(set(json.loads(Path(index).read_text())["weight_map"].values()))
+        return [cached_file(args.name_or_path, shard, revision=args.revision) for shard in shards]
+    path = cached_file(args.name_or_path, WEIGHTS_NAME, **kw)
+    if path is None:
+        raise OSError(f"{args.name_or_path} has no {WEIGHTS_NAME} nor {INDEX_NAME}")
+    return [path]
 
-    transformers decides whether a checkpoint's ``shared`` and ``lm_head`` are the same tensor by comparing the
-    model's parameters after loading; under ZeRO-3 those are empty partitions, always "equal", so an untied
-    checkpoint (mT5, T5 v1.1) gets its ``lm_head`` silently replaced by the input embedding. Re-create the head
-    and load it from the checkpoint (rank 0 reads it; GatheredParameters re-partitions it).
-    """
-    if not is_deepspeed_zero3_enabled() or not hasattr(model, "lm_head") or not hasattr(model, "shared"):
-        return
-    if model.lm_head.weight is not model.shared.weight:
-        return
-    path = _checkpoint_has(args, "lm_head.weight")
-    if path is None:  # the checkpoint is tied for real
-        return
-    import deepspeed  # optional: only a ZeRO-3 run gets here
 
-    _untie_lm_head(model)
-    with deepspeed.zero.GatheredParameters(model.lm_head.weight, modifier_rank=0):
-        if not dist.is_initialized() or dist.get_rank() == 0:
-            with safe_open(path, framework="pt") as f:
-                model.lm_head.weight.data.copy_(f.get_tensor("lm_head.weight"))
+def _from_pretrained_zero3(args: ModelArguments, config: PretrainedConfig) -> PreTrainedModel:
+    """A checkpoint loaded under ZeRO-3 one shard at a time (:func:`hf_ptjf.shards.load_sharded`): the model is
+    built partitioned (``zero.Init``), rank 0 reads one safetensors shard at a time and each parameter is
+    gathered, filled and re-partitioned. ``from_pretrained`` instead reads every shard into one state dict on rank
+    0 (the whole model on one process). An untied checkpoint (mT5) gets its own head before loading."""
+    files = _checkpoint_files(args)
+    model = _auto_class(config).from_config(config, trust_remote_code=args.trust_remote_code)
+    if hasattr(model, "lm_head") and hasattr(model, "shared") and model.lm_head.weight is model.shared.weight \
+            and _checkpoint_has(args, "lm_head.weight"):
+        _untie_lm_head(model)  # (transformers 5 ties every T5 built from a config)
+    missing = load_sharded(model, files)
+    if missing:
+        logger.warning("%s: no weights in the checkpoint for %s; they keep their initialisation",
+                       args.name_or_path, ", ".join(sorted(missing)[:10]))
+    with contextlib.suppress(OSError):
+        model.generation_config = GenerationConfig.from_pretrained(args.name_or_path, revision=args.revision)
+    model.config._name_or_path = args.name_or_path
+    model.eval()  # (as from_pretrained leaves it; the Trainer switches to train mode)
+    return model
 
 
 def _tokenizer_ids(tokenizer: Any) -> dict[str, int]:
@@ -258,13 +270,15 @@ def build_model(args: ModelArguments, tokenizer: Any | None = None, new_tokens: 
             logger.warning("model.name_or_path is set, so these model fields are ignored: %s", ", ".join(ignored))
         config = AutoConfig.from_pretrained(args.name_or_path, revision=args.revision,
                                             trust_remote_code=args.trust_remote_code)
-        model = _auto_class(config).from_pretrained(
-            args.name_or_path,
-            revision=args.revision,
-            use_safetensors=True,
-            trust_remote_code=args.trust_remote_code,
-        )
-        _restore_untied_head_zero3(model, args)
+        if is_deepspeed_zero3_enabled():
+            model = _from_pretrained_zero3(args, config)
+        else:
+            model = _auto_class(config).from_pretrained(
+                args.name_or_path,
+                revision=args.revision,
+                use_safetensors=True,
+                trust_remote_code=args.trust_remote_code,
+            )
     else:
         vocab = args.vocab_size if args.vocab_size is not None else (len(tokenizer) if tokenizer is not None else None)
         if vocab is None:

@@ -31,7 +31,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("mixture", ["hf_ptjf.optim", "hf_ptjf.mixture", "hf_ptjf.mixture.*"]),
     # what is trained on and with what: data, the recipe (config parsed once), models, the Hub
     ("data", ["hf_ptjf.data", "hf_ptjf.data.*", "hf_ptjf.recipe", "hf_ptjf.recipe.*",
-              "hf_ptjf.modeling", "hf_ptjf.model_spec", "hf_ptjf.written", "hf_ptjf.hub", "hf_ptjf.hub.*",
+              "hf_ptjf.modeling", "hf_ptjf.model_spec", "hf_ptjf.shards", "hf_ptjf.written", "hf_ptjf.hub", "hf_ptjf.hub.*",
               # the training arguments are a config dataclass (trl style): the recipe builds them
               "hf_ptjf.train.arguments"]),
     ("trainer", ["hf_ptjf.train", "hf_ptjf.train.*"]),

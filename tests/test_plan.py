@@ -107,8 +107,12 @@ def test_config_files_are_documented_and_consistent():
     for p in CONFIGS.glob("*.json"):
         ds = json.loads(p.read_text())
         zero = ds["zero_optimization"]
-        assert zero["stage"] == 3 and zero["stage3_gather_16bit_weights_on_model_save"] is True
         assert ds["train_batch_size"] == "auto" and ds["gradient_accumulation_steps"] == "auto"
+        if p.name == "ds_zero3_cpu_ram_fp32.json":  # (issue 27) RAM-sized buckets; the runner writes the shards
+            assert zero["stage"] == 3 and zero["stage3_gather_16bit_weights_on_model_save"] is False
+            assert ds["bf16"]["enabled"] is False and zero["reduce_bucket_size"] * 4 <= 2**27
+            continue
+        assert zero["stage"] == 3 and zero["stage3_gather_16bit_weights_on_model_save"] is True
         if "cpu" in p.name:
             assert ds["bf16"]["enabled"] is False and not any("bucket" in k for k in zero)
         else:

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 from transformers import AutoConfig, PretrainedConfig
 
 from ..errors import UserError
-from ..memory import format_plan, plan_memory, read_accelerate_config
+from ..memory import format_plan, plan_memory, plan_recipe_phases, read_accelerate_config
 from ..modeling import ModelArguments, build_config
 from ..recipe import read_recipe
 from .policy import report_user_errors
@@ -41,6 +41,8 @@ def build_parser(prog: str = "hf-ptjf-plan") -> argparse.ArgumentParser:
     p.add_argument("--attn-implementation", choices=["sdpa", "eager"], default="sdpa",
                    help="attention kernel assumed by the activation estimate (default sdpa)")
     p.add_argument("--strict", action="store_true", help="exit with status 1 when the plan does not fit")
+    p.add_argument("--phases", action="store_true",
+                   help="ZeRO-3 on CPU: peak RSS per process and phase of a stage (load, train, evaluate, save, push)")
     return p
 
 
@@ -76,7 +78,22 @@ def _model_config(args: argparse.Namespace, margs: ModelArguments) -> tuple[Any,
     return config, raw.get("tie_word_embeddings", True)
 
 
+def _print_phases(args: argparse.Namespace) -> int:
+    """``--phases``: :func:`~hf_ptjf.memory.plan_recipe_phases`, one line per phase."""
+    if not args.accelerate_config:
+        raise UserError("--phases needs --accelerate-config (e.g. accelerate_configs/cpu_zero3_2proc_ram.yaml).")
+    plans = plan_recipe_phases(args.config, args.overrides, args.accelerate_config)
+    print("peak RSS per process (ZeRO-3 on CPU, fp32), MiB:")
+    print(f"  {'phase':<12}{'main':>8}{'others':>8}  terms")
+    for phase, plan in plans.items():
+        terms = ", ".join(f"{k} {v}" for k, v in plan["terms_mib"].items())
+        print(f"  {phase:<12}{plan['rank0_mib']:>8}{plan['rank1_mib']:>8}  {terms}")
+    return 0
+
+
 def _plan(args: argparse.Namespace) -> int:
+    if args.phases:
+        return _print_phases(args)
     config, tie = _model_config(args, load_model_args(args.config, args.overrides))
     gpus, nodes, off_opt, off_param = 1, 1, False, False
     notes = []

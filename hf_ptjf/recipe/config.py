@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..checks import did_you_mean, is_integer, is_number
+from ..checks import did_you_mean, is_integer, is_number, size_in_bytes
 from ..data.spec import TaskSpec
 from ..mixture import Mixture, mixture_record
 from ..model_spec import ModelArguments
@@ -261,6 +261,9 @@ class DataSpec:
             raise ValueError(f"cache_dir must be a directory path, got {self.cache_dir!r}")
 
 
+DEFAULT_MAX_SHARD_SIZE = "5GB"  # (hf_ptjf.shards.DEFAULT_MAX_SHARD_SIZE: transformers' and the Hub's convention)
+
+
 @dataclass
 class RecipeConfig:
     """A whole experiment. ``training`` holds the pass-through ``Seq2SeqTrainingArguments`` fields; ``tasks`` and
@@ -278,10 +281,15 @@ class RecipeConfig:
     hub: HubSpec = field(default_factory=HubSpec)
     eval: EvalSpec = field(default_factory=EvalSpec)
     training: dict[str, Any] = field(default_factory=dict)
+    # each stage's consolidated output is written in safetensors shards of at most this size (the Hub's convention)
+    max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE
 
     def __post_init__(self) -> None:
         self.tasks = [TaskSpec.from_dict(t) for t in self.tasks]
         self.model = ModelArguments.from_dict(self.model)
+        if size_in_bytes(self.max_shard_size) is None:
+            raise ValueError(f"`max_shard_size` must be a size such as \"5GB\", \"500MB\" or \"2GiB\" (or a number of "
+                             f"bytes), got {self.max_shard_size!r}; e.g. max_shard_size=2GB.")
 
     @property
     def task_names(self) -> list[str]:
@@ -319,7 +327,15 @@ class RecipeConfig:
                 out[f.name] = [_stage_record(dataclasses.asdict(stage)) for stage in value]
             else:
                 out[f.name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else copy.deepcopy(value)
-        return out
+        return _recipe_record(out)
+
+
+def _recipe_record(out: dict[str, Any]) -> dict[str, Any]:
+    """Top-level fields added after runs were recorded, left out at their defaults (as a default ``reset`` is):
+    the records and cache keys of every existing recipe stay as they were."""
+    if out.get("max_shard_size") == DEFAULT_MAX_SHARD_SIZE:
+        out.pop("max_shard_size")
+    return out
 
 
 def _stage_record(stage: dict[str, Any]) -> dict[str, Any]:
@@ -457,7 +473,7 @@ def with_added_defaults(recorded: Mapping[str, Any]) -> dict[str, Any]:
     """A resolved config (``RecipeConfig.to_dict()``) recorded by an earlier version, with the fields added since
     at their defaults: what a run directory's record is compared with, so that a field a newer version added is not
     read as a change the user made (a run continues after an upgrade)."""
-    out = _fill_defaults(RecipeConfig, recorded)
+    out = _recipe_record(_fill_defaults(RecipeConfig, recorded))
     for key, cls in _SECTIONS.items():
         out[key] = _fill_defaults(cls, out.get(key))
     stages = []

@@ -24,14 +24,18 @@ from typing import Any
 import torch
 from accelerate.state import AcceleratorState, GradientState
 from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+from transformers.trainer import TRAINING_ARGS_NAME
 
 from ..data.prepare import RecipeData, prepare_recipe_data, recipe_tokenizer_cache
 from ..modeling import parameter_numel
 from ..recipe import RecipeConfig, RecipeError, StageSpec
 from ..seen import SEEN_UNITS, seen_key
+from ..shards import release_gathered, stage_has_adapter, save_sharded
 from ..train import MIXTURE_STATE_NAME, MixtureTrainer, MixtureTrainingArguments, changed_shards
 from .evaluation import eval_sets, evaluate_stage
 from .handoff import StageHandoff, offline_hub
+from .host_memory import return_freed_memory, trim_heap
+from .phases import phase
 from .preflight import check_before_work
 from .ranks import main_process_first
 from .records import RunDirectory, StageResult, latest_checkpoint
@@ -56,6 +60,8 @@ class RecipeRunner:
         # The process state must be set up the way TrainingArguments does it (CPU / DeepSpeed / gloo
         # flags); a bare PartialState() created first would win as the singleton and misread the launch.
         self.state = self.training_arguments(0, config.stages[0]).distributed_state
+        if not _cuda_available():
+            return_freed_memory()  # (host memory is the model's memory here: freed tensors go back to the OS)
         # Who writes the run's records and outputs: the main process; with `save_on_each_node` (machines without a
         # shared filesystem) the main process of every machine, so each disk holds the records a rerun needs.
         self.writes = self.state.is_local_main_process if config.training.get("save_on_each_node") \
@@ -123,7 +129,8 @@ class RecipeRunner:
         # 1. Training arguments first: under ZeRO-3 the weights are then partitioned as they load.
         args = self.training_arguments(index, stage)
         # 2. The initial weights: scratch (seeded), an earlier stage at its pinned Hub revision, a Hub id or a path.
-        model = self._init_model(index, stage)
+        with phase("load", stage.name):
+            model = self._init_model(index, stage)
         parameters, trainable = _parameter_counts(model)
         # 3. The stage's mixture, at the rates computed for it before the first stage trained (an online strategy's
         #    first rates, which it then changes while training).
@@ -144,10 +151,13 @@ class RecipeRunner:
         trainer.create_optimizer()
         resume = self.resets.prepare(trainer, index, stage)
         # 5. Train (from this stage's newest complete checkpoint, if a crash interrupted it), evaluate, save.
-        trainer.train(resume_from_checkpoint=resume)
-        metrics, samples = evaluate_stage(trainer, self.data, self.cfg.eval)
+        with phase("train", stage.name):
+            trainer.train(resume_from_checkpoint=resume)
+        with phase("evaluate", stage.name):
+            metrics, samples = evaluate_stage(trainer, self.data, self.cfg.eval)
         self.run_dir.write_samples(index, stage, samples)
-        final = self._save(trainer, stage_dir / "final", merge=stage.peft is not None and stage.peft.merge)
+        with phase("save", stage.name):
+            final = self._save(trainer, stage_dir / "final", merge=stage.peft is not None and stage.peft.merge)
         steps, history, seen = self.resets.own_part(
             index, trainer.state.global_step, trainer.state.log_history, trainer.seen_counts(), self.stages)
         result = StageResult(
@@ -164,7 +174,8 @@ class RecipeRunner:
         )
         # 6. Push (the next stage loads exactly this commit), then record the stage as finished.
         if stage.push_to_hub if stage.push_to_hub is not None else self.cfg.hub.mode != "none":
-            self.handoff.push(stage, final, result, self._languages(), run_steps=steps_before + result.steps)
+            with phase("push", stage.name):
+                self.handoff.push(stage, final, result, self._languages(), run_steps=steps_before + result.steps)
         result.wall_time_s = round(time.time() - start, 2)
         self.run_dir.record_stage(stage, result)
         _release(trainer)
@@ -213,15 +224,24 @@ class RecipeRunner:
         return self.handoff.load_model(index, stage, self.data.tokenizer, self.data.added_tokens)
 
     def _save(self, trainer: Any, final: Path, merge: bool = False) -> Path:
-        """The stage output, consolidated under ZeRO-3 (stage3_gather_16bit_weights_on_model_save), + tokenizer.
-        A LoRA stage saves its adapter (``adapter_config.json`` names the base), or with ``merge`` merged weights."""
+        """The stage output + tokenizer: safetensors shards of at most ``max_shard_size``; under ZeRO-3 gathered one
+        parameter at a time and written one shard at a time (:func:`hf_ptjf.shards.save_sharded`), never the whole
+        model on one rank. A LoRA stage saves its adapter (``adapter_config.json`` names the base), or with
+        ``merge`` merged weights. (On every machine with save_on_each_node, as the Trainer does.)"""
+        model = trainer.accelerator.unwrap_model(trainer.model)
         if merge:
             if self.writes:
-                trainer.model.merge_and_unload().save_pretrained(str(final))
-        else:
-            trainer.save_model(str(final))  # (on every machine with save_on_each_node, as the Trainer does)
+                model.merge_and_unload().save_pretrained(str(final), max_shard_size=self.cfg.max_shard_size)
+        elif self.state.distributed_type == "DEEPSPEED":  # (a str enum)
+            release_gathered(trainer.model_wrapped)  # generate() may leave prefetched parameters in flight
+            save_sharded(model, final, max_shard_size=self.cfg.max_shard_size, is_writer=self.writes)
+        elif stage_has_adapter(model):
+            trainer.save_model(str(final))
+        elif self.writes:
+            model.save_pretrained(str(final), max_shard_size=self.cfg.max_shard_size)
         if self.writes:
             self.data.tokenizer.save_pretrained(str(final))
+            torch.save(trainer.args, final / TRAINING_ARGS_NAME)  # (as Trainer.save_model; never pushed)
         self.state.wait_for_everyone()
         return final
 
@@ -251,12 +271,33 @@ def _parameter_counts(model: Any) -> tuple[int, int]:
 
 def _release(trainer: Any) -> None:
     """Free the stage and reset process-global accelerate / DeepSpeed state for the next one."""
+    deepspeed = trainer.is_deepspeed_enabled
     trainer.accelerator.free_memory()
     del trainer
+    if deepspeed:
+        _forget_zero3_modules()
     gc.collect()
     AcceleratorState._reset_state(reset_partial_state=False)  # keep the process group
     GradientState._reset_state()
     unset_hf_deepspeed_config()
+    trim_heap()  # (the stage's small blocks, freed above, back to the OS)
+
+
+def _forget_zero3_modules() -> None:
+    """Drop what DeepSpeed (0.19) keeps of a finished stage in process globals, which keeps its model alive and,
+    through it, its ZeRO-3 optimizer (fp32 partitions, gradients and moments: 5 x 4P/n bytes per process): the
+    stack of modules in a forward pass (``parameter_offload.FWD_MODULE_STACK``, the model stays on it) and the
+    ``lru_cache`` of ``PartitionedParameterCoordinator.__params_to_release`` (keyed by the coordinator and the
+    modules). Without this every finished stage stayed in memory until the process ended (measured: stage 2 of the
+    CI-sized rehearsal started 800 MiB up per rank; docs/scale.md)."""
+    from deepspeed.runtime.zero import parameter_offload  # optional: only DeepSpeed runs get here
+    from deepspeed.runtime.zero.partitioned_param_coordinator import PartitionedParameterCoordinator as Coordinator
+
+    parameter_offload.FWD_MODULE_STACK.clear()
+    method = getattr(Coordinator, "_PartitionedParameterCoordinator__params_to_release", None)
+    for candidate in [method, *(c.cell_contents for c in getattr(method, "__closure__", None) or ())]:
+        if callable(getattr(candidate, "cache_clear", None)):  # (under DeepSpeed's nvtx wrapper)
+            candidate.cache_clear()
 
 
 def _cuda_available() -> bool:
