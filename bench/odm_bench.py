@@ -17,7 +17,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
+from bench.core_bench import timed  # noqa: E402  (best of n, as in the core benchmark)
 from hf_ptjf.mixture import ODM  # noqa: E402
 from hf_ptjf.mixture.sampler import TemperatureMixtureSampler  # noqa: E402
 
@@ -76,15 +76,6 @@ def _online_state(position: int, per_step: int = 64) -> dict:
     return json.loads(json.dumps(sampler.state_dict(position)))
 
 
-def timed(fn, repeats: int = 5) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 def bench_resume() -> None:
     rows = []
     for position in (10**3, 10**6, 10**8):
@@ -99,7 +90,8 @@ def bench_resume() -> None:
             it = iter(fresh)
             [next(it) for _ in range(64)]
 
-        rows.append((position, timed(lambda: resume(fixed_state, 2**18)), timed(lambda: resume(online_state, 64)),
+        rows.append((position, timed(lambda: resume(fixed_state, 2**18), repeats=5),
+                     timed(lambda: resume(online_state, 64), repeats=5),
                      len(json.dumps(online_state))))
     text = ", ".join(f"pos {p:.0e}: fixed {f * 1000:.1f} ms, online {o * 1000:.1f} ms (state {n} bytes)"
                      for p, f, o, n in rows)

@@ -92,6 +92,11 @@ class TemperatureMixtureSampler(torch.utils.data.Sampler[int]):
             chunk_start = chunk_stop
 
     @property
+    def schedule(self) -> RateSchedule:
+        """The rates over the stream's positions (``tasks``, under the name the streamed mixture gives it)."""
+        return self.tasks
+
+    @property
     def drawn(self) -> int:
         """The stream positions computed so far (the next position this sampler yields)."""
         return self._position
@@ -131,7 +136,7 @@ class TemperatureMixtureSampler(torch.utils.data.Sampler[int]):
             "task_sizes": self.task_sizes.tolist(),
             "probabilities": self.probabilities.tolist(),
             # rates that changed during the stage (an online strategy); absent for fixed rates, as before
-            **({"schedule": self.tasks.state_dict(position)} if self.tasks.changed else {}),
+            **self.tasks.checkpoint(position),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

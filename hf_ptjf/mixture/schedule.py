@@ -97,6 +97,11 @@ class RateSchedule:
                 "counts": self.counts_before(self.starts[k]).tolist(),
                 "segments": [[start, seq.probabilities.tolist()] for start, seq in zip(self.starts[k:], self.segments[k:])]}
 
+    def checkpoint(self, position: int) -> dict[str, Any]:
+        """``{"schedule": state}`` for a checkpoint at ``position`` where the rates changed, else nothing (a
+        fixed-rate checkpoint stays as it was)."""
+        return {"schedule": self.state_dict(position)} if self.changed else {}
+
     def load_state_dict(self, state: Mapping[str, Any] | Sequence[Sequence[Any]]) -> None:
         """Continue a checkpoint's schedule (it must have started from this one's rates)."""
         if not isinstance(state, Mapping):  # (the first format: every segment from position 0)

@@ -62,12 +62,12 @@ class MixtureData:
     @property
     def schedule(self) -> Any:
         """The :class:`~hf_ptjf.mixture.schedule.RateSchedule` of the training under way (``None`` before it starts)."""
-        return None
+        return self.current.schedule if self.current is not None else None
 
     @property
     def drawn(self) -> int:
         """The global stream positions the data has computed so far (the DataLoader reads ahead of the steps)."""
-        return 0
+        return self.current.drawn if self.current is not None else 0
 
     def read_ahead(self, positions: int) -> None:
         """Compute at most ``positions`` positions ahead of what was read (an online strategy's rates must reach
@@ -112,14 +112,6 @@ class MapMixtureData(MixtureData):
             self._pending = None
         self.current = sampler
         return sampler
-
-    @property
-    def schedule(self) -> Any:  # noqa: D102
-        return self.current.tasks if self.current is not None else None
-
-    @property
-    def drawn(self) -> int:  # noqa: D102
-        return self.current.drawn if self.current is not None else 0
 
     def read_ahead(self, positions: int) -> None:  # noqa: D102
         self._lookahead = positions
@@ -184,14 +176,6 @@ class StreamMixtureData(MixtureData):
         return prepare_data_loader(loader, device=args.device, num_processes=1, process_index=0, put_on_device=True,
                                    dispatch_batches=False)
 
-    @property
-    def schedule(self) -> Any:  # noqa: D102
-        return self.current.schedule if self.current is not None else None
-
-    @property
-    def drawn(self) -> int:  # noqa: D102
-        return self.current.drawn if self.current is not None else 0
-
     def read_ahead(self, positions: int) -> None:
         """A stream computes one micro-batch at a time (in the main process: online rates need no workers)."""
 
@@ -213,14 +197,8 @@ class StreamMixtureData(MixtureData):
                 "num_workers": args.dataloader_num_workers, "batch_size": args.per_device_train_batch_size,
                 "seed": self.current.seed if self.current else None,
                 "probabilities": [float(r) for r in rates], "shards": shard_identity(self.streams),
-                "readers": mine, **self._schedule_state(step, args)}
-
-    def _schedule_state(self, step: int, args: Any) -> dict[str, Any]:
-        """The rates over positions from the step's on, where they changed during the stage (an online strategy)."""
-        schedule = self.current.schedule if self.current is not None else None
-        if schedule is None or not schedule.changed:
-            return {}
-        return {"schedule": schedule.state_dict(step * args.total_train_batch_size)}
+                "readers": mine,
+                **(self.schedule.checkpoint(step * args.total_train_batch_size) if self.schedule is not None else {})}
 
     def resume(self, saved: Mapping[str, Any], checkpoint: str, args: Any, rates: np.ndarray) -> None:  # noqa: D102
         super().resume(saved, checkpoint, args, rates)
