@@ -7,6 +7,7 @@ the report. Not the scientific result (see docs/reproduction.md).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import re
 import subprocess
@@ -371,3 +372,22 @@ def test_launch_until_stops_starting_trials(tmp_path):
     cfg = sw.load_sweep(write_sweep(tmp_path, launch_until="00:00"))
     status = sw.run_trials(cfg, sw.expand_trials(cfg))
     assert set(status.values()) == {"not started"}
+
+
+def test_the_records_of_a_results_table_read_back_as_written(tmp_path):
+    """records_from_csv inverts sweep_results.csv (a seed gathered on another machine joins this one's trials)."""
+    from hf_ptjf.sweep.gathering import records_from_csv, write_gathered, write_tables
+
+    cfg = sw.load_sweep(write_sweep(tmp_path, methods=["scalarization", "ptjf"]))
+    records = [{"trial": f"{m}-r0.3-s{seed}", "method": m, "base_method": m, "rate": 0.3, "lr": 0.002, "seed": seed,
+                "first_stage_steps": 4 if m == "ptjf" else None, "total_steps": 8,
+                "pretrain": f"pretrain-n4-s{seed}" if m == "ptjf" else None, "status": "complete", "wall_time_s": 12.5,
+                "final": {"en-fr": 3.25 + seed, "en-ro": 4.5}, "final_ce": {"en-fr": 3.0, "en-ro": 4.25}, "best": {"en-fr": 3.0, "en-ro": 4.0},
+                "bleu": {"en-fr": 1.5}, "chrf": {"en-fr": 10.25, "en-ro": 8.5}, "off_target": {"en-ro": 0.25},
+                "examples_seen": {"en-fr": 96, "en-ro": 32}, "output_dir": f"/x/{m}-s{seed}", "recipe": {}, "history": []}
+               for m in ("scalarization", "ptjf") for seed in (0, 1)]
+    csv_path, _ = write_tables(cfg, records)
+    assert records_from_csv(csv_path) == records
+    write_gathered(dataclasses.replace(cfg, seeds=[0, 1], report_dir=str(tmp_path / "again")), records_from_csv(csv_path))
+    assert (tmp_path / "again" / "sweep_results.csv").read_text() == csv_path.read_text()
+    assert (tmp_path / "again" / "mean" / "report.md").exists()

@@ -23,7 +23,8 @@ from ..seen import SEEN_UNITS, seen_key, seen_label, seen_of_size_unit, total_se
 from .config import SweepConfig
 from .trials import PRETRAIN, Trial, expand_trials, read_results
 
-__all__ = ["RESULTS_CSV", "RESULTS_JSON", "gather", "seed_means", "summary_markdown", "trial_records", "write_tables"]
+__all__ = ["RESULTS_CSV", "RESULTS_JSON", "gather", "records_from_csv", "seed_means", "summary_markdown", "trial_records",
+           "write_gathered", "write_tables"]
 
 RESULTS_CSV = "sweep_results.csv"
 RESULTS_JSON = "sweep_results.json"
@@ -133,14 +134,46 @@ def seed_means(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+# The columns of sweep_results.csv: a trial's settings, then ``<key>_<task>`` per task, then its output_dir.
+CSV_TRIAL_KEYS = ("trial", "method", "base_method", "rate", "lr", "seed", "first_stage_steps", "total_steps",
+                  "pretrain", "status", "wall_time_s")
+CSV_TASK_KEYS = ("final", "final_ce", "best", "bleu", "chrf", "off_target", "examples_seen")
+_CSV_INTS = ("seed", "first_stage_steps", "total_steps", "examples_seen")
+
+
 def _csv_row(rec: Mapping[str, Any], tasks: Sequence[str]) -> dict[str, Any]:
-    row = {k: rec.get(k) for k in ("trial", "method", "base_method", "rate", "lr", "seed", "first_stage_steps",
-                                   "total_steps", "pretrain", "status", "wall_time_s")}
+    row = {k: rec.get(k) for k in CSV_TRIAL_KEYS}
     for task in tasks:
-        for key in ("final", "final_ce", "best", "bleu", "chrf", "off_target", "examples_seen"):
+        for key in CSV_TASK_KEYS:
             row[f"{key}_{task}"] = (rec.get(key) or {}).get(task)
     row["output_dir"] = rec.get("output_dir")
     return row
+
+
+def _csv_value(key: str, text: str) -> Any:
+    if text == "":
+        return None
+    if key in _CSV_INTS:
+        return int(text)
+    try:
+        return float(text)
+    except ValueError:  # a name: trial, method, pretrain, status
+        return text
+
+
+def records_from_csv(path: str | Path) -> list[dict[str, Any]]:
+    """The trial records a ``sweep_results.csv`` holds (without histories or recipes), e.g. to gather seeds whose
+    trial folders are on another machine with this machine's trials (:func:`write_gathered`)."""
+    records = []
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            tasks = [k[len("final_"):] for k in row if k.startswith("final_") and not k.startswith("final_ce_")]
+            rec: dict[str, Any] = {k: _csv_value(k, row[k]) for k in CSV_TRIAL_KEYS}
+            for key in CSV_TASK_KEYS:
+                values = {t: _csv_value(key, row[f"{key}_{t}"]) for t in tasks}
+                rec[key] = {t: v for t, v in values.items() if v is not None}
+            records.append({**rec, "output_dir": row["output_dir"], "recipe": {}, "history": []})
+    return records
 
 
 def write_tables(cfg: SweepConfig, records: Sequence[Mapping[str, Any]], status: Mapping[str, str] | None = None) -> tuple[Path, Path]:
@@ -253,10 +286,17 @@ def metric_front_lines(records: Sequence[Mapping[str, Any]], hr: str, lr: str, m
 
 def gather(cfg: SweepConfig, trials: Sequence[Trial] | None = None, status: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
     """Tables + ``report.md`` and PNGs (all trials) + ``mean/report.md`` (seed means, with several seeds)."""
-    from ..analysis.plots import write_report  # matplotlib: imported only when a report is written
-
     trials = expand_trials(cfg) if trials is None else trials
     records = trial_records(cfg, trials, status)
+    write_gathered(cfg, records, status)
+    return records
+
+
+def write_gathered(cfg: SweepConfig, records: Sequence[Mapping[str, Any]], status: Mapping[str, str] | None = None) -> None:
+    """What :func:`gather` writes for ``records``: the tables, summary.md, report.md with its PNGs, and with
+    several ``cfg.seeds`` the seed means' report under mean/."""
+    from ..analysis.plots import write_report  # matplotlib: imported only when a report is written
+
     write_tables(cfg, records, status)
     if records:
         figure = _metric_front_figure(cfg, records)
@@ -264,7 +304,6 @@ def gather(cfg: SweepConfig, trials: Sequence[Trial] | None = None, status: Mapp
         write_report(records, cfg.hr_task, cfg.lr_task, cfg.report_out, cfg.size_unit)
         if len(cfg.seeds) > 1:
             write_report(seed_means(records), cfg.hr_task, cfg.lr_task, cfg.report_out / "mean", cfg.size_unit)
-    return records
 
 
 def _metric_front_figure(cfg: SweepConfig, records: Sequence[Mapping[str, Any]]) -> str | None:
